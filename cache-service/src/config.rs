@@ -1,0 +1,244 @@
+//! cache-service's configuration: every setting is an environment variable and
+//! a flag (`--help` lists them). Secrets are never shown: not in `--help`, not
+//! in `Debug`, not in logs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use trafego_common::db::DbOptions;
+use trafego_common::duration;
+use trafego_common::telemetry::LogFormat;
+use trafego_proto::validate::Hostname;
+
+use crate::cache::CacheSettings;
+use crate::provider::DnsProvider;
+use crate::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
+use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
+
+/// Which provider holds the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// An RFC 1035 zone file: no account needed, any DNS server can serve it.
+    Zonefile,
+    /// Cloudflare's API v4.
+    Cloudflare,
+}
+
+/// cache-service: the provider cache of TrafegoDNS.
+#[derive(Clone, Parser)]
+#[command(name = "cache-service", version, about, long_about = None)]
+pub struct Config {
+    /// gRPC listen address. Loopback by default; containers set 0.0.0.0:50051.
+    #[arg(long, env = "CACHE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// SQLite database file of the cache (created with mode 0600).
+    #[arg(long, env = "CACHE_DB_PATH", default_value = "./data/cache.db")]
+    pub db_path: PathBuf,
+
+    /// The DNS provider.
+    #[arg(long, env = "DNS_PROVIDER", value_enum, default_value = "zonefile")]
+    pub provider: ProviderKind,
+
+    /// The zone managed, e.g. example.com. For Cloudflare, CLOUDFLARE_ZONE is accepted too.
+    #[arg(long, env = "DNS_ZONE")]
+    pub zone: Option<String>,
+
+    /// The zone name as TrafegoDNS users set it for Cloudflare (same as DNS_ZONE).
+    #[arg(long, env = "CLOUDFLARE_ZONE")]
+    pub cloudflare_zone: Option<String>,
+
+    /// The zone file (default ./data/<zone>.zone).
+    #[arg(long, env = "ZONEFILE_PATH")]
+    pub zonefile_path: Option<PathBuf>,
+
+    /// TTL written to the zone file for records asking for an automatic TTL.
+    #[arg(long, env = "ZONEFILE_DEFAULT_TTL", default_value_t = 300)]
+    pub zonefile_default_ttl: u32,
+
+    /// Cloudflare API token (prefer CLOUDFLARE_TOKEN_FILE).
+    #[arg(long, env = "CLOUDFLARE_TOKEN", hide_env_values = true)]
+    pub cloudflare_token: Option<String>,
+
+    /// File holding the Cloudflare API token.
+    #[arg(long, env = "CLOUDFLARE_TOKEN_FILE")]
+    pub cloudflare_token_file: Option<PathBuf>,
+
+    /// Cloudflare zone id; when unset the zone is found by name.
+    #[arg(long, env = "CLOUDFLARE_ZONE_ID")]
+    pub cloudflare_zone_id: Option<String>,
+
+    /// Cloudflare API base URL (point it at a compatible endpoint or a test fake).
+    #[arg(
+        long,
+        env = "CLOUDFLARE_API_URL",
+        default_value = "https://api.cloudflare.com/client/v4"
+    )]
+    pub cloudflare_api_url: String,
+
+    /// Records per page when listing the zone.
+    #[arg(long, env = "CLOUDFLARE_PER_PAGE", default_value_t = 5000)]
+    pub cloudflare_per_page: u32,
+
+    /// Changes per batch request.
+    #[arg(long, env = "CLOUDFLARE_BATCH_SIZE", default_value_t = 200)]
+    pub cloudflare_batch_size: usize,
+
+    /// Client-side request budget per window (Cloudflare allows 1200 per 5 minutes).
+    #[arg(long, env = "CLOUDFLARE_RATE_LIMIT", default_value_t = 1200)]
+    pub cloudflare_rate_limit: u32,
+
+    /// The budget's window (bare numbers are milliseconds).
+    #[arg(long, env = "CLOUDFLARE_RATE_WINDOW", default_value = "300s", value_parser = duration::parse_millis)]
+    pub cloudflare_rate_window: Duration,
+
+    /// Cache TTL and refresh period (bare numbers are milliseconds, as in TrafegoDNS).
+    #[arg(long, env = "DNS_CACHE_REFRESH_INTERVAL", default_value = "1h", value_parser = duration::parse_millis)]
+    pub refresh_interval: Duration,
+
+    /// A provider listing taking longer than this fails the refresh (bare numbers are milliseconds).
+    #[arg(long, env = "DNS_CACHE_REFRESH_TIMEOUT", default_value = "120s", value_parser = duration::parse_millis)]
+    pub refresh_timeout: Duration,
+
+    /// Recent cache events kept for watchers resuming from a past generation.
+    #[arg(long, env = "WATCH_BUFFER", default_value_t = 10_000)]
+    pub watch_buffer: usize,
+
+    /// How long in-flight calls may finish after SIGTERM (bare numbers are milliseconds).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = duration::parse_millis)]
+    pub shutdown_grace: Duration,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 4)]
+    pub db_pool_size: u32,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log level or filter directive (e.g. info, debug, cache_service=debug).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("db_path", &self.db_path)
+            .field("provider", &self.provider)
+            .field("zone", &self.zone)
+            .field(
+                "cloudflare_token",
+                &self.cloudflare_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cloudflare_api_url", &self.cloudflare_api_url)
+            .field("refresh_interval", &self.refresh_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The configuration from these arguments alone (environment ignored): for tests.
+    pub fn for_test(args: &[&str]) -> Self {
+        let mut cmd = <Self as clap::CommandFactory>::command();
+        for a in cmd
+            .get_arguments()
+            .map(|a| a.get_id().clone())
+            .collect::<Vec<_>>()
+        {
+            cmd = cmd.mut_arg(a, |a| a.env(None::<&str>));
+        }
+        let m = cmd
+            .try_get_matches_from(std::iter::once("cache-service").chain(args.iter().copied()))
+            .expect("test configuration");
+        <Self as clap::FromArgMatches>::from_arg_matches(&m).expect("test configuration")
+    }
+
+    /// The zone, from DNS_ZONE or CLOUDFLARE_ZONE.
+    pub fn zone(&self) -> anyhow::Result<Hostname> {
+        let z = match (&self.zone, &self.cloudflare_zone) {
+            (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b) => {
+                bail!("DNS_ZONE ({a}) and CLOUDFLARE_ZONE ({b}) disagree; set one")
+            }
+            (Some(z), _) | (None, Some(z)) => z.clone(),
+            (None, None) => {
+                bail!("set DNS_ZONE (or --zone) to the zone to manage, e.g. example.com")
+            }
+        };
+        Hostname::parse("DNS_ZONE", &z).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn token(&self) -> anyhow::Result<String> {
+        match (&self.cloudflare_token, &self.cloudflare_token_file) {
+            (Some(t), _) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            (_, Some(p)) => {
+                let t = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading CLOUDFLARE_TOKEN_FILE {}", p.display()))?;
+                let t = t.trim().to_string();
+                if t.is_empty() {
+                    bail!("CLOUDFLARE_TOKEN_FILE {} is empty", p.display());
+                }
+                Ok(t)
+            }
+            _ => bail!("DNS_PROVIDER=cloudflare needs CLOUDFLARE_TOKEN or CLOUDFLARE_TOKEN_FILE"),
+        }
+    }
+
+    /// Builds the configured provider.
+    pub fn provider(&self) -> anyhow::Result<Arc<dyn DnsProvider>> {
+        let zone = self.zone()?;
+        Ok(match self.provider {
+            ProviderKind::Zonefile => {
+                let path = self
+                    .zonefile_path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!("./data/{zone}.zone")));
+                Arc::new(
+                    ZoneFileProvider::open(ZoneFileConfig {
+                        path,
+                        zone,
+                        default_ttl: self.zonefile_default_ttl,
+                    })
+                    .map_err(|e| anyhow::anyhow!("zone file: {e}"))?,
+                )
+            }
+            ProviderKind::Cloudflare => {
+                let mut cfg = CloudflareConfig::new(&self.cloudflare_api_url, &self.token()?, zone);
+                cfg.zone_id = self.cloudflare_zone_id.clone().filter(|z| !z.is_empty());
+                cfg.per_page = self.cloudflare_per_page;
+                cfg.batch_size = self.cloudflare_batch_size.max(1);
+                cfg.budget_requests = self.cloudflare_rate_limit.max(1);
+                cfg.budget_window = self.cloudflare_rate_window;
+                Arc::new(
+                    CloudflareProvider::new(cfg).map_err(|e| anyhow::anyhow!("cloudflare: {e}"))?,
+                )
+            }
+        })
+    }
+
+    /// Pool settings.
+    pub fn db_options(&self) -> DbOptions {
+        DbOptions {
+            pool_size: self.db_pool_size.max(1),
+            ..DbOptions::default()
+        }
+    }
+
+    /// Cache settings.
+    pub fn cache_settings(&self) -> CacheSettings {
+        CacheSettings {
+            refresh_interval: self.refresh_interval.max(Duration::from_secs(1)),
+            refresh_timeout: self.refresh_timeout,
+            watch_buffer: self.watch_buffer.max(16),
+        }
+    }
+}

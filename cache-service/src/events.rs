@@ -1,0 +1,190 @@
+//! The cache's change stream: every committed change is published here, in
+//! generation order, for `WatchCache`.
+//!
+//! A bounded ring keeps recent events so a watcher can start from a past
+//! generation; a watcher asking for events the ring no longer holds, or one
+//! that lags behind the live channel, is told to resync. It is never fed a
+//! stream with a hole in it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use trafego_proto::cache::{CacheEventKind, DnsRecord, WatchCacheResponse};
+
+/// Shared, immutable event.
+pub type Event = Arc<WatchCacheResponse>;
+
+struct Ring {
+    events: VecDeque<Event>,
+    /// Every event of a generation above this one is in `events` (or came later).
+    complete_after: u64,
+}
+
+/// Publishes cache events and hands out subscriptions.
+pub struct Hub {
+    ring: Mutex<Ring>,
+    capacity: usize,
+    tx: broadcast::Sender<Event>,
+}
+
+/// What a new watcher gets: the backlog it asked for (or a resync), then live events.
+pub struct Subscription {
+    /// Events to send first.
+    pub backlog: Vec<Event>,
+    /// Live events after the backlog.
+    pub live: broadcast::Receiver<Event>,
+}
+
+impl Hub {
+    /// A hub keeping up to `capacity` recent events, starting at `generation`.
+    pub fn new(capacity: usize, generation: u64) -> Self {
+        let (tx, _) = broadcast::channel(capacity.clamp(16, 65_536));
+        Hub {
+            ring: Mutex::new(Ring {
+                events: VecDeque::new(),
+                complete_after: generation,
+            }),
+            capacity: capacity.max(1),
+            tx,
+        }
+    }
+
+    /// Publishes the events of one committed change. If they are more than the
+    /// ring holds, only the summary (refreshed) event is kept, and watchers
+    /// behind it resync.
+    pub fn publish(&self, generation: u64, events: Vec<WatchCacheResponse>) {
+        if events.len() > self.capacity {
+            let summary = events
+                .into_iter()
+                .rfind(|e| e.kind == CacheEventKind::Refreshed as i32)
+                .unwrap_or_else(|| resync(generation));
+            return self.publish_gap(generation, summary);
+        }
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            let e = Arc::new(e);
+            ring.events.push_back(e.clone());
+            let _ = self.tx.send(e);
+        }
+        while ring.events.len() > self.capacity {
+            if let Some(old) = ring.events.pop_front() {
+                ring.complete_after = ring.complete_after.max(old.generation);
+            }
+        }
+    }
+
+    /// Publishes a change too large to stream record by record: only `summary`
+    /// is kept, and watchers from before `generation` are told to resync.
+    pub fn publish_gap(&self, generation: u64, summary: WatchCacheResponse) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.events.clear();
+        ring.complete_after = generation;
+        // Live watchers missed the records of this change too.
+        let _ = self.tx.send(Arc::new(resync(generation)));
+        if summary.kind != CacheEventKind::Resync as i32 {
+            let _ = self.tx.send(Arc::new(summary));
+        }
+    }
+
+    /// Subscribes from `from_generation` (0: live events only).
+    pub fn subscribe(&self, from_generation: u64, current_generation: u64) -> Subscription {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.tx.subscribe();
+        let backlog = if from_generation == 0 || from_generation >= current_generation {
+            Vec::new()
+        } else if from_generation < ring.complete_after {
+            vec![Arc::new(resync(current_generation))]
+        } else {
+            ring.events
+                .iter()
+                .filter(|e| e.generation > from_generation)
+                .cloned()
+                .collect()
+        };
+        Subscription { backlog, live }
+    }
+}
+
+/// The event telling a watcher to re-read the cache.
+pub fn resync(generation: u64) -> WatchCacheResponse {
+    WatchCacheResponse {
+        kind: CacheEventKind::Resync as i32,
+        generation,
+        ..Default::default()
+    }
+}
+
+/// An added or changed event.
+pub fn record_event(
+    kind: CacheEventKind,
+    generation: u64,
+    record: DnsRecord,
+) -> WatchCacheResponse {
+    WatchCacheResponse {
+        kind: kind as i32,
+        generation,
+        record_id: record.record_id.clone(),
+        record: Some(record),
+        error: String::new(),
+    }
+}
+
+/// A removed event.
+pub fn removed_event(generation: u64, record_id: String) -> WatchCacheResponse {
+    WatchCacheResponse {
+        kind: CacheEventKind::Removed as i32,
+        generation,
+        record_id,
+        ..Default::default()
+    }
+}
+
+/// A refreshed event (`error` empty on success).
+pub fn refreshed_event(generation: u64, error: String) -> WatchCacheResponse {
+    WatchCacheResponse {
+        kind: CacheEventKind::Refreshed as i32,
+        generation,
+        error,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlog_and_resync() {
+        let hub = Hub::new(4, 10);
+        hub.publish(
+            11,
+            vec![
+                removed_event(11, "a".into()),
+                refreshed_event(11, String::new()),
+            ],
+        );
+        hub.publish(12, vec![refreshed_event(12, String::new())]);
+        let s = hub.subscribe(11, 12);
+        assert_eq!(s.backlog.len(), 1);
+        assert_eq!(s.backlog[0].generation, 12);
+        let s = hub.subscribe(10, 12);
+        assert_eq!(s.backlog.len(), 3);
+        // Overflow the ring: generation 10 is no longer complete.
+        hub.publish(
+            13,
+            (0..3).map(|i| removed_event(13, i.to_string())).collect(),
+        );
+        let s = hub.subscribe(10, 13);
+        assert_eq!(s.backlog.len(), 1);
+        assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
+        // A change bigger than the ring keeps only its summary.
+        let mut big: Vec<_> = (0..10).map(|i| removed_event(14, i.to_string())).collect();
+        big.push(refreshed_event(14, String::new()));
+        hub.publish(14, big);
+        let s = hub.subscribe(13, 14);
+        assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
+        let s = hub.subscribe(0, 14);
+        assert!(s.backlog.is_empty());
+    }
+}

@@ -1,0 +1,351 @@
+//! The gRPC edge of cache-service: every request is validated into domain
+//! types here, and every error becomes a `tonic::Status` here. Handlers hold
+//! no pooled connection across an `.await`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use trafego_proto::cache::cache_service_server::CacheService;
+use trafego_proto::cache::{change, *};
+use trafego_proto::timestamp_ms;
+use trafego_proto::validate::{self, FieldError, Hostname, RecordType};
+
+use crate::cache::{Cache, CacheError, row_to_proto};
+use crate::provider::{ProviderRecord, WriteOp, WriteResult};
+use crate::store::{self, ListFilter, PageKey};
+
+/// Most changes accepted in one `ApplyChanges`.
+pub const MAX_CHANGES: usize = 100_000;
+const DEFAULT_PAGE: u32 = 1000;
+const MAX_PAGE: u32 = 10_000;
+
+/// The `trafego.cache.v1.CacheService` implementation.
+#[derive(Clone)]
+pub struct CacheApi {
+    cache: Arc<Cache>,
+    shutdown: CancellationToken,
+}
+
+impl CacheApi {
+    /// Serves `cache`; streams end when `shutdown` is cancelled.
+    pub fn new(cache: Arc<Cache>, shutdown: CancellationToken) -> Self {
+        Self { cache, shutdown }
+    }
+
+    fn record(&self, r: &ProviderRecord) -> DnsRecord {
+        let now = self.cache.now_ms();
+        self.cache.to_proto(r, now, now)
+    }
+
+    fn single(&self, res: WriteResult) -> Result<Option<DnsRecord>, Status> {
+        match res {
+            Ok(r) => Ok(r.as_ref().map(|r| self.record(r))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_one(&self, op: WriteOp) -> Result<(Option<DnsRecord>, u64), Status> {
+        let (mut results, generation, _) = self.cache.write(vec![op]).await?;
+        let res = results
+            .pop()
+            .ok_or_else(|| Status::internal("the provider returned no result"))?;
+        Ok((self.single(res)?, generation))
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchCacheResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CacheService for CacheApi {
+    async fn list_records(
+        &self,
+        request: Request<ListRecordsRequest>,
+    ) -> Result<Response<ListRecordsResponse>, Status> {
+        let req = request.into_inner();
+        let filter = ListFilter {
+            rtype: non_empty(&req.r#type)
+                .map(|t| RecordType::parse("type", t).map(|t| t.as_str().to_string()))
+                .transpose()?,
+            name: non_empty(&req.name)
+                .map(|n| Hostname::parse("name", n).map(|h| h.to_string()))
+                .transpose()?,
+            name_suffix: non_empty(&req.name_suffix)
+                .map(|n| Hostname::parse("name_suffix", n).map(|h| h.to_string()))
+                .transpose()?,
+        };
+        let limit = validate::page_size("page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = non_empty(&req.page_token)
+            .map(|t| {
+                PageKey::decode(t).ok_or_else(|| {
+                    FieldError::new("page_token", "is not a token returned by ListRecords")
+                })
+            })
+            .transpose()?;
+        let max = (req.max_staleness_seconds > 0)
+            .then(|| Duration::from_secs(u64::from(req.max_staleness_seconds)));
+        self.cache.ensure_fresh(max).await?;
+        let (rows, more, state) = self
+            .cache
+            .db()
+            .run(move |c| {
+                let (rows, more) = store::list(c, &filter, after.as_ref(), limit)?;
+                Ok::<_, CacheError>((rows, more, store::state(c)?))
+            })
+            .await?;
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => PageKey {
+                name: last.name.clone(),
+                rtype: last.rtype.clone(),
+                record_id: last.record_id.clone(),
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListRecordsResponse {
+            records: rows.into_iter().map(row_to_proto).collect(),
+            next_page_token,
+            generation: state.generation as u64,
+            last_refreshed: state.last_refreshed.map(timestamp_ms),
+        }))
+    }
+
+    async fn get_record(
+        &self,
+        request: Request<GetRecordRequest>,
+    ) -> Result<Response<GetRecordResponse>, Status> {
+        let id = validate::record_id("record_id", &request.get_ref().record_id)?;
+        self.cache.ensure_fresh(None).await?;
+        let lookup = id.clone();
+        let row = self
+            .cache
+            .db()
+            .run(move |c| Ok::<_, CacheError>(store::get(c, &lookup)?))
+            .await?;
+        match row {
+            Some(r) => Ok(Response::new(GetRecordResponse {
+                record: Some(row_to_proto(r)),
+            })),
+            None => Err(Status::not_found(format!("no record {id} in the cache"))),
+        }
+    }
+
+    async fn refresh_cache(
+        &self,
+        request: Request<RefreshCacheRequest>,
+    ) -> Result<Response<RefreshCacheResponse>, Status> {
+        let force = request.get_ref().force;
+        let o = self.cache.refresh_recent(force).await?;
+        Ok(Response::new(RefreshCacheResponse {
+            added: o.added,
+            changed: o.changed,
+            removed: o.removed,
+            total: o.total,
+            duration_ms: o.duration_ms,
+            generation: o.generation,
+            provider_requests: o.provider_requests,
+        }))
+    }
+
+    async fn get_cache_status(
+        &self,
+        _request: Request<GetCacheStatusRequest>,
+    ) -> Result<Response<GetCacheStatusResponse>, Status> {
+        let s = self.cache.status().await?;
+        Ok(Response::new(GetCacheStatusResponse {
+            provider: self.cache.provider_name().to_string(),
+            zone: self.cache.zone().to_string(),
+            record_count: s.record_count,
+            last_refreshed: s.state.last_refreshed.map(timestamp_ms),
+            last_error: s.state.last_error,
+            stale: s.stale,
+            generation: s.state.generation as u64,
+            refresh_interval_seconds: self.cache.settings().refresh_interval.as_secs(),
+            last_refresh_duration_ms: s.state.last_refresh_duration_ms as u64,
+            last_attempt: s.state.last_attempt.map(timestamp_ms),
+        }))
+    }
+
+    async fn create_record(
+        &self,
+        request: Request<CreateRecordRequest>,
+    ) -> Result<Response<CreateRecordResponse>, Status> {
+        let input = validate::record_input(
+            "record",
+            request.get_ref().record.as_ref(),
+            self.cache.zone_name(),
+        )?;
+        let (record, generation) = self.write_one(WriteOp::Create(input)).await?;
+        Ok(Response::new(CreateRecordResponse { record, generation }))
+    }
+
+    async fn update_record(
+        &self,
+        request: Request<UpdateRecordRequest>,
+    ) -> Result<Response<UpdateRecordResponse>, Status> {
+        let req = request.get_ref();
+        let id = validate::record_id("record_id", &req.record_id)?;
+        let input = validate::record_input("record", req.record.as_ref(), self.cache.zone_name())?;
+        let (record, generation) = self.write_one(WriteOp::Update { id, input }).await?;
+        Ok(Response::new(UpdateRecordResponse { record, generation }))
+    }
+
+    async fn delete_record(
+        &self,
+        request: Request<DeleteRecordRequest>,
+    ) -> Result<Response<DeleteRecordResponse>, Status> {
+        let id = validate::record_id("record_id", &request.get_ref().record_id)?;
+        let (_, generation) = self.write_one(WriteOp::Delete { id: id.clone() }).await?;
+        Ok(Response::new(DeleteRecordResponse {
+            record_id: id,
+            generation,
+        }))
+    }
+
+    async fn apply_changes(
+        &self,
+        request: Request<ApplyChangesRequest>,
+    ) -> Result<Response<ApplyChangesResponse>, Status> {
+        let req = request.into_inner();
+        if req.changes.len() > MAX_CHANGES {
+            return Err(FieldError::new(
+                "changes",
+                format!(
+                    "{} changes; at most {MAX_CHANGES} per call",
+                    req.changes.len()
+                ),
+            )
+            .into());
+        }
+        let zone = self.cache.zone_name();
+        let mut ops = Vec::with_capacity(req.changes.len());
+        for (i, c) in req.changes.iter().enumerate() {
+            let op = match &c.kind {
+                Some(change::Kind::Create(input)) => WriteOp::Create(validate::record_input(
+                    &format!("changes[{i}].create"),
+                    Some(input),
+                    zone,
+                )?),
+                Some(change::Kind::Update(u)) => WriteOp::Update {
+                    id: validate::record_id(
+                        &format!("changes[{i}].update.record_id"),
+                        &u.record_id,
+                    )?,
+                    input: validate::record_input(
+                        &format!("changes[{i}].update.record"),
+                        u.record.as_ref(),
+                        zone,
+                    )?,
+                },
+                Some(change::Kind::Delete(d)) => WriteOp::Delete {
+                    id: validate::record_id(
+                        &format!("changes[{i}].delete.record_id"),
+                        &d.record_id,
+                    )?,
+                },
+                None => {
+                    return Err(FieldError::new(
+                        format!("changes[{i}]"),
+                        "must be one of create, update or delete",
+                    )
+                    .into());
+                }
+            };
+            ops.push(op);
+        }
+        let ids: Vec<String> = ops
+            .iter()
+            .map(|o| o.id().unwrap_or_default().to_string())
+            .collect();
+        let (results, generation, provider_requests) = self.cache.write(ops).await?;
+        let mut succeeded = 0;
+        let results: Vec<ChangeResult> = results
+            .into_iter()
+            .zip(ids)
+            .enumerate()
+            .map(|(i, (res, id))| match res {
+                Ok(rec) => {
+                    succeeded += 1;
+                    let record = rec.as_ref().map(|r| self.record(r));
+                    ChangeResult {
+                        index: i as u32,
+                        code: 0,
+                        message: String::new(),
+                        record_id: record.as_ref().map(|r| r.record_id.clone()).unwrap_or(id),
+                        record,
+                    }
+                }
+                Err(e) => ChangeResult {
+                    index: i as u32,
+                    code: e.code() as i32,
+                    message: e.to_string(),
+                    record: None,
+                    record_id: id,
+                },
+            })
+            .collect();
+        let failed = results.len() as u32 - succeeded;
+        Ok(Response::new(ApplyChangesResponse {
+            results,
+            succeeded,
+            failed,
+            generation,
+            provider_requests,
+        }))
+    }
+
+    type WatchCacheStream = WatchStream;
+
+    async fn watch_cache(
+        &self,
+        request: Request<WatchCacheRequest>,
+    ) -> Result<Response<Self::WatchCacheStream>, Status> {
+        let from = request.get_ref().from_generation;
+        let current = self.cache.status().await?.state.generation as u64;
+        let sub = self.cache.hub().subscribe(from, current);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<WatchCacheResponse, Status>>(256);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut last = from;
+            for e in sub.backlog {
+                last = last.max(e.generation);
+                if tx.send(Ok((*e).clone())).await.is_err() {
+                    return;
+                }
+            }
+            let mut live = sub.live;
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tx.closed() => return,
+                    n = live.recv() => n,
+                };
+                let ev = match next {
+                    Ok(e) => (*e).clone(),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            skipped = n,
+                            "a cache watcher fell behind; telling it to resync"
+                        );
+                        crate::events::resync(last)
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                last = last.max(ev.generation);
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

@@ -1,0 +1,180 @@
+//! The DNS provider behind one trait: cache-service's only door to the outside.
+//!
+//! Implementations read every record of the zone and apply writes. They never
+//! touch the cache database, and they never put a credential in an error, a log
+//! line or a record.
+
+pub mod cloudflare;
+pub mod zonefile;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use trafego_proto::validate::{self, Hostname, ValidRecordInput};
+
+/// The comment the app writes on records it creates. It says who wrote the
+/// record for people reading the provider's dashboard; it is never taken as
+/// proof of ownership (only tracking-service's table is).
+pub const MANAGED_COMMENT: &str = "Managed by TrafegoDNS";
+
+/// A record as a provider holds it. Fields are as the provider reports them,
+/// so records of types this project does not manage are cached too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRecord {
+    /// The provider's id, stable across refreshes and restarts.
+    pub id: String,
+    /// Record type, uppercase.
+    pub rtype: String,
+    /// Fully qualified name, lowercase, no trailing dot.
+    pub name: String,
+    /// Content in presentation form.
+    pub content: String,
+    /// TTL in seconds, 1 for automatic.
+    pub ttl: u32,
+    /// Proxied at the provider.
+    pub proxied: bool,
+    /// Priority for MX and SRV.
+    pub priority: Option<u32>,
+    /// The provider-side comment ("" when none).
+    pub comment: String,
+}
+
+impl ProviderRecord {
+    /// The record's fingerprint, computed as everywhere else in the project.
+    pub fn fingerprint(&self) -> String {
+        validate::fingerprint(
+            &self.rtype,
+            &self.name,
+            &self.content,
+            self.ttl,
+            self.proxied,
+            self.priority,
+        )
+    }
+
+    /// The record an accepted write produced, for providers that echo nothing
+    /// more than an id.
+    pub fn from_input(id: String, input: &ValidRecordInput) -> Self {
+        let s = &input.spec;
+        ProviderRecord {
+            id,
+            rtype: s.rtype.as_str().to_string(),
+            name: s.name.as_str().to_string(),
+            content: s.content.clone(),
+            ttl: s.ttl,
+            proxied: s.proxied,
+            priority: s.priority.map(u32::from),
+            comment: input.comment.clone(),
+        }
+    }
+}
+
+/// One write, as asked of the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Create a record.
+    Create(ValidRecordInput),
+    /// Replace the record with this id.
+    Update {
+        /// The provider's id of the record.
+        id: String,
+        /// Its new fields.
+        input: ValidRecordInput,
+    },
+    /// Delete the record with this id.
+    Delete {
+        /// The provider's id of the record.
+        id: String,
+    },
+}
+
+impl WriteOp {
+    /// The id a write is about, if it has one yet.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            WriteOp::Create(_) => None,
+            WriteOp::Update { id, .. } | WriteOp::Delete { id } => Some(id),
+        }
+    }
+}
+
+/// The outcome of one write: the record as the provider now holds it, or
+/// `None` for a delete.
+pub type WriteResult = Result<Option<ProviderRecord>, ProviderError>;
+
+/// Why a provider call failed. Mapped to a gRPC code once, in `From<ProviderError> for Status`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider (or the client-side budget) says to slow down.
+    #[error("provider rate limit reached{}", retry_after.map(|d| format!("; retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// How long the provider asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// The provider refused the credentials.
+    #[error("the provider refused the credentials: {0}")]
+    Unauthorized(String),
+    /// The record or zone does not exist.
+    #[error("not found at the provider: {0}")]
+    NotFound(String),
+    /// The provider already holds a conflicting record.
+    #[error("the provider already holds a conflicting record: {0}")]
+    Conflict(String),
+    /// The provider refused the content.
+    #[error("the provider refused the record: {0}")]
+    Invalid(String),
+    /// The provider could not be reached, or kept failing.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the provider said.
+    #[error("provider error: {0}")]
+    Other(String),
+}
+
+impl ProviderError {
+    /// The gRPC code for this condition, chosen in this one place.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            ProviderError::RateLimited { .. } => tonic::Code::ResourceExhausted,
+            ProviderError::Unauthorized(_) => tonic::Code::FailedPrecondition,
+            ProviderError::NotFound(_) => tonic::Code::NotFound,
+            ProviderError::Conflict(_) => tonic::Code::AlreadyExists,
+            ProviderError::Invalid(_) => tonic::Code::InvalidArgument,
+            ProviderError::Unavailable(_) => tonic::Code::Unavailable,
+            ProviderError::Other(_) => tonic::Code::Internal,
+        }
+    }
+}
+
+impl From<ProviderError> for tonic::Status {
+    fn from(e: ProviderError) -> Self {
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+/// Every record of the zone, read whole.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The records.
+    pub records: Vec<ProviderRecord>,
+    /// Provider requests the listing took.
+    pub requests: u64,
+}
+
+/// A DNS provider: Cloudflare, a zone file, or anything else that can list a
+/// zone and apply writes.
+pub trait DnsProvider: Send + Sync + 'static {
+    /// The provider's name as stored in the cache: "cloudflare", "zonefile".
+    fn name(&self) -> &'static str;
+
+    /// The zone this provider manages.
+    fn zone(&self) -> &Hostname;
+
+    /// Reads every record of the zone. Either the whole zone or an error:
+    /// never a partial listing.
+    fn list(&self) -> BoxFuture<'_, Result<Listing, ProviderError>>;
+
+    /// Applies writes with the provider's batching. Returns exactly one result
+    /// per op, in the order given, and the number of provider requests made.
+    fn apply(&self, ops: Vec<WriteOp>) -> BoxFuture<'_, (Vec<WriteResult>, u64)>;
+}

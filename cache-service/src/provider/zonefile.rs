@@ -1,0 +1,1852 @@
+//! The RFC 1035 zone-file provider, the project's default: the zone lives in
+//! one text file that any authoritative server (Knot, BIND, NSD, CoreDNS) can
+//! load, and that people may also edit by hand.
+//!
+//! The file is read with hickory-proto's zone parser on every listing, so hand
+//! edits show up; writes re-read it, apply the ops, bump the SOA serial and
+//! replace the file atomically (temp file, `sync_all`, rename, directory
+//! fsync). This module must never leave a torn or half-written zone file, never
+//! rewrite a file it could not parse completely (a half-edited file yields
+//! [`ProviderError::Unavailable`] and the caller keeps its snapshot), and never
+//! write a record that the parser would read back differently: every new record
+//! and every rewritten file is parsed again and compared before it replaces
+//! the old file.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, MX, NS, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType as WireType};
+use hickory_proto::serialize::txt::Parser;
+use sha2::{Digest, Sha256};
+use trafego_proto::validate::{Hostname, RecordSpec, RecordType, TTL_AUTO, ValidRecordInput};
+
+use super::{
+    DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp, WriteResult,
+};
+
+/// The TTL written for "automatic" records and as the file's `$TTL` when the
+/// configuration does not choose one: five minutes, short enough for the
+/// container churn TrafegoDNS follows.
+pub const DEFAULT_TTL: u32 = 300;
+
+/// Longest TTL a zone file may carry (RFC 2181 section 8).
+const MAX_TTL: u32 = i32::MAX as u32;
+
+/// Longest character-string in a TXT or CAA record (RFC 1035 section 3.3).
+const MAX_CHARACTER_STRING: usize = 255;
+
+/// How many times `apply` re-reads a file that changed on disk while it was
+/// preparing the new version (someone saving a hand edit at that moment).
+const MAX_WRITE_ATTEMPTS: usize = 3;
+
+/// Where and what the zone file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFileConfig {
+    /// The zone file. Its parent directory is created if missing.
+    pub path: PathBuf,
+    /// The zone the file holds; written as `$ORIGIN`, and every record written
+    /// must lie in it.
+    pub zone: Hostname,
+    /// TTL written for records asking for "automatic" (ttl 1) and the zone's
+    /// `$TTL`; [`DEFAULT_TTL`] unless configured.
+    pub default_ttl: u32,
+}
+
+impl ZoneFileConfig {
+    /// A configuration with the default TTL, for callers that only know where
+    /// the file is and which zone it holds.
+    pub fn new(path: impl Into<PathBuf>, zone: Hostname) -> Self {
+        ZoneFileConfig {
+            path: path.into(),
+            zone,
+            default_ttl: DEFAULT_TTL,
+        }
+    }
+}
+
+/// A zone held in an RFC 1035 zone file: no account, no network, and any DNS
+/// server can serve the result.
+///
+/// Record ids are derived from the record itself (type, name and content), so
+/// they survive restarts and hand edits of other records; an update that
+/// changes the content therefore returns a new id.
+pub struct ZoneFileProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: ZoneFileConfig,
+    /// The zone as a fully qualified hickory name.
+    origin: Name,
+    /// Serialises writers of this process: each holds it from reading the file
+    /// to renaming the new one over it.
+    write_lock: Mutex<()>,
+}
+
+impl ZoneFileProvider {
+    /// Opens (creating it, with an SOA and an NS record, if it does not exist;
+    /// file mode 0644, parent dir created) the zone file.
+    ///
+    /// An existing file is not parsed here: a file broken by a hand edit must
+    /// not stop the service from starting, it makes `list` and `apply` return
+    /// `Unavailable` until it is fixed.
+    pub fn open(cfg: ZoneFileConfig) -> Result<Self, ProviderError> {
+        if cfg.default_ttl == 0 || cfg.default_ttl > MAX_TTL {
+            return Err(ProviderError::Invalid(format!(
+                "zone file default TTL {} is out of range 1 to {MAX_TTL}",
+                cfg.default_ttl
+            )));
+        }
+        let origin = Name::from_ascii(format!("{}.", cfg.zone.as_str())).map_err(|e| {
+            ProviderError::Invalid(format!("zone {} is not a valid DNS name: {e}", cfg.zone))
+        })?;
+        let inner = Inner {
+            cfg,
+            origin,
+            write_lock: Mutex::new(()),
+        };
+        let path = &inner.cfg.path;
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(ProviderError::Unavailable(format!(
+                    "zone file {}: not a regular file",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => inner.create_initial()?,
+            Err(e) => return Err(unavailable(path, format!("cannot read it: {e}"))),
+        }
+        inner.remove_stale_temp_files();
+        Ok(ZoneFileProvider {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The configuration the provider was opened with.
+    pub fn config(&self) -> &ZoneFileConfig {
+        &self.inner.cfg
+    }
+}
+
+impl DnsProvider for ZoneFileProvider {
+    fn name(&self) -> &'static str {
+        "zonefile"
+    }
+
+    fn zone(&self) -> &Hostname {
+        &self.inner.cfg.zone
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Listing, ProviderError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.list_blocking())
+                .await
+                .map_err(|e| ProviderError::Other(format!("zone file listing task failed: {e}")))?
+        })
+    }
+
+    fn apply(&self, ops: Vec<WriteOp>) -> BoxFuture<'_, (Vec<WriteResult>, u64)> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            if ops.is_empty() {
+                return (Vec::new(), 0);
+            }
+            let n = ops.len();
+            match tokio::task::spawn_blocking(move || inner.apply_blocking(&ops)).await {
+                Ok(results) => (results, 1),
+                Err(e) => {
+                    let msg = format!("zone file write task failed: {e}");
+                    (
+                        (0..n)
+                            .map(|_| Err(ProviderError::Other(msg.clone())))
+                            .collect(),
+                        1,
+                    )
+                }
+            }
+        })
+    }
+}
+
+fn unavailable(path: &Path, msg: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Unavailable(format!("zone file {}: {msg}", path.display()))
+}
+
+impl Inner {
+    /// The file to read and replace: the configured path with symlinks
+    /// resolved, so a symlinked zone file stays a symlink.
+    fn target_path(&self) -> PathBuf {
+        fs::canonicalize(&self.cfg.path).unwrap_or_else(|_| self.cfg.path.clone())
+    }
+
+    fn read(&self, path: &Path) -> Result<(Vec<u8>, ZoneData), ProviderError> {
+        let bytes =
+            fs::read(path).map_err(|e| unavailable(path, format!("cannot read it: {e}")))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| unavailable(path, format!("not UTF-8 text: {e}")))?;
+        let zone = parse_zone(text, &self.origin).map_err(|e| unavailable(path, e))?;
+        Ok((bytes, zone))
+    }
+
+    fn list_blocking(&self) -> Result<Listing, ProviderError> {
+        let path = self.target_path();
+        let (_, zone) = self.read(&path)?;
+        let mut seen = HashSet::new();
+        let records = zone
+            .entries
+            .iter()
+            .filter(|e| e.listed(&self.origin) && seen.insert(e.id.as_str()))
+            .map(Entry::to_provider)
+            .collect();
+        Ok(Listing {
+            records,
+            requests: 1,
+        })
+    }
+
+    fn apply_blocking(&self, ops: &[WriteOp]) -> Vec<WriteResult> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.target_path();
+        let fail_all = |e: ProviderError| ops.iter().map(|_| Err(e.clone())).collect();
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let (original, zone) = match self.read(&path) {
+                Ok(read) => read,
+                Err(e) => return fail_all(e),
+            };
+            let mut work = Working::new(zone, &self.origin);
+            let results: Vec<WriteResult> = ops.iter().map(|op| work.apply(self, op)).collect();
+            if !work.changed {
+                return results;
+            }
+            let text = match work.finish(self) {
+                Ok(text) => text,
+                Err(msg) => return void_successes(results, &unavailable(&path, msg)),
+            };
+            let mode = fs::metadata(&path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o644);
+            let unchanged = || fs::read(&path).map(|now| now == original);
+            match write_atomic(&path, text.as_bytes(), mode, Commit::Replace(&unchanged)) {
+                Ok(true) => return results,
+                Ok(false) => continue,
+                Err(e) => {
+                    let err = unavailable(&path, format!("cannot write it: {e}"));
+                    return void_successes(results, &err);
+                }
+            }
+        }
+        fail_all(unavailable(
+            &path,
+            "it kept changing on disk while the new version was being written; try again",
+        ))
+    }
+
+    /// Writes the initial zone: the SOA and one NS record, nothing else.
+    fn create_initial(&self) -> Result<(), ProviderError> {
+        let path = &self.cfg.path;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)
+                .map_err(|e| unavailable(path, format!("cannot create its directory: {e}")))?;
+        }
+        let ttl = self.cfg.default_ttl;
+        let ns = self
+            .origin
+            .prepend_label("ns1")
+            .map_err(|e| unavailable(path, format!("cannot name its name server: {e}")))?;
+        let mut zone = ZoneData::default();
+        zone.entries.push(Entry::new(Record::from_rdata(
+            self.origin.clone(),
+            ttl,
+            RData::NS(NS(ns)),
+        )));
+        let soa = default_soa(&self.origin, ttl)
+            .map_err(|e| unavailable(path, format!("cannot build its SOA: {e}")))?;
+        zone.soa = Some(soa);
+        let text = render(&self.origin, ttl, zone.soa.as_ref(), zone.entries.iter())
+            .and_then(|text| verify(&text, &self.origin, &zone).map(|()| text))
+            .map_err(|e| unavailable(path, e))?;
+        write_atomic(path, text.as_bytes(), 0o644, Commit::CreateNew)
+            .map_err(|e| unavailable(path, format!("cannot create it: {e}")))?;
+        Ok(())
+    }
+
+    /// Removes temp files left by a writer killed between creating and renaming one.
+    fn remove_stale_temp_files(&self) {
+        let path = self.target_path();
+        let (Some(dir), Some(prefix)) = (parent_dir(&path), temp_prefix(&path)) else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// After a failed write, every op that had succeeded in memory failed too.
+fn void_successes(results: Vec<WriteResult>, err: &ProviderError) -> Vec<WriteResult> {
+    results
+        .into_iter()
+        .map(|r| r.and_then(|_| Err(err.clone())))
+        .collect()
+}
+
+/// The SOA of a new zone: serial 1, ns1.<zone> as primary, hostmaster@<zone>.
+fn default_soa(origin: &Name, ttl: u32) -> Result<Record, String> {
+    let mname = origin.prepend_label("ns1").map_err(|e| e.to_string())?;
+    let rname = origin
+        .prepend_label("hostmaster")
+        .map_err(|e| e.to_string())?;
+    let soa = SOA::new(mname, rname, 1, 3600, 600, 604_800, ttl);
+    Ok(Record::from_rdata(origin.clone(), ttl, RData::SOA(soa)))
+}
+
+// ---------------------------------------------------------------------------
+// The zone in memory.
+
+/// One record of the file other than the zone's SOA, with its derived fields.
+#[derive(Debug, Clone)]
+struct Entry {
+    record: Record,
+    id: String,
+    rtype: String,
+    /// Canonical name: lowercase, no trailing dot.
+    name: String,
+    /// Canonical content, as `validate::parse_content` produces it.
+    content: String,
+    priority: Option<u32>,
+}
+
+impl Entry {
+    fn new(record: Record) -> Self {
+        let rtype = record.record_type().to_string();
+        let name = canonical_name(&record.name);
+        let (content, priority) = canonical_content(&record.data);
+        let id = record_id(&rtype, &name, &content);
+        Entry {
+            record,
+            id,
+            rtype,
+            name,
+            content,
+            priority,
+        }
+    }
+
+    /// Whether `list` shows it: in the zone, and not an SOA.
+    fn listed(&self, origin: &Name) -> bool {
+        self.record.record_type() != WireType::SOA && origin.zone_of(&self.record.name)
+    }
+
+    fn is_cname(&self) -> bool {
+        self.record.record_type() == WireType::CNAME
+    }
+
+    fn to_provider(&self) -> ProviderRecord {
+        ProviderRecord {
+            id: self.id.clone(),
+            rtype: self.rtype.clone(),
+            name: self.name.clone(),
+            content: self.content.clone(),
+            ttl: self.record.ttl,
+            proxied: false,
+            priority: self.priority,
+            comment: String::new(),
+        }
+    }
+
+    /// What must survive a write and a re-read unchanged.
+    fn fields(&self) -> (String, String, String, Option<u32>, u32, String) {
+        (
+            self.rtype.clone(),
+            self.name.clone(),
+            self.content.clone(),
+            self.priority,
+            self.record.ttl,
+            self.record.dns_class.to_string(),
+        )
+    }
+}
+
+/// The stable id: the first 32 hex digits of SHA-256 over `TYPE\0name\0content`.
+/// The TTL is left out so a TTL change keeps the id.
+fn record_id(rtype: &str, name: &str, content: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(rtype.as_bytes());
+    h.update([0]);
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(content.as_bytes());
+    let mut id = hex::encode(h.finalize());
+    id.truncate(32);
+    id
+}
+
+/// A parsed zone file.
+#[derive(Debug, Default)]
+struct ZoneData {
+    /// The SOA at the zone apex, if the file has one.
+    soa: Option<Record>,
+    /// Every other record, in the parser's order.
+    entries: Vec<Entry>,
+}
+
+/// Parses a whole zone file, refusing the constructs the parser would misread.
+fn parse_zone(text: &str, origin: &Name) -> Result<ZoneData, String> {
+    check_supported(text)?;
+    let (_, sets) = Parser::new(text, None, Some(origin.clone()))
+        .parse()
+        .map_err(|e| format!("cannot parse it: {e}"))?;
+    let mut zone = ZoneData::default();
+    for set in sets.into_values() {
+        for record in set.into_parts().records {
+            if record.record_type() == WireType::SOA {
+                if record.name != *origin {
+                    return Err(format!(
+                        "it holds an SOA for {}, but the configured zone is {}",
+                        canonical_name(&record.name),
+                        canonical_name(origin)
+                    ));
+                }
+                zone.soa = Some(record);
+            } else {
+                zone.entries.push(Entry::new(record));
+            }
+        }
+    }
+    Ok(zone)
+}
+
+/// Refuses what hickory-proto 0.26's zone parser accepts but silently reads
+/// wrong, so a hand edit is never "round-tripped" into corrupted data:
+/// quoted strings inside parentheses (split at spaces, `;` taken as a comment),
+/// `\DDD` escapes (decoded wrongly), and `$INCLUDE` (would be flattened into
+/// this file on the next write).
+fn check_supported(text: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
+    let (mut line, mut depth) = (1usize, 0usize);
+    let (mut in_quote, mut in_comment, mut line_start) = (false, false, true);
+    let digit_after = |i: usize| bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' {
+            line += 1;
+            in_comment = false;
+            line_start = true;
+            i += 1;
+            continue;
+        }
+        if in_comment {
+        } else if in_quote {
+            match b {
+                b'"' => in_quote = false,
+                b'\\' if digit_after(i) => {
+                    return Err(format!(
+                        "line {line}: \\DDD escapes are not supported (the parser decodes them wrongly); write the character itself"
+                    ));
+                }
+                b'\\' => {
+                    i += 1;
+                    if bytes.get(i) == Some(&b'\n') {
+                        line += 1;
+                    }
+                }
+                _ => {}
+            }
+        } else {
+            if line_start && depth == 0 && text[i..].starts_with("$INCLUDE") {
+                return Err(format!(
+                    "line {line}: $INCLUDE is not supported; keep the whole zone in this file"
+                ));
+            }
+            match b {
+                b';' => in_comment = true,
+                b'"' if depth > 0 => {
+                    return Err(format!(
+                        "line {line}: quoted strings inside parentheses are misread by the parser; put the record's strings on one line without parentheses"
+                    ));
+                }
+                b'"' => in_quote = true,
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b'\\' if digit_after(i) => {
+                    return Err(format!(
+                        "line {line}: \\DDD escapes are not supported (the parser decodes them wrongly)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        line_start = false;
+        i += 1;
+    }
+    Ok(())
+}
+
+/// A name as the project writes names: lowercase, no trailing dot (`.` for
+/// the root). Bytes outside printable ASCII are shown as `\DDD` (decimal).
+fn canonical_name(name: &Name) -> String {
+    if name.is_root() {
+        return ".".to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, label) in name.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        for &b in label {
+            match b {
+                b'.' | b'\\' => {
+                    out.push('\\');
+                    out.push(char::from(b));
+                }
+                0x21..=0x7e => out.push(char::from(b.to_ascii_lowercase())),
+                _ => {
+                    let _ = write!(out, "\\{b:03}");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Content in the form `validate::parse_content` produces, and the priority
+/// for MX and SRV.
+fn canonical_content(rdata: &RData) -> (String, Option<u32>) {
+    match rdata {
+        RData::A(a) => (a.0.to_string(), None),
+        RData::AAAA(a) => (a.0.to_string(), None),
+        RData::CNAME(n) => (canonical_name(&n.0), None),
+        RData::NS(n) => (canonical_name(&n.0), None),
+        RData::PTR(n) => (canonical_name(&n.0), None),
+        RData::ANAME(n) => (canonical_name(&n.0), None),
+        RData::MX(mx) => (canonical_name(&mx.exchange), Some(u32::from(mx.preference))),
+        RData::SRV(srv) => (
+            format!(
+                "{} {} {}",
+                srv.weight,
+                srv.port,
+                canonical_name(&srv.target)
+            ),
+            Some(u32::from(srv.priority)),
+        ),
+        RData::TXT(txt) => {
+            let bytes: Vec<u8> = txt
+                .txt_data
+                .iter()
+                .flat_map(|s| s.iter().copied())
+                .collect();
+            (String::from_utf8_lossy(&bytes).into_owned(), None)
+        }
+        RData::CAA(caa) => (
+            format!(
+                "{} {} \"{}\"",
+                caa.flags(),
+                caa.tag.to_ascii_lowercase(),
+                String::from_utf8_lossy(&caa.value)
+            ),
+            None,
+        ),
+        other => (other.to_string(), None),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writing.
+
+/// A zone being changed by one `apply` call.
+struct Working<'a> {
+    origin: &'a Name,
+    soa: Option<Record>,
+    /// Records in file order; `None` once deleted.
+    entries: Vec<Option<Entry>>,
+    /// Listed records by id (several when hand-written variants share one).
+    by_id: HashMap<String, Vec<usize>>,
+    /// Live records per canonical name, and how many of them are CNAMEs.
+    names: HashMap<String, (usize, usize)>,
+    changed: bool,
+}
+
+impl<'a> Working<'a> {
+    fn new(zone: ZoneData, origin: &'a Name) -> Self {
+        let mut w = Working {
+            origin,
+            soa: zone.soa,
+            entries: Vec::with_capacity(zone.entries.len() + 16),
+            by_id: HashMap::with_capacity(zone.entries.len()),
+            names: HashMap::with_capacity(zone.entries.len()),
+            changed: false,
+        };
+        // The apex always holds the SOA (one is added on write if missing).
+        w.names.insert(canonical_name(origin), (1, 0));
+        for entry in zone.entries {
+            w.insert(entry);
+        }
+        w
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        let idx = self.entries.len();
+        let use_ = self.names.entry(entry.name.clone()).or_default();
+        use_.0 += 1;
+        use_.1 += usize::from(entry.is_cname());
+        if entry.listed(self.origin) {
+            self.by_id.entry(entry.id.clone()).or_default().push(idx);
+        }
+        self.entries.push(Some(entry));
+    }
+
+    fn remove_id(&mut self, id: &str) {
+        for idx in self.by_id.remove(id).unwrap_or_default() {
+            if let Some(entry) = self.entries[idx].take()
+                && let Some(use_) = self.names.get_mut(&entry.name)
+            {
+                use_.0 -= 1;
+                use_.1 -= usize::from(entry.is_cname());
+            }
+        }
+    }
+
+    fn apply(&mut self, inner: &Inner, op: &WriteOp) -> WriteResult {
+        match op {
+            WriteOp::Create(input) => {
+                let entry = build_entry(inner, input)?;
+                if self.by_id.contains_key(&entry.id) {
+                    return Err(ProviderError::Conflict(format!(
+                        "{} {} {:?} already exists in the zone file",
+                        entry.rtype, entry.name, entry.content
+                    )));
+                }
+                self.check_cname(&entry, None)?;
+                let record = entry.to_provider();
+                self.insert(entry);
+                self.changed = true;
+                Ok(Some(record))
+            }
+            WriteOp::Update { id, input } => {
+                let Some(old) = self.by_id.get(id.as_str()) else {
+                    return Err(not_found(id));
+                };
+                let entry = build_entry(inner, input)?;
+                if entry.id != *id && self.by_id.contains_key(&entry.id) {
+                    return Err(ProviderError::Conflict(format!(
+                        "{} {} {:?} already exists in the zone file",
+                        entry.rtype, entry.name, entry.content
+                    )));
+                }
+                let unchanged = entry.id == *id
+                    && old.len() == 1
+                    && self.entries[old[0]].as_ref().is_some_and(|e| {
+                        e.record.ttl == entry.record.ttl
+                            && e.record.dns_class == entry.record.dns_class
+                            && e.record.data == entry.record.data
+                    });
+                self.check_cname(&entry, Some(id))?;
+                let record = entry.to_provider();
+                if !unchanged {
+                    self.remove_id(id);
+                    self.insert(entry);
+                    self.changed = true;
+                }
+                Ok(Some(record))
+            }
+            WriteOp::Delete { id } => {
+                if !self.by_id.contains_key(id.as_str()) {
+                    return Err(not_found(id));
+                }
+                self.remove_id(id);
+                self.changed = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A CNAME must be alone at its name (RFC 1034 section 3.6.2). `replacing`
+    /// is the id an update removes, whose records do not count.
+    fn check_cname(&self, entry: &Entry, replacing: Option<&str>) -> Result<(), ProviderError> {
+        let (mut total, mut cnames) = self.names.get(&entry.name).copied().unwrap_or_default();
+        for idx in replacing
+            .and_then(|id| self.by_id.get(id))
+            .into_iter()
+            .flatten()
+        {
+            if let Some(old) = &self.entries[*idx]
+                && old.name == entry.name
+            {
+                total -= 1;
+                cnames -= usize::from(old.is_cname());
+            }
+        }
+        if entry.is_cname() && total > 0 {
+            return Err(ProviderError::Conflict(format!(
+                "{} already has other records; a CNAME must be the only record at its name",
+                entry.name
+            )));
+        }
+        if !entry.is_cname() && cnames > 0 {
+            return Err(ProviderError::Conflict(format!(
+                "{} has a CNAME; no other record may sit beside it",
+                entry.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bumps the SOA serial (adding an SOA if the file had none) and renders
+    /// the new file, checked by parsing it again.
+    fn finish(self, inner: &Inner) -> Result<String, String> {
+        let ttl = inner.cfg.default_ttl;
+        let soa = match self.soa {
+            Some(mut soa) => {
+                if let RData::SOA(s) = &mut soa.data {
+                    s.serial = s.serial.wrapping_add(1);
+                }
+                soa
+            }
+            None => default_soa(self.origin, ttl)?,
+        };
+        let zone = ZoneData {
+            soa: Some(soa),
+            entries: self.entries.into_iter().flatten().collect(),
+        };
+        let text = render(self.origin, ttl, zone.soa.as_ref(), zone.entries.iter())?;
+        verify(&text, self.origin, &zone)?;
+        Ok(text)
+    }
+}
+
+fn not_found(id: &str) -> ProviderError {
+    ProviderError::NotFound(format!("no record with id {id} in the zone file"))
+}
+
+/// The record a write asks for, checked to be writable: in the zone, not
+/// proxied, and read back by the parser exactly as asked.
+fn build_entry(inner: &Inner, input: &ValidRecordInput) -> Result<Entry, ProviderError> {
+    let spec = &input.spec;
+    if !spec.name.is_in_zone(&inner.cfg.zone) {
+        return Err(ProviderError::Invalid(format!(
+            "{} is outside the zone {}",
+            spec.name, inner.cfg.zone
+        )));
+    }
+    if spec.proxied {
+        return Err(ProviderError::Invalid(format!(
+            "{} {}: a zone file cannot proxy records; set proxied to false",
+            spec.rtype, spec.name
+        )));
+    }
+    let name = absolute_name(spec.name.as_str())?;
+    let ttl = if spec.ttl == TTL_AUTO {
+        inner.cfg.default_ttl
+    } else {
+        spec.ttl
+    };
+    let entry = Entry::new(Record::from_rdata(name, ttl, spec_rdata(spec)?));
+    let refuse = |why: String| {
+        ProviderError::Invalid(format!(
+            "{} {} {:?} cannot be written to a zone file: {why}",
+            spec.rtype, spec.name, spec.content
+        ))
+    };
+    if entry.name != spec.name.as_str()
+        || entry.content != spec.content
+        || entry.priority != spec.priority.map(u32::from)
+    {
+        return Err(refuse(format!("it would be stored as {:?}", entry.content)));
+    }
+    // Parse the line as it will be written, so a record the parser would refuse
+    // or read differently is refused now, alone, rather than breaking the file.
+    let line = render_line(&inner.origin, &entry.record).map_err(refuse)?;
+    let text = format!(
+        "$ORIGIN {}\n{line}",
+        presentation_name(&inner.origin).map_err(refuse)?
+    );
+    let back =
+        parse_zone(&text, &inner.origin).map_err(|e| refuse(format!("the parser says: {e}")))?;
+    match back.entries.as_slice() {
+        [again] if again.fields() == entry.fields() => Ok(entry),
+        other => Err(refuse(format!(
+            "the parser reads it back as {:?}",
+            other
+                .iter()
+                .map(|e| (&e.rtype, &e.name, &e.content))
+                .collect::<Vec<_>>()
+        ))),
+    }
+}
+
+fn absolute_name(name: &str) -> Result<Name, ProviderError> {
+    if name == "." {
+        return Ok(Name::root());
+    }
+    Name::from_ascii(format!("{name}."))
+        .map_err(|e| ProviderError::Invalid(format!("{name:?} is not a valid DNS name: {e}")))
+}
+
+/// The RDATA for a validated spec. Content is in `parse_content`'s canonical
+/// form, so only the structure is split out here.
+fn spec_rdata(spec: &RecordSpec) -> Result<RData, ProviderError> {
+    let c = spec.content.as_str();
+    let invalid =
+        |what: &str| ProviderError::Invalid(format!("{} content {c:?}: {what}", spec.rtype));
+    let priority = || {
+        spec.priority
+            .ok_or_else(|| invalid("a priority is required"))
+    };
+    Ok(match spec.rtype {
+        RecordType::A => RData::A(A(c.parse().map_err(|_| invalid("not an IPv4 address"))?)),
+        RecordType::Aaaa => {
+            RData::AAAA(AAAA(c.parse().map_err(|_| invalid("not an IPv6 address"))?))
+        }
+        RecordType::Cname => RData::CNAME(CNAME(absolute_name(c)?)),
+        RecordType::Ns => RData::NS(NS(absolute_name(c)?)),
+        RecordType::Mx => RData::MX(MX::new(priority()?, absolute_name(c)?)),
+        RecordType::Srv => {
+            let parts: Vec<&str> = c.split(' ').collect();
+            let [weight, port, target] = parts.as_slice() else {
+                return Err(invalid("expected \"weight port target\""));
+            };
+            RData::SRV(SRV::new(
+                priority()?,
+                weight.parse().map_err(|_| invalid("bad weight"))?,
+                port.parse().map_err(|_| invalid("bad port"))?,
+                absolute_name(target)?,
+            ))
+        }
+        RecordType::Txt => RData::TXT(TXT::from_bytes(split_character_strings(c))),
+        RecordType::Caa => {
+            let mut it = c.splitn(3, ' ');
+            let (Some(flags), Some(tag), Some(value)) = (it.next(), it.next(), it.next()) else {
+                return Err(invalid("expected \"flags tag value\""));
+            };
+            let flags: u8 = flags.parse().map_err(|_| invalid("bad flags"))?;
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            let mut caa = CAA::new_issue(false, None, Vec::new());
+            caa.issuer_critical = flags & 0x80 != 0;
+            caa.reserved_flags = flags & 0x7f;
+            caa.tag = tag.to_string();
+            caa.value = value.as_bytes().to_vec();
+            RData::CAA(caa)
+        }
+    })
+}
+
+/// Splits text into character-strings of at most 255 bytes, at character
+/// boundaries (one empty string for empty text).
+fn split_character_strings(s: &str) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while rest.len() > MAX_CHARACTER_STRING {
+        let mut cut = MAX_CHARACTER_STRING;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(&rest.as_bytes()[..cut]);
+        rest = &rest[cut..];
+    }
+    out.push(rest.as_bytes());
+    out
+}
+
+/// The whole file: a comment, `$ORIGIN`, `$TTL`, the SOA, then every record
+/// sorted by (name in DNS order, type, content) so diffs stay small.
+fn render<'e>(
+    origin: &Name,
+    ttl: u32,
+    soa: Option<&Record>,
+    entries: impl Iterator<Item = &'e Entry>,
+) -> Result<String, String> {
+    let mut sorted: Vec<&Entry> = entries.collect();
+    sorted.sort_by(|a, b| {
+        a.record
+            .name
+            .cmp(&b.record.name)
+            .then_with(|| a.rtype.cmp(&b.rtype))
+            .then_with(|| a.content.cmp(&b.content))
+    });
+    let mut out = String::with_capacity(64 * (sorted.len() + 8));
+    let _ = writeln!(
+        out,
+        "; Zone {} ({MANAGED_COMMENT}, zonefile provider).\n\
+         ; Records added by hand are kept when the file is rewritten; comments and layout are not.",
+        canonical_name(origin)
+    );
+    let _ = writeln!(out, "$ORIGIN {}", presentation_name(origin)?);
+    let _ = writeln!(out, "$TTL {ttl}");
+    if let Some(soa) = soa {
+        out.push_str(&render_line(origin, soa)?);
+    }
+    for entry in sorted {
+        out.push_str(&render_line(origin, &entry.record)?);
+    }
+    Ok(out)
+}
+
+/// One record as a line: owner relative to the origin (`@` for the apex),
+/// TTL, class, type and RDATA.
+fn render_line(origin: &Name, record: &Record) -> Result<String, String> {
+    let owner = if record.name == *origin {
+        "@".to_string()
+    } else if origin.zone_of(&record.name) {
+        let keep = usize::from(record.name.num_labels() - origin.num_labels());
+        let mut s = String::new();
+        for (i, label) in record.name.iter().take(keep).enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            push_label(&mut s, label, &record.name)?;
+        }
+        s
+    } else {
+        presentation_name(&record.name)?
+    };
+    let rdata = presentation_rdata(&record.data).map_err(|e| {
+        format!(
+            "{} {}: {e}",
+            canonical_name(&record.name),
+            record.record_type()
+        )
+    })?;
+    Ok(format!(
+        "{owner} {} {} {} {rdata}\n",
+        record.ttl,
+        record.dns_class,
+        record.record_type()
+    ))
+}
+
+/// RDATA in presentation form. hickory's `Display` is used where it reads
+/// back the same (addresses, and the types this module does not know); names,
+/// TXT, CAA and HINFO are written here because hickory 0.26 prints IDN labels
+/// as Unicode, escapes with octal `\DDD`, and prints character-strings
+/// without quotes.
+fn presentation_rdata(rdata: &RData) -> Result<String, String> {
+    Ok(match rdata {
+        RData::A(a) => a.to_string(),
+        RData::AAAA(a) => a.to_string(),
+        RData::CNAME(n) => presentation_name(&n.0)?,
+        RData::NS(n) => presentation_name(&n.0)?,
+        RData::PTR(n) => presentation_name(&n.0)?,
+        RData::ANAME(n) => presentation_name(&n.0)?,
+        RData::MX(mx) => format!("{} {}", mx.preference, presentation_name(&mx.exchange)?),
+        RData::SRV(srv) => format!(
+            "{} {} {} {}",
+            srv.priority,
+            srv.weight,
+            srv.port,
+            presentation_name(&srv.target)?
+        ),
+        RData::TXT(txt) => {
+            let mut parts = Vec::new();
+            for s in txt.txt_data.iter() {
+                let s =
+                    std::str::from_utf8(s).map_err(|_| "TXT data is not UTF-8 text".to_string())?;
+                for chunk in split_character_strings(s) {
+                    parts.push(quoted(chunk)?);
+                }
+            }
+            if parts.is_empty() {
+                parts.push("\"\"".to_string());
+            }
+            parts.join(" ")
+        }
+        RData::CAA(caa) => format!("{} {} {}", caa.flags(), caa.tag, quoted(&caa.value)?),
+        RData::HINFO(h) => format!("{} {}", quoted(&h.cpu)?, quoted(&h.os)?),
+        RData::SOA(soa) => format!(
+            "{} {} {} {} {} {} {}",
+            presentation_name(&soa.mname)?,
+            presentation_name(&soa.rname)?,
+            soa.serial,
+            soa.refresh,
+            soa.retry,
+            soa.expire,
+            soa.minimum
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// A character-string in quotes, `"` and `\` escaped. Control characters are
+/// refused: the parser cannot read `\DDD` escapes back.
+fn quoted(bytes: &[u8]) -> Result<String, String> {
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| "a character-string is not UTF-8 text".to_string())?;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                return Err(format!(
+                    "a character-string holds control character U+{:04X}",
+                    c as u32
+                ));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// A fully qualified name with its trailing dot, as the file holds it.
+fn presentation_name(name: &Name) -> Result<String, String> {
+    if name.is_root() {
+        return Ok(".".to_string());
+    }
+    let mut out = String::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        push_label(&mut out, label, name)?;
+        out.push('.');
+    }
+    Ok(out)
+}
+
+/// Appends one label. Only letters, digits, `-`, `_` and `*` are written:
+/// anything else would need an escape the parser reads differently from other
+/// DNS servers.
+fn push_label(out: &mut String, label: &[u8], name: &Name) -> Result<(), String> {
+    for &b in label {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*') {
+            out.push(char::from(b));
+        } else {
+            return Err(format!(
+                "the name {} holds a character that cannot be written portably",
+                canonical_name(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses the rendered file again and checks it holds exactly `zone`.
+fn verify(text: &str, origin: &Name, zone: &ZoneData) -> Result<(), String> {
+    let back =
+        parse_zone(text, origin).map_err(|e| format!("the rewritten file would not parse: {e}"))?;
+    if back.soa.as_ref().map(|r| &r.data) != zone.soa.as_ref().map(|r| &r.data) {
+        return Err("the rewritten file would not read back the same SOA".to_string());
+    }
+    let mut want: Vec<_> = zone.entries.iter().map(Entry::fields).collect();
+    let mut got: Vec<_> = back.entries.iter().map(Entry::fields).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    if want != got {
+        let missing = want.iter().find(|w| got.binary_search(w).is_err());
+        let extra = got.iter().find(|g| want.binary_search(g).is_err());
+        return Err(format!(
+            "the rewritten file would not read back the same records (lost {missing:?}, gained {extra:?}); fix that record by hand"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Atomic replacement.
+
+/// How the finished temp file takes the zone file's place.
+enum Commit<'a> {
+    /// Only if no file exists yet (never clobbers a file created meanwhile).
+    CreateNew,
+    /// Rename over the file, if the check still says it is the one we read.
+    Replace(&'a dyn Fn() -> io::Result<bool>),
+}
+
+fn parent_dir(path: &Path) -> Option<&Path> {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
+        other => other,
+    }
+}
+
+fn temp_prefix(path: &Path) -> Option<String> {
+    path.file_name()
+        .map(|f| format!(".{}.trafego-tmp.", f.to_string_lossy()))
+}
+
+/// Writes `data` to a temp file in the same directory, syncs it, then puts it
+/// in place of `path` and syncs the directory. A crash at any point leaves the
+/// old file or the new one. Returns `Ok(false)` when a `Replace` check found
+/// the file changed (nothing was replaced).
+fn write_atomic(path: &Path, data: &[u8], mode: u32, commit: Commit<'_>) -> io::Result<bool> {
+    let dir = parent_dir(path).ok_or_else(|| io::Error::other("the path has no directory"))?;
+    let prefix = temp_prefix(path).ok_or_else(|| io::Error::other("the path has no file name"))?;
+    let tmp = dir.join(format!(
+        "{prefix}{}.{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have narrowed the mode given to open.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        drop(file);
+        match commit {
+            Commit::CreateNew => match fs::hard_link(&tmp, path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            },
+            Commit::Replace(unchanged) => {
+                if !unchanged()? {
+                    return Ok(false);
+                }
+                fs::rename(&tmp, path)?;
+            }
+        }
+        fs::File::open(dir)?.sync_all()?;
+        Ok(true)
+    })();
+    // After a rename the temp name is gone; otherwise it must not linger.
+    if !matches!(result, Ok(true)) || matches!(commit, Commit::CreateNew) {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> Hostname {
+        Hostname::parse("zone", "example.com").unwrap()
+    }
+
+    fn open_in(dir: &Path) -> ZoneFileProvider {
+        ZoneFileProvider::open(ZoneFileConfig::new(
+            dir.join("zones/example.com.zone"),
+            zone(),
+        ))
+        .unwrap()
+    }
+
+    fn path_of(p: &ZoneFileProvider) -> PathBuf {
+        p.config().path.clone()
+    }
+
+    fn input(
+        rtype: &str,
+        name: &str,
+        content: &str,
+        ttl: u32,
+        priority: Option<u32>,
+    ) -> ValidRecordInput {
+        ValidRecordInput {
+            spec: RecordSpec::new("", rtype, name, content, ttl, false, priority).unwrap(),
+            comment: MANAGED_COMMENT.to_string(),
+        }
+    }
+
+    fn serial(p: &ZoneFileProvider) -> u32 {
+        let text = fs::read_to_string(path_of(p)).unwrap();
+        let zone = parse_zone(&text, &p.inner.origin).unwrap();
+        match zone.soa.unwrap().data {
+            RData::SOA(soa) => soa.serial,
+            other => panic!("not an SOA: {other:?}"),
+        }
+    }
+
+    async fn list(p: &ZoneFileProvider) -> Vec<ProviderRecord> {
+        let listing = p.list().await.unwrap();
+        assert_eq!(listing.requests, 1);
+        listing.records
+    }
+
+    async fn find(p: &ZoneFileProvider, rtype: &str, name: &str) -> Vec<ProviderRecord> {
+        list(p)
+            .await
+            .into_iter()
+            .filter(|r| r.rtype == rtype && r.name == name)
+            .collect()
+    }
+
+    async fn one(p: &ZoneFileProvider, op: WriteOp) -> WriteResult {
+        let (mut results, requests) = p.apply(vec![op]).await;
+        assert_eq!(requests, 1);
+        assert_eq!(results.len(), 1);
+        results.remove(0)
+    }
+
+    #[tokio::test]
+    async fn new_file_has_soa_and_ns_with_mode_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let meta = fs::metadata(path_of(&p)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        assert!(text.contains("$ORIGIN example.com.\n$TTL 300\n"), "{text}");
+        assert!(
+            text.contains("@ 300 IN SOA ns1.example.com. hostmaster.example.com. 1 "),
+            "{text}"
+        );
+        let records = list(&p).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].rtype, "NS");
+        assert_eq!(records[0].name, "example.com");
+        assert_eq!(records[0].content, "ns1.example.com");
+        assert_eq!(p.name(), "zonefile");
+        assert_eq!(p.zone(), &zone());
+        // Opening again keeps the file as it is.
+        drop(p);
+        let p = open_in(dir.path());
+        assert_eq!(fs::read_to_string(path_of(&p)).unwrap(), text);
+    }
+
+    #[tokio::test]
+    async fn every_type_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let long_txt = format!("{} é {}", "x".repeat(300), "y".repeat(300));
+        // (type, name, content, priority, updated content)
+        let cases: Vec<(&str, &str, &str, Option<u32>, &str)> = vec![
+            ("A", "a.example.com", "192.0.2.1", None, "192.0.2.2"),
+            (
+                "AAAA",
+                "aaaa.example.com",
+                "2001:db8::1",
+                None,
+                "2001:db8::2",
+            ),
+            (
+                "CNAME",
+                "www.example.com",
+                "target.example.net",
+                None,
+                "other.example.net",
+            ),
+            (
+                "CNAME",
+                "*.wild.example.com",
+                "example.com",
+                None,
+                "a.example.com",
+            ),
+            (
+                "TXT",
+                "txt.example.com",
+                r#"say "hi"; C:\path with  spaces"#,
+                None,
+                "v=spf1 -all",
+            ),
+            ("TXT", "long.example.com", &long_txt, None, ""),
+            (
+                "MX",
+                "example.com",
+                "mail.example.com",
+                Some(10),
+                "mx2.example.com",
+            ),
+            (
+                "SRV",
+                "_sip._tcp.example.com",
+                "5 5060 sip.example.com",
+                Some(10),
+                "0 5061 .",
+            ),
+            (
+                "CAA",
+                "example.com",
+                "0 issue \"letsencrypt.org\"",
+                None,
+                "128 issuewild \"\"",
+            ),
+            (
+                "NS",
+                "sub.example.com",
+                "ns1.example.net",
+                None,
+                "ns2.example.net",
+            ),
+            (
+                "A",
+                "xn--bcher-kva.example.com",
+                "192.0.2.9",
+                None,
+                "192.0.2.10",
+            ),
+        ];
+        for (rtype, name, content, prio, updated) in cases {
+            let created = one(&p, WriteOp::Create(input(rtype, name, content, 1, prio)))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (
+                    created.rtype.as_str(),
+                    created.name.as_str(),
+                    created.content.as_str()
+                ),
+                (rtype, name, content)
+            );
+            assert_eq!(
+                created.ttl, DEFAULT_TTL,
+                "automatic TTL is written as the default"
+            );
+            assert_eq!(created.priority, prio);
+            assert_eq!(created.comment, "");
+            assert!(!created.proxied);
+            assert_eq!(created.id.len(), 32);
+            assert_eq!(
+                find(&p, rtype, name).await,
+                vec![created.clone()],
+                "{rtype} {name}"
+            );
+
+            let want = parse_content_for(rtype, updated);
+            let new_prio = prio.map(|p| p + 1);
+            let upd = one(
+                &p,
+                WriteOp::Update {
+                    id: created.id.clone(),
+                    input: input(rtype, name, &want, 600, new_prio),
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(upd.content, want);
+            assert_eq!(upd.ttl, 600);
+            assert_eq!(upd.priority, new_prio);
+            assert_ne!(upd.id, created.id, "new content means a new id");
+            assert_eq!(
+                find(&p, rtype, name).await,
+                vec![upd.clone()],
+                "{rtype} {name}"
+            );
+
+            assert_eq!(
+                one(&p, WriteOp::Delete { id: upd.id.clone() }).await,
+                Ok(None)
+            );
+            assert!(
+                find(&p, rtype, name).await.is_empty(),
+                "{rtype} {name} deleted"
+            );
+        }
+        // Only the initial NS is left.
+        assert_eq!(list(&p).await.len(), 1);
+    }
+
+    fn parse_content_for(rtype: &str, content: &str) -> String {
+        if rtype == "TXT" && content.is_empty() {
+            return String::new();
+        }
+        trafego_proto::validate::parse_content("c", RecordType::parse("t", rtype).unwrap(), content)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn ttl_change_keeps_the_id_and_ids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let created = one(
+            &p,
+            WriteOp::Create(input("A", "a.example.com", "192.0.2.1", 300, None)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let updated = one(
+            &p,
+            WriteOp::Update {
+                id: created.id.clone(),
+                input: input("A", "a.example.com", "192.0.2.1", 3600, None),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(updated.id, created.id);
+        assert_eq!(updated.ttl, 3600);
+        let before = list(&p).await;
+        drop(p);
+        let p = open_in(dir.path());
+        assert_eq!(list(&p).await, before);
+        assert_eq!(created.id, record_id("A", "a.example.com", "192.0.2.1"));
+    }
+
+    #[tokio::test]
+    async fn serial_bumps_once_per_changing_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        assert_eq!(serial(&p), 1);
+        let ops = (1..=5)
+            .map(|i| {
+                WriteOp::Create(input(
+                    "A",
+                    &format!("h{i}.example.com"),
+                    "192.0.2.1",
+                    300,
+                    None,
+                ))
+            })
+            .collect();
+        let (results, requests) = p.apply(ops).await;
+        assert_eq!(requests, 1);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(serial(&p), 2, "one write for five ops");
+        let id = results[0].clone().unwrap().unwrap().id;
+
+        // An update to the same record changes nothing: no write, no bump.
+        let before = fs::read(path_of(&p)).unwrap();
+        let same = one(
+            &p,
+            WriteOp::Update {
+                id,
+                input: input("A", "h1.example.com", "192.0.2.1", 300, None),
+            },
+        )
+        .await;
+        assert!(same.is_ok());
+        assert_eq!(fs::read(path_of(&p)).unwrap(), before);
+
+        // A batch where every op fails changes nothing either.
+        let (results, _) = p.apply(vec![WriteOp::Delete { id: "nope".into() }]).await;
+        assert!(matches!(results[0], Err(ProviderError::NotFound(_))));
+        assert_eq!(serial(&p), 2);
+
+        one(
+            &p,
+            WriteOp::Create(input("A", "h9.example.com", "192.0.2.1", 300, None)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(serial(&p), 3);
+        assert_eq!(p.apply(Vec::new()).await, (Vec::new(), 0));
+    }
+
+    #[tokio::test]
+    async fn hand_written_records_appear_and_survive_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let mut text = fs::read_to_string(path_of(&p)).unwrap();
+        text.push_str(
+            "; added by hand\n\
+             Hand 3600 IN A 198.51.100.7 ; a comment\n\
+             \tIN AAAA 2001:DB8:0:0::7\n\
+             ptr 300 IN PTR Host.Example.net.\n\
+             dkim 300 IN TXT \"v=DKIM1; k=rsa; \" \"p=abc\"\n\
+             caa 300 IN CAA 0 ISSUE \"letsencrypt.org\"\n\
+             outside.example.org. 300 IN A 192.0.2.99\n",
+        );
+        fs::write(path_of(&p), &text).unwrap();
+        let records = list(&p).await;
+        let get = |rtype: &str, name: &str| {
+            records
+                .iter()
+                .find(|r| r.rtype == rtype && r.name == name)
+                .unwrap_or_else(|| panic!("{rtype} {name} missing from {records:?}"))
+                .clone()
+        };
+        let a = get("A", "hand.example.com");
+        assert_eq!((a.content.as_str(), a.ttl), ("198.51.100.7", 3600));
+        assert_eq!(get("AAAA", "hand.example.com").content, "2001:db8::7");
+        assert_eq!(get("PTR", "ptr.example.com").content, "host.example.net");
+        assert_eq!(
+            get("TXT", "dkim.example.com").content,
+            "v=DKIM1; k=rsa; p=abc"
+        );
+        assert_eq!(
+            get("CAA", "caa.example.com").content,
+            "0 issue \"letsencrypt.org\""
+        );
+        assert!(
+            !records.iter().any(|r| r.name.ends_with("example.org")),
+            "out-of-zone records are not listed"
+        );
+
+        one(
+            &p,
+            WriteOp::Create(input("A", "new.example.com", "192.0.2.5", 300, None)),
+        )
+        .await
+        .unwrap();
+        let after = list(&p).await;
+        for r in &records {
+            assert!(after.contains(r), "{r:?} lost by the rewrite");
+        }
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        assert!(
+            text.contains("outside.example.org. 300 IN A 192.0.2.99\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dkim 300 IN TXT \"v=DKIM1; k=rsa; \" \"p=abc\"\n"),
+            "{text}"
+        );
+        // The hand-written PTR can still be deleted by its id.
+        let ptr = get("PTR", "ptr.example.com");
+        assert_eq!(one(&p, WriteOp::Delete { id: ptr.id }).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn written_file_is_sorted_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let ops = vec![
+            WriteOp::Create(input("TXT", "b.example.com", "two", 300, None)),
+            WriteOp::Create(input("A", "b.example.com", "192.0.2.2", 300, None)),
+            WriteOp::Create(input("A", "a.b.example.com", "192.0.2.3", 300, None)),
+            WriteOp::Create(input("A", "a.example.com", "192.0.2.1", 300, None)),
+            WriteOp::Create(input("TXT", "b.example.com", "one", 300, None)),
+        ];
+        let (results, _) = p.apply(ops).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        let body: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with([';', '$']))
+            .collect();
+        assert_eq!(
+            body,
+            vec![
+                "@ 300 IN SOA ns1.example.com. hostmaster.example.com. 2 3600 600 604800 300",
+                "@ 300 IN NS ns1.example.com.",
+                "a 300 IN A 192.0.2.1",
+                "b 300 IN A 192.0.2.2",
+                "b 300 IN TXT \"one\"",
+                "b 300 IN TXT \"two\"",
+                "a.b 300 IN A 192.0.2.3",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicates_and_cname_rules_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let a = one(
+            &p,
+            WriteOp::Create(input("A", "a.example.com", "192.0.2.1", 300, None)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let b = one(
+            &p,
+            WriteOp::Create(input("A", "a.example.com", "192.0.2.2", 300, None)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let c = one(
+            &p,
+            WriteOp::Create(input("CNAME", "c.example.com", "a.example.com", 300, None)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let serial_before = serial(&p);
+        let conflict = |r: &WriteResult| matches!(r, Err(ProviderError::Conflict(_)));
+        let (results, _) = p
+            .apply(vec![
+                // exact duplicate, even with another TTL
+                WriteOp::Create(input("A", "a.example.com", "192.0.2.1", 600, None)),
+                // CNAME beside an A
+                WriteOp::Create(input("CNAME", "a.example.com", "x.example.net", 300, None)),
+                // A beside a CNAME
+                WriteOp::Create(input("A", "c.example.com", "192.0.2.3", 300, None)),
+                // a second CNAME at the same name
+                WriteOp::Create(input("CNAME", "c.example.com", "y.example.net", 300, None)),
+                // CNAME at the apex (SOA and NS live there)
+                WriteOp::Create(input("CNAME", "example.com", "y.example.net", 300, None)),
+                // an update onto another existing record
+                WriteOp::Update {
+                    id: b.id.clone(),
+                    input: input("A", "a.example.com", "192.0.2.1", 300, None),
+                },
+                // turning one of two A records into a CNAME
+                WriteOp::Update {
+                    id: b.id.clone(),
+                    input: input("CNAME", "a.example.com", "x.example.net", 300, None),
+                },
+            ])
+            .await;
+        for (i, r) in results.iter().enumerate() {
+            assert!(conflict(r), "op {i}: {r:?}");
+        }
+        assert_eq!(
+            serial(&p),
+            serial_before,
+            "nothing changed, nothing written"
+        );
+
+        // Replacing a CNAME by another CNAME, or the only A by a CNAME, is fine.
+        let (results, _) = p
+            .apply(vec![
+                WriteOp::Update {
+                    id: c.id.clone(),
+                    input: input("CNAME", "c.example.com", "z.example.net", 300, None),
+                },
+                WriteOp::Delete { id: a.id.clone() },
+                WriteOp::Update {
+                    id: b.id.clone(),
+                    input: input("CNAME", "a.example.com", "x.example.net", 300, None),
+                },
+            ])
+            .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(find(&p, "CNAME", "a.example.com").await.len(), 1);
+        assert!(find(&p, "A", "a.example.com").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_outside_names_and_unwritable_records_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let before = fs::read(path_of(&p)).unwrap();
+        let (results, requests) = p
+            .apply(vec![
+                WriteOp::Delete {
+                    id: "0123456789abcdef0123456789abcdef".into(),
+                },
+                WriteOp::Update {
+                    id: "missing".into(),
+                    input: input("A", "a.example.com", "192.0.2.1", 300, None),
+                },
+                WriteOp::Create(input("A", "a.example.org", "192.0.2.1", 300, None)),
+                WriteOp::Create(input("A", "my_host.example.com", "192.0.2.1", 300, None)),
+                WriteOp::Create(ValidRecordInput {
+                    spec: RecordSpec::new("", "A", "p.example.com", "192.0.2.1", 300, true, None)
+                        .unwrap(),
+                    comment: String::new(),
+                }),
+            ])
+            .await;
+        assert_eq!(requests, 1);
+        assert!(
+            matches!(results[0], Err(ProviderError::NotFound(_))),
+            "{:?}",
+            results[0]
+        );
+        assert!(
+            matches!(results[1], Err(ProviderError::NotFound(_))),
+            "{:?}",
+            results[1]
+        );
+        assert!(
+            matches!(results[2], Err(ProviderError::Invalid(_))),
+            "{:?}",
+            results[2]
+        );
+        // hickory's parser refuses '_' inside a label (UTS 46 STD3 rules), so
+        // such a name is refused up front instead of breaking the file.
+        assert!(
+            matches!(results[3], Err(ProviderError::Invalid(_))),
+            "{:?}",
+            results[3]
+        );
+        assert!(
+            matches!(results[4], Err(ProviderError::Invalid(_))),
+            "{:?}",
+            results[4]
+        );
+        assert_eq!(fs::read(path_of(&p)).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_broken_file_is_unavailable_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let good = fs::read_to_string(path_of(&p)).unwrap();
+        for broken in [
+            format!("{good}half 300 IN A 192.0.2.\n"),
+            format!("{good}txt 300 IN TXT \"unterminated\n"),
+            format!("{good}bad 300 IN NOTATYPE x\n"),
+            format!("{good}dkim IN TXT ( \"v=DKIM1; k=rsa; \"\n  \"p=abc\" )\n"),
+            format!("{good}esc IN TXT \"\\065\"\n"),
+            format!("$INCLUDE /etc/passwd\n{good}"),
+            good.replace("$ORIGIN example.com.", "$ORIGIN example.net."),
+        ] {
+            fs::write(path_of(&p), &broken).unwrap();
+            let err = p.list().await.unwrap_err();
+            let ProviderError::Unavailable(msg) = &err else {
+                panic!("{err:?} for {broken}");
+            };
+            assert!(msg.contains(&path_of(&p).display().to_string()), "{msg}");
+            let (results, requests) = p
+                .apply(vec![WriteOp::Create(input(
+                    "A",
+                    "n.example.com",
+                    "192.0.2.1",
+                    300,
+                    None,
+                ))])
+                .await;
+            assert_eq!(requests, 1);
+            assert!(
+                matches!(results[0], Err(ProviderError::Unavailable(_))),
+                "{results:?}"
+            );
+            assert_eq!(
+                fs::read_to_string(path_of(&p)).unwrap(),
+                broken,
+                "file untouched"
+            );
+        }
+        fs::remove_file(path_of(&p)).unwrap();
+        assert!(matches!(p.list().await, Err(ProviderError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn a_file_without_soa_gets_one_on_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("example.com.zone");
+        fs::write(
+            &path,
+            "$ORIGIN example.com.\n@ 600 IN NS ns.example.net.\nw IN A 192.0.2.1\n",
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let p = ZoneFileProvider::open(ZoneFileConfig::new(&path, zone())).unwrap();
+        let records = list(&p).await;
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert!(
+            records.iter().all(|r| r.ttl == 600),
+            "TTL carries over: {records:?}"
+        );
+        one(
+            &p,
+            WriteOp::Create(input("A", "x.example.com", "192.0.2.2", 300, None)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(serial(&p), 1);
+        assert_eq!(list(&p).await.len(), 3);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "a rewrite keeps the file's mode");
+    }
+
+    #[tokio::test]
+    async fn concurrent_applies_do_not_lose_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(open_in(dir.path()));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let p = Arc::clone(&p);
+                tokio::spawn(async move {
+                    let op = WriteOp::Create(input(
+                        "A",
+                        &format!("c{i}.example.com"),
+                        "192.0.2.1",
+                        300,
+                        None,
+                    ));
+                    p.apply(vec![op]).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (results, _) = t.await.unwrap();
+            assert!(results[0].is_ok(), "{results:?}");
+        }
+        assert_eq!(list(&p).await.len(), 9);
+        assert_eq!(serial(&p), 9);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let stale = path_of(&p).with_file_name(".example.com.zone.trafego-tmp.1.00");
+        fs::write(&stale, "half").unwrap();
+        drop(p);
+        let _p = open_in(dir.path());
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn open_refuses_a_zero_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ZoneFileConfig::new(dir.path().join("z"), zone());
+        cfg.default_ttl = 0;
+        assert!(matches!(
+            ZoneFileProvider::open(cfg),
+            Err(ProviderError::Invalid(_))
+        ));
+    }
+
+    /// Timing of `list` on big zones; run with
+    /// `cargo test --release -p cache-service zonefile::tests::timing -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "timing, not a check"]
+    async fn timing() {
+        for n in [10_000usize, 100_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = open_in(dir.path());
+            let start = std::time::Instant::now();
+            let ops: Vec<WriteOp> = (0..n)
+                .map(|i| {
+                    let name = format!("host-{i}.example.com");
+                    match i % 4 {
+                        0 => WriteOp::Create(input(
+                            "A",
+                            &name,
+                            &format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
+                            300,
+                            None,
+                        )),
+                        1 => WriteOp::Create(input(
+                            "AAAA",
+                            &name,
+                            &format!("2001:db8::{:x}", i),
+                            300,
+                            None,
+                        )),
+                        2 => WriteOp::Create(input(
+                            "TXT",
+                            &name,
+                            &format!("token {i} with spaces"),
+                            300,
+                            None,
+                        )),
+                        _ => WriteOp::Create(input("MX", &name, "mail.example.com", 300, Some(10))),
+                    }
+                })
+                .collect();
+            let (results, _) = p.apply(ops).await;
+            assert!(results.iter().all(Result::is_ok));
+            let create = start.elapsed();
+            let size = fs::metadata(path_of(&p)).unwrap().len();
+            let start = std::time::Instant::now();
+            let records = list(&p).await;
+            let listed = start.elapsed();
+            assert_eq!(records.len(), n + 1);
+            let start = std::time::Instant::now();
+            let id = records[n / 2].id.clone();
+            assert!(one(&p, WriteOp::Delete { id }).await.is_ok());
+            let one_write = start.elapsed();
+            println!(
+                "{n} records ({size} bytes): list {listed:?}, one-op apply {one_write:?}, creating all in one apply {create:?}"
+            );
+        }
+    }
+}

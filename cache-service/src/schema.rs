@@ -1,0 +1,38 @@
+//! diesel table definitions of cache-service's database; they mirror
+//! `migrations/cache/` and nothing else.
+
+diesel::table! {
+    dns_records (id) {
+        id -> Integer,
+        provider -> Text,
+        zone -> Text,
+        record_id -> Text,
+        #[sql_name = "type"]
+        rtype -> Text,
+        name -> Text,
+        content -> Text,
+        ttl -> Integer,
+        proxied -> Bool,
+        priority -> Nullable<Integer>,
+        comment -> Text,
+        is_orphaned -> Bool,
+        orphaned_at -> Nullable<BigInt>,
+        tracked_at -> Nullable<BigInt>,
+        updated_at -> BigInt,
+        fingerprint -> Text,
+        last_refreshed -> BigInt,
+    }
+}
+
+diesel::table! {
+    cache_state (id) {
+        id -> Integer,
+        provider -> Text,
+        zone -> Text,
+        generation -> BigInt,
+        last_refreshed -> Nullable<BigInt>,
+        last_attempt -> Nullable<BigInt>,
+        last_error -> Text,
+        last_refresh_duration_ms -> BigInt,
+    }
+}

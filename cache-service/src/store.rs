@@ -1,0 +1,397 @@
+//! The provider cache in SQLite (`dns_records` and the one-row `cache_state`).
+//!
+//! Every function takes a connection and runs synchronously; callers run them
+//! through `Db::run`. Writes happen in `IMMEDIATE` transactions and touch only
+//! the rows that changed: an unchanged refresh writes no record row.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use crate::provider::ProviderRecord;
+use crate::schema::{cache_state, dns_records};
+
+/// Rows per multi-row INSERT, kept well under SQLite's variable limit.
+const INSERT_CHUNK: usize = 1000;
+
+/// A cached record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = dns_records)]
+pub struct CachedRecord {
+    /// The provider's id.
+    pub record_id: String,
+    /// The provider's name.
+    pub provider: String,
+    /// The zone.
+    pub zone: String,
+    /// Record type, uppercase.
+    pub rtype: String,
+    /// Fully qualified name.
+    pub name: String,
+    /// Content in presentation form.
+    pub content: String,
+    /// TTL (1 = automatic).
+    pub ttl: i32,
+    /// Proxied at the provider.
+    pub proxied: bool,
+    /// Priority for MX and SRV.
+    pub priority: Option<i32>,
+    /// Provider-side comment.
+    pub comment: String,
+    /// When the row last changed (unix ms).
+    pub updated_at: i64,
+    /// SHA-256 over the defining fields.
+    pub fingerprint: String,
+    /// When a refresh or write-through last confirmed the row (unix ms).
+    pub last_refreshed: i64,
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = dns_records)]
+struct NewRow<'a> {
+    provider: &'a str,
+    zone: &'a str,
+    record_id: &'a str,
+    rtype: &'a str,
+    name: &'a str,
+    content: &'a str,
+    ttl: i32,
+    proxied: bool,
+    #[diesel(treat_none_as_null = true)]
+    priority: Option<i32>,
+    comment: &'a str,
+    updated_at: i64,
+    fingerprint: String,
+    last_refreshed: i64,
+}
+
+impl<'a> NewRow<'a> {
+    fn new(provider: &'a str, zone: &'a str, r: &'a ProviderRecord, now: i64) -> Self {
+        NewRow {
+            provider,
+            zone,
+            record_id: &r.id,
+            rtype: &r.rtype,
+            name: &r.name,
+            content: &r.content,
+            ttl: r.ttl as i32,
+            proxied: r.proxied,
+            priority: r.priority.map(|p| p as i32),
+            comment: &r.comment,
+            updated_at: now,
+            fingerprint: r.fingerprint(),
+            last_refreshed: now,
+        }
+    }
+}
+
+/// The state of the cache as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = cache_state)]
+pub struct CacheState {
+    /// The provider the rows came from.
+    pub provider: String,
+    /// The zone the rows belong to.
+    pub zone: String,
+    /// Bumped by every committed change to the cache.
+    pub generation: i64,
+    /// When the last successful refresh read the provider (unix ms).
+    pub last_refreshed: Option<i64>,
+    /// When the last refresh attempt ended (unix ms).
+    pub last_attempt: Option<i64>,
+    /// The last refresh's error; empty after a success.
+    pub last_error: String,
+    /// How long the last successful refresh took.
+    pub last_refresh_duration_ms: i64,
+}
+
+/// Reads the cache state.
+pub fn state(conn: &mut SqliteConnection) -> QueryResult<CacheState> {
+    cache_state::table
+        .filter(cache_state::id.eq(1))
+        .select(CacheState::as_select())
+        .first(conn)
+}
+
+/// Makes the cache belong to `provider`/`zone`. Rows cached for another
+/// provider or zone are dropped (they describe something else). Returns how
+/// many rows were dropped.
+pub fn claim(conn: &mut SqliteConnection, provider: &str, zone: &str) -> QueryResult<usize> {
+    conn.immediate_transaction(|conn| {
+        let st = state(conn)?;
+        if st.provider == provider && st.zone == zone {
+            return Ok(0);
+        }
+        let dropped = diesel::delete(dns_records::table).execute(conn)?;
+        diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+            .set((
+                cache_state::provider.eq(provider),
+                cache_state::zone.eq(zone),
+                cache_state::last_refreshed.eq(None::<i64>),
+                cache_state::last_error.eq(""),
+                cache_state::generation.eq(cache_state::generation + 1),
+            ))
+            .execute(conn)?;
+        Ok(dropped)
+    })
+}
+
+/// What a refresh changed.
+#[derive(Debug, Clone, Default)]
+pub struct RefreshDiff {
+    /// Records new since the previous snapshot.
+    pub added: Vec<ProviderRecord>,
+    /// Records whose fingerprint changed.
+    pub changed: Vec<ProviderRecord>,
+    /// Ids gone from the provider.
+    pub removed: Vec<String>,
+    /// Records in the cache afterwards.
+    pub total: u64,
+    /// The generation after the refresh.
+    pub generation: u64,
+}
+
+/// Replaces the cache with `records` in one `IMMEDIATE` transaction, writing
+/// only what changed by fingerprint, stamping `last_refreshed` and bumping the
+/// generation. On any error nothing is changed.
+pub fn apply_refresh(
+    conn: &mut SqliteConnection,
+    provider: &str,
+    zone: &str,
+    records: Vec<ProviderRecord>,
+    started_ms: i64,
+    now_ms: i64,
+) -> QueryResult<RefreshDiff> {
+    conn.immediate_transaction(|conn| {
+        let existing: HashMap<String, String> = dns_records::table
+            .select((dns_records::record_id, dns_records::fingerprint))
+            .load_iter::<(String, String), diesel::connection::DefaultLoadingMode>(conn)?
+            .collect::<QueryResult<_>>()?;
+        let mut seen = std::collections::HashSet::with_capacity(records.len());
+        let mut diff = RefreshDiff::default();
+        for r in records {
+            if !seen.insert(r.id.clone()) {
+                continue;
+            }
+            match existing.get(&r.id) {
+                None => diff.added.push(r),
+                Some(fp) if *fp != r.fingerprint() => diff.changed.push(r),
+                Some(_) => {}
+            }
+        }
+        diff.removed = existing
+            .into_keys()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        for chunk in diff.added.chunks(INSERT_CHUNK) {
+            let rows: Vec<NewRow> = chunk
+                .iter()
+                .map(|r| NewRow::new(provider, zone, r, now_ms))
+                .collect();
+            diesel::insert_into(dns_records::table)
+                .values(&rows)
+                .execute(conn)?;
+        }
+        for r in &diff.changed {
+            diesel::update(dns_records::table.filter(dns_records::record_id.eq(&r.id)))
+                .set(&NewRow::new(provider, zone, r, now_ms))
+                .execute(conn)?;
+        }
+        for chunk in diff.removed.chunks(INSERT_CHUNK) {
+            diesel::delete(dns_records::table.filter(dns_records::record_id.eq_any(chunk)))
+                .execute(conn)?;
+        }
+        diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+            .set((
+                cache_state::generation.eq(cache_state::generation + 1),
+                cache_state::last_refreshed.eq(Some(started_ms)),
+                cache_state::last_attempt.eq(Some(now_ms)),
+                cache_state::last_error.eq(""),
+                cache_state::last_refresh_duration_ms.eq(now_ms - started_ms),
+            ))
+            .execute(conn)?;
+        diff.total = seen.len() as u64;
+        diff.generation = state(conn)?.generation as u64;
+        Ok(diff)
+    })
+}
+
+/// Records a failed refresh; the snapshot itself is left whole.
+pub fn record_refresh_failure(
+    conn: &mut SqliteConnection,
+    error: &str,
+    now_ms: i64,
+) -> QueryResult<()> {
+    diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+        .set((
+            cache_state::last_attempt.eq(Some(now_ms)),
+            cache_state::last_error.eq(error),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One accepted write, as the cache must reflect it.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// This record now exists (created or updated); `replaces` is the id it
+    /// had before, when the provider gave it a new one.
+    Upsert {
+        /// The record as the provider holds it.
+        record: ProviderRecord,
+        /// The id the record had before the write, if different.
+        replaces: Option<String>,
+    },
+    /// This id no longer exists.
+    Removed(String),
+}
+
+/// Writes accepted changes into the cache in one transaction and bumps the
+/// generation once. Returns the new generation.
+pub fn apply_written(
+    conn: &mut SqliteConnection,
+    provider: &str,
+    zone: &str,
+    written: &[Written],
+    now_ms: i64,
+) -> QueryResult<u64> {
+    conn.immediate_transaction(|conn| {
+        for w in written {
+            match w {
+                Written::Upsert { record, replaces } => {
+                    if let Some(old) = replaces {
+                        diesel::delete(dns_records::table.filter(dns_records::record_id.eq(old)))
+                            .execute(conn)?;
+                    }
+                    let row = NewRow::new(provider, zone, record, now_ms);
+                    diesel::insert_into(dns_records::table)
+                        .values(&row)
+                        .on_conflict((dns_records::provider, dns_records::record_id))
+                        .do_update()
+                        .set(&row)
+                        .execute(conn)?;
+                }
+                Written::Removed(id) => {
+                    diesel::delete(dns_records::table.filter(dns_records::record_id.eq(id)))
+                        .execute(conn)?;
+                }
+            }
+        }
+        diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+            .set(cache_state::generation.eq(cache_state::generation + 1))
+            .execute(conn)?;
+        Ok(state(conn)?.generation as u64)
+    })
+}
+
+/// Filters of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Exact type.
+    pub rtype: Option<String>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// Name equal to this suffix or ending in "." + suffix.
+    pub name_suffix: Option<String>,
+}
+
+/// Where a page starts: strictly after this (name, type, record_id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKey {
+    /// Name of the last record of the previous page.
+    pub name: String,
+    /// Type of the last record of the previous page.
+    pub rtype: String,
+    /// Id of the last record of the previous page.
+    pub record_id: String,
+}
+
+impl PageKey {
+    /// The opaque token for this key.
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}\n{}\n{}", self.name, self.rtype, self.record_id))
+    }
+
+    /// Decodes a token made by [`PageKey::encode`].
+    pub fn decode(token: &str) -> Option<PageKey> {
+        let bytes = hex::decode(token).ok()?;
+        let s = String::from_utf8(bytes).ok()?;
+        let mut it = s.splitn(3, '\n');
+        Some(PageKey {
+            name: it.next()?.to_string(),
+            rtype: it.next()?.to_string(),
+            record_id: it.next()?.to_string(),
+        })
+    }
+}
+
+/// One page of records ordered by (name, type, record_id), and whether more follow.
+pub fn list(
+    conn: &mut SqliteConnection,
+    filter: &ListFilter,
+    after: Option<&PageKey>,
+    limit: u32,
+) -> QueryResult<(Vec<CachedRecord>, bool)> {
+    let mut q = dns_records::table
+        .select(CachedRecord::as_select())
+        .order((
+            dns_records::name.asc(),
+            dns_records::rtype.asc(),
+            dns_records::record_id.asc(),
+        ))
+        .limit(i64::from(limit) + 1)
+        .into_boxed();
+    if let Some(t) = &filter.rtype {
+        q = q.filter(dns_records::rtype.eq(t.clone()));
+    }
+    if let Some(n) = &filter.name {
+        q = q.filter(dns_records::name.eq(n.clone()));
+    }
+    if let Some(s) = &filter.name_suffix {
+        // `LIKE` would treat `_` as a wildcard; compare the tail exactly instead.
+        let dotted = format!(".{s}");
+        q = q.filter(
+            dns_records::name
+                .eq(s.clone())
+                .or(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("substr(name, -length(")
+                        .bind::<diesel::sql_types::Text, _>(dotted.clone())
+                        .sql(")) = ")
+                        .bind::<diesel::sql_types::Text, _>(dotted),
+                ),
+        );
+    }
+    if let Some(k) = after {
+        q = q.filter(
+            dns_records::name
+                .gt(k.name.clone())
+                .or(dns_records::name.eq(k.name.clone()).and(
+                    dns_records::rtype.gt(k.rtype.clone()).or(dns_records::rtype
+                        .eq(k.rtype.clone())
+                        .and(dns_records::record_id.gt(k.record_id.clone()))),
+                )),
+        );
+    }
+    let mut rows = q.load(conn)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+/// One record by id.
+pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<CachedRecord>> {
+    dns_records::table
+        .filter(dns_records::record_id.eq(record_id))
+        .select(CachedRecord::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Records in the cache.
+pub fn count(conn: &mut SqliteConnection) -> QueryResult<u64> {
+    dns_records::table
+        .count()
+        .get_result::<i64>(conn)
+        .map(|n| n as u64)
+}

@@ -1,0 +1,12 @@
+//! Plumbing both TrafegoDNS services share: the SQLite pool and its blocking
+//! helper, logging, the gRPC server with health, reflection and graceful
+//! shutdown, duration parsing and an injectable clock.
+//!
+//! Nothing here knows about DNS records; service logic lives in the services.
+
+pub mod clock;
+pub mod db;
+pub mod duration;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;

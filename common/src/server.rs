@@ -1,0 +1,133 @@
+//! Serving a gRPC service the way a mesh expects: `grpc.health.v1.Health`
+//! (the service's own name and `""`), server reflection v1 and v1alpha, and a
+//! graceful shutdown.
+//!
+//! On shutdown, health turns NOT_SERVING first, open streams are told to end
+//! (the cancellation token), no new connections are accepted, and in-flight
+//! calls get a bounded time to finish. It never waits without bound.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+/// How a service is served.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The full gRPC name of the service, e.g. `trafego.cache.v1.CacheService`;
+    /// health reports under it and under `""`.
+    pub service_name: &'static str,
+    /// The service's encoded `FileDescriptorSet`, served by reflection.
+    pub descriptor_set: &'static [u8],
+    /// How long in-flight calls may run on after a shutdown signal.
+    pub grace: Duration,
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+fn reflection_builder(descriptor_set: &'static [u8]) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(descriptor_set)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Serves `service` on `listener` with health and reflection until `shutdown`
+/// completes, then drains as described in the module docs. `cancel` is
+/// cancelled when the shutdown begins, so streams and background tasks that
+/// watch it end.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    cfg: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    cancel: CancellationToken,
+) -> Result<(), ServeError>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(cfg.service_name, ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    let reflection_v1 = reflection_builder(cfg.descriptor_set).build_v1()?;
+    let reflection_v1alpha = reflection_builder(cfg.descriptor_set).build_v1alpha()?;
+
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let stop = CancellationToken::new();
+    let server = Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        );
+    tokio::pin!(server);
+    tracing::info!(service = cfg.service_name, addr = %addr, "serving gRPC");
+
+    tokio::select! {
+        res = &mut server => {
+            cancel.cancel();
+            return res.map_err(Into::into);
+        }
+        () = shutdown => {}
+        () = cancel.cancelled() => {}
+    }
+
+    reporter
+        .set_service_status(cfg.service_name, ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    tracing::info!(
+        service = cfg.service_name,
+        grace_ms = cfg.grace.as_millis() as u64,
+        "health NOT_SERVING; draining in-flight calls"
+    );
+    cancel.cancel();
+    stop.cancel();
+    match tokio::time::timeout(cfg.grace, &mut server).await {
+        Ok(res) => {
+            tracing::info!(service = cfg.service_name, "stopped cleanly");
+            res.map_err(Into::into)
+        }
+        Err(_) => {
+            tracing::warn!(
+                service = cfg.service_name,
+                "in-flight calls did not finish within the grace period; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE tracker_state;
+DROP TABLE orphaned_records_history;
+DROP TABLE dns_tracked_records;

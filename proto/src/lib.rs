@@ -1,0 +1,39 @@
+//! The TrafegoDNS contract: generated gRPC code for `trafego.cache.v1` and
+//! `trafego.tracking.v1`, the encoded descriptor set for reflection, and the
+//! validated domain types that both services use past the gRPC edge.
+//!
+//! Nothing here talks to a database or the network: it only turns wire
+//! messages into values that cannot be invalid.
+
+pub mod validate;
+
+/// Generated code of `trafego.cache.v1`.
+pub mod cache {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("trafego.cache.v1");
+}
+
+/// Generated code of `trafego.tracking.v1`.
+pub mod tracking {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("trafego.tracking.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `trafego.cache.v1` (and the well-known
+/// types it imports), served by cache-service's reflection so grpcurl can list
+/// and describe it, comments included.
+pub const CACHE_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cache_descriptor.bin"));
+
+/// The encoded `FileDescriptorSet` of `trafego.tracking.v1`, served by
+/// tracking-service's reflection.
+pub const TRACKING_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tracking_descriptor.bin"));
+
+/// Converts a unix time in milliseconds into a protobuf timestamp.
+pub fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}

@@ -1,0 +1,1411 @@
+//! A fake DNS provider that speaks enough of the Cloudflare API v4 for the cache-service
+//! to run against it: a real HTTP server on loopback, with one zone, in-memory DNS records,
+//! the single-record endpoints, the atomic batch endpoint, pagination, validation errors
+//! shaped like Cloudflare's, and fault injection (rate limiting, 5xx answers, failing list
+//! pages, refused batches, per-name write failures, latency). Tests and benchmarks use it
+//! to exercise the provider client end to end without the network; the `fake-cloudflare`
+//! binary serves the same thing for manual runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Record types the fake accepts on writes (anything else is a Cloudflare "DNS Validation Error").
+const ALLOWED_TYPES: [&str; 8] = ["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA", "NS"];
+/// Fixed timestamp used for `created_on` / `modified_on`: the fake does not track time.
+const TIMESTAMP: &str = "2024-01-01T00:00:00.000000Z";
+/// Cloudflare's default `per_page` for `dns_records`.
+const DEFAULT_PER_PAGE: u32 = 100;
+
+/// Configuration of a fake: what it accepts and how it caps requests. Exists so tests can
+/// reproduce Cloudflare's limits (page size, batch size) at whatever scale they need.
+#[derive(Debug, Clone)]
+pub struct FakeOptions {
+    /// The only bearer token accepted; anything else is refused with code 9109.
+    pub token: String,
+    /// The single zone served, e.g. `example.com`.
+    pub zone_name: String,
+    /// Identifier of the zone (32 lowercase hex characters by default, derived from the name).
+    pub zone_id: String,
+    /// Largest `per_page` honoured by the list endpoint (default 5000).
+    pub max_per_page: u32,
+    /// When true, a `per_page` above `max_per_page` is refused (HTTP 400, code 1004) instead
+    /// of being capped silently (default false).
+    pub refuse_over_max_per_page: bool,
+    /// Largest number of operations (all kinds together) accepted in one batch (default 200);
+    /// a bigger batch is refused as a whole (HTTP 400, code 1004).
+    pub max_batch: usize,
+}
+
+impl FakeOptions {
+    /// Options with Cloudflare-like defaults for the given token and zone, so tests only
+    /// spell out what they change.
+    pub fn new(token: &str, zone_name: &str) -> Self {
+        let zone_name = normalize_name(zone_name);
+        Self {
+            token: token.to_string(),
+            zone_id: default_zone_id(&zone_name),
+            zone_name,
+            max_per_page: 5000,
+            refuse_over_max_per_page: false,
+            max_batch: 200,
+        }
+    }
+}
+
+/// A DNS record as the fake stores it. Tests use it to seed the provider's state and to
+/// inspect what the client under test did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FakeRecord {
+    /// Record identifier; leave empty when inserting to get a random 32-hex-char id.
+    pub id: String,
+    /// Record type (`A`, `AAAA`, `CNAME`, `TXT`, `MX`, ...).
+    pub r#type: String,
+    /// Fully qualified record name, without trailing dot (e.g. `www.example.com`).
+    pub name: String,
+    /// Record content (address, target, text, ...).
+    pub content: String,
+    /// TTL in seconds, 1 meaning "automatic".
+    pub ttl: u32,
+    /// Whether the record is proxied through Cloudflare.
+    pub proxied: bool,
+    /// Priority, meaningful for MX and SRV only.
+    pub priority: Option<u32>,
+    /// Free-form comment (TrafegoDNS may use it to mark ownership).
+    pub comment: Option<String>,
+}
+
+impl FakeRecord {
+    /// A record with an empty id (generated on insert), TTL 1 (automatic), not proxied, no
+    /// priority and no comment: the common case in tests.
+    pub fn new(rtype: &str, name: &str, content: &str) -> Self {
+        Self {
+            id: String::new(),
+            r#type: rtype.to_string(),
+            name: name.to_string(),
+            content: content.to_string(),
+            ttl: 1,
+            proxied: false,
+            priority: None,
+            comment: None,
+        }
+    }
+}
+
+/// Request counters, so tests can assert how many calls of each kind a client made
+/// (e.g. that a batch replaced N single writes, or that a 429 was retried once).
+///
+/// `total` counts every HTTP request. `unauthorized`, `rate_limited` count requests refused
+/// before reaching an endpoint; `faults` counts every injected failure (`fail_next`,
+/// `fail_list_page`, `refuse_batches`, `fail_writes_for_name`). The per-endpoint counters
+/// (`zones`, `list`, `get`, `create`, `update`, `delete`, `batch`) count requests that got
+/// past authentication, rate limiting and `fail_next`, whatever their outcome; `batch_ops`
+/// adds the number of operations in each such batch request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FakeStats {
+    /// Every request received.
+    pub total: u64,
+    /// `GET /zones` and `GET /zones/{id}`.
+    pub zones: u64,
+    /// `GET /zones/{id}/dns_records`.
+    pub list: u64,
+    /// `GET /zones/{id}/dns_records/{rid}`.
+    pub get: u64,
+    /// `POST /zones/{id}/dns_records`.
+    pub create: u64,
+    /// `PUT` and `PATCH /zones/{id}/dns_records/{rid}`.
+    pub update: u64,
+    /// `DELETE /zones/{id}/dns_records/{rid}`.
+    pub delete: u64,
+    /// `POST /zones/{id}/dns_records/batch`.
+    pub batch: u64,
+    /// Operations contained in batch requests.
+    pub batch_ops: u64,
+    /// Requests answered 429 by `rate_limit_next`.
+    pub rate_limited: u64,
+    /// Requests answered with an injected failure.
+    pub faults: u64,
+    /// Requests refused for a missing, malformed or wrong token.
+    pub unauthorized: u64,
+}
+
+/// Handle on a running fake Cloudflare API. Cheap to clone; every clone controls the same
+/// server. Seeding and inspection methods are synchronous and act on the live state.
+#[derive(Clone)]
+pub struct FakeCloudflare {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FakeCloudflare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloudflare")
+            .field("addr", &self.inner.addr)
+            .field("zone_name", &self.inner.opts.zone_name)
+            .field("zone_id", &self.inner.opts.zone_id)
+            .finish()
+    }
+}
+
+struct Inner {
+    opts: FakeOptions,
+    addr: SocketAddr,
+    store: RwLock<Store>,
+    faults: Mutex<Faults>,
+    stats: Mutex<FakeStats>,
+    shutdown: CancellationToken,
+}
+
+/// Records by id (ordered, so pages are stable) plus an index name -> ids (each list kept
+/// sorted), and a fast id generator (seeding 100k records must be cheap even unoptimized).
+struct Store {
+    records: BTreeMap<String, FakeRecord>,
+    by_name: BTreeMap<String, Vec<String>>,
+    id_state: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            records: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            id_state: rand::random(),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Faults {
+    failing_pages: HashMap<u32, u16>,
+    rate_limit_left: u32,
+    retry_after_secs: u32,
+    fail_next_left: u32,
+    fail_next_status: u16,
+    delay: Duration,
+    refuse_batches: bool,
+    /// Normalized record name -> (Cloudflare error code, HTTP status).
+    fail_names: HashMap<String, (u32, u16)>,
+}
+
+impl Store {
+    /// Inserts or replaces by id, keeping the name index right; returns the previous record.
+    fn put(&mut self, rec: FakeRecord) -> Option<FakeRecord> {
+        let id = rec.id.clone();
+        let name = rec.name.clone();
+        let old = self.records.insert(id.clone(), rec);
+        if let Some(old) = &old {
+            self.unindex(&old.name, &old.id);
+        }
+        let ids = self.by_name.entry(name).or_default();
+        if let Err(at) = ids.binary_search(&id) {
+            ids.insert(at, id);
+        }
+        old
+    }
+
+    fn unindex(&mut self, name: &str, id: &str) {
+        if let Some(ids) = self.by_name.get_mut(name) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<FakeRecord> {
+        let old = self.records.remove(id)?;
+        self.unindex(&old.name, id);
+        Some(old)
+    }
+
+    /// SplitMix64 step: statistically random enough for ids, and cheap in debug builds.
+    fn next_u64(&mut self) -> u64 {
+        self.id_state = self.id_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.id_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A fresh random id: 32 lowercase hex characters. SplitMix64 is a bijection of its
+    /// counter, so ids generated by one store never repeat (no lookup needed).
+    fn new_id(&mut self) -> String {
+        format!("{:016x}{:016x}", self.next_u64(), self.next_u64())
+    }
+
+    fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a FakeRecord> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.records.get(id))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn read(&self) -> RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn bump(&self, f: impl FnOnce(&mut FakeStats)) {
+        f(&mut lock(&self.stats));
+    }
+}
+
+impl FakeCloudflare {
+    /// Binds 127.0.0.1 on a free port and starts serving. The socket is bound before this
+    /// returns, so requests can be sent right away (no sleeps, no race).
+    pub async fn start(opts: FakeOptions) -> std::io::Result<FakeCloudflare> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(listener, opts).await
+    }
+
+    /// Starts serving on an already bound listener (for a fixed address, as the binary does).
+    pub async fn start_on(
+        listener: TcpListener,
+        opts: FakeOptions,
+    ) -> std::io::Result<FakeCloudflare> {
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            opts,
+            addr,
+            store: RwLock::new(Store::default()),
+            faults: Mutex::new(Faults::default()),
+            stats: Mutex::new(FakeStats::default()),
+            shutdown: CancellationToken::new(),
+        });
+        let app = router(inner.clone());
+        let stop = inner.shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "fake cloudflare server stopped");
+            }
+        });
+        Ok(FakeCloudflare { inner })
+    }
+
+    /// The API base URL to give the client under test: `http://127.0.0.1:PORT/client/v4`.
+    pub fn base_url(&self) -> String {
+        let mut addr = self.inner.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        format!("http://{addr}/client/v4")
+    }
+
+    /// The socket address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The zone identifier the fake serves, for assertions and for clients configured by id.
+    pub fn zone_id(&self) -> String {
+        self.inner.opts.zone_id.clone()
+    }
+
+    /// The zone name the fake serves.
+    pub fn zone_name(&self) -> String {
+        self.inner.opts.zone_name.clone()
+    }
+
+    /// Stops accepting connections and lets in-flight requests finish (graceful). The server
+    /// also stops when the tokio runtime that started it shuts down.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Seeds one record as-is (no validation, no name expansion), as if created earlier at
+    /// the provider. An empty id gets a random one; an existing id is replaced. Returns the id.
+    pub fn insert(&self, r: FakeRecord) -> String {
+        let mut store = self.inner.write();
+        insert_locked(&mut store, r)
+    }
+
+    /// Seeds many records under one lock (fast: 100k records in well under a second).
+    /// Same rules as [`FakeCloudflare::insert`]; returns the ids in input order.
+    pub fn insert_many(&self, rs: Vec<FakeRecord>) -> Vec<String> {
+        let mut store = self.inner.write();
+        rs.into_iter()
+            .map(|r| insert_locked(&mut store, r))
+            .collect()
+    }
+
+    /// Every record, sorted by id: what the provider holds now.
+    pub fn records(&self) -> Vec<FakeRecord> {
+        self.inner.read().records.values().cloned().collect()
+    }
+
+    /// One record by id.
+    pub fn get(&self, id: &str) -> Option<FakeRecord> {
+        self.inner.read().records.get(id).cloned()
+    }
+
+    /// Deletes a record behind the client's back ("someone else" at the provider). Returns
+    /// whether it existed.
+    pub fn remove(&self, id: &str) -> bool {
+        self.inner.write().remove(id).is_some()
+    }
+
+    /// Edits a record's content behind the client's back. Returns whether it existed.
+    pub fn update_content(&self, id: &str, content: &str) -> bool {
+        match self.inner.write().records.get_mut(id) {
+            Some(r) => {
+                r.content = content.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of records held.
+    pub fn count(&self) -> usize {
+        self.inner.read().records.len()
+    }
+
+    /// Makes every `GET` of page `page` of `dns_records` (whatever the filters) answer
+    /// `status` with a Cloudflare error body, until [`FakeCloudflare::clear_faults`].
+    pub fn fail_list_page(&self, page: u32, status: u16) {
+        lock(&self.inner.faults).failing_pages.insert(page, status);
+    }
+
+    /// Removes every injected fault: failing pages, pending rate limits and failures,
+    /// delay, refused batches and per-name write failures.
+    pub fn clear_faults(&self) {
+        *lock(&self.inner.faults) = Faults::default();
+    }
+
+    /// The next `n` authenticated requests (any endpoint) answer 429 with a `Retry-After`
+    /// header of `retry_after_secs` and error code 971, as Cloudflare's rate limiter does.
+    pub fn rate_limit_next(&self, n: u32, retry_after_secs: u32) {
+        let mut f = lock(&self.inner.faults);
+        f.rate_limit_left = n;
+        f.retry_after_secs = retry_after_secs;
+    }
+
+    /// The next `n` authenticated requests (after any pending rate limit) answer `status`
+    /// (e.g. 500, 502, 503) with a Cloudflare error body, without touching the state.
+    pub fn fail_next(&self, n: u32, status: u16) {
+        let mut f = lock(&self.inner.faults);
+        f.fail_next_left = n;
+        f.fail_next_status = status;
+    }
+
+    /// Delays every answer by `d` (slept before the request is processed); zero disables.
+    pub fn set_delay(&self, d: Duration) {
+        lock(&self.inner.faults).delay = d;
+    }
+
+    /// While set, the batch endpoint refuses every batch as a whole (HTTP 400, code 1004
+    /// "batch refused"), so clients must fall back to single-record calls.
+    pub fn refuse_batches(&self, refuse: bool) {
+        lock(&self.inner.faults).refuse_batches = refuse;
+    }
+
+    /// Writes touching record name `name` (create, update from or to it, delete), single or
+    /// in a batch, fail with Cloudflare error `code` and HTTP `status`. In a batch, the
+    /// whole batch fails and nothing changes (Cloudflare batches are atomic).
+    pub fn fail_writes_for_name(&self, name: &str, code: u32, status: u16) {
+        lock(&self.inner.faults)
+            .fail_names
+            .insert(normalize_name(name), (code, status));
+    }
+
+    /// A snapshot of the request counters.
+    pub fn stats(&self) -> FakeStats {
+        lock(&self.inner.stats).clone()
+    }
+
+    /// Zeroes the request counters (e.g. after seeding through the API).
+    pub fn reset_stats(&self) {
+        *lock(&self.inner.stats) = FakeStats::default();
+    }
+}
+
+fn insert_locked(store: &mut Store, mut r: FakeRecord) -> String {
+    if r.id.is_empty() {
+        r.id = store.new_id();
+    }
+    let id = r.id.clone();
+    store.put(r);
+    id
+}
+
+/// Lowercase, without trailing dot: how Cloudflare stores names.
+fn normalize_name(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Cloudflare expands names relative to the zone: `@` is the apex, `www` is `www.<zone>`.
+fn expand_name(name: &str, zone: &str) -> String {
+    let n = normalize_name(name);
+    if n == "@" || n.is_empty() {
+        zone.to_string()
+    } else if n == zone || n.ends_with(&format!(".{zone}")) {
+        n
+    } else {
+        format!("{n}.{zone}")
+    }
+}
+
+/// A stable 32-hex-char id derived from the zone name (two FNV-1a 64-bit hashes).
+fn default_zone_id(zone: &str) -> String {
+    let fnv = |seed: u64| {
+        zone.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x84222325_cbf29ce4)
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Envelopes and errors
+// ---------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct ErrorItem {
+    code: u32,
+    message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    error_chain: Vec<ErrorItem>,
+}
+
+#[derive(Serialize)]
+struct ResultInfo {
+    page: u32,
+    per_page: u32,
+    count: usize,
+    total_count: usize,
+    total_pages: usize,
+}
+
+#[derive(Serialize)]
+struct Envelope<T: Serialize> {
+    success: bool,
+    errors: Vec<ErrorItem>,
+    messages: [u8; 0],
+    result: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_info: Option<ResultInfo>,
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => {
+            let mut resp = Response::new(Body::from(format!("serialization failed: {e}")));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            resp
+        }
+    }
+}
+
+fn ok<T: Serialize>(result: T) -> Response {
+    ok_paged(result, None)
+}
+
+fn ok_paged<T: Serialize>(result: T, result_info: Option<ResultInfo>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &Envelope {
+            success: true,
+            errors: Vec::new(),
+            messages: [],
+            result,
+            result_info,
+        },
+    )
+}
+
+/// A Cloudflare error answer; `injected` marks failures caused by fault injection.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: u32,
+    message: String,
+    chain: Vec<(u32, String)>,
+    injected: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            chain: Vec::new(),
+            injected: false,
+        }
+    }
+    fn bad(code: u32, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    fn validation(detail: impl Into<String>) -> Self {
+        let mut e = Self::bad(1004, "DNS Validation Error");
+        e.chain.push((1004, detail.into()));
+        e
+    }
+    fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, 81044, "Record does not exist.")
+    }
+    fn injected(status: u16) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let code = match status.as_u16() {
+            429 => 971,
+            401 | 403 => 10000,
+            500..=599 => 10001,
+            _ => 1004,
+        };
+        let mut e = Self::new(status, code, format!("{reason} (injected)"));
+        e.injected = true;
+        e
+    }
+    fn injected_code(status: u16, code: u32, message: String) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut e = Self::new(status, code, message);
+        e.injected = true;
+        e
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let item = ErrorItem {
+            code: self.code,
+            message: self.message,
+            error_chain: self
+                .chain
+                .into_iter()
+                .map(|(code, message)| ErrorItem {
+                    code,
+                    message,
+                    error_chain: Vec::new(),
+                })
+                .collect(),
+        };
+        json_response(
+            self.status,
+            &Envelope {
+                success: false,
+                errors: vec![item],
+                messages: [],
+                result: (),
+                result_info: None,
+            },
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Router, middleware
+// ---------------------------------------------------------------------------------------
+
+type Shared = State<Arc<Inner>>;
+
+fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/client/v4/zones", get(list_zones))
+        .route("/client/v4/zones/{zone_id}", get(get_zone))
+        .route(
+            "/client/v4/zones/{zone_id}/dns_records",
+            get(list_records).post(create_record),
+        )
+        .route(
+            "/client/v4/zones/{zone_id}/dns_records/batch",
+            post(batch_records),
+        )
+        .route(
+            "/client/v4/zones/{zone_id}/dns_records/{record_id}",
+            get(get_record)
+                .put(put_record)
+                .patch(patch_record)
+                .delete(delete_record),
+        )
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Large batches (benchmarks raise `max_batch`) must reach the handler.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(middleware::from_fn_with_state(inner.clone(), gatekeeper))
+        .with_state(inner)
+}
+
+async fn no_route() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, 7000, "No route for that URI").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        7001,
+        "Method not allowed for this route",
+    )
+    .into_response()
+}
+
+/// Runs before every endpoint: counts, delays, authenticates, then applies the pending
+/// rate limit and injected failures, in that order.
+async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response {
+    inner.bump(|s| s.total += 1);
+    let delay = lock(&inner.faults).delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    tracing::debug!(method = %req.method(), uri = %req.uri(), "fake cloudflare request");
+
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+        });
+    match auth {
+        None => {
+            inner.bump(|s| s.unauthorized += 1);
+            let mut e = ApiError::bad(6003, "Invalid request headers");
+            e.chain
+                .push((6111, "Invalid format for Authorization header".into()));
+            return e.into_response();
+        }
+        Some(token) if token != inner.opts.token => {
+            inner.bump(|s| s.unauthorized += 1);
+            return ApiError::new(StatusCode::FORBIDDEN, 9109, "Invalid access token")
+                .into_response();
+        }
+        Some(_) => {}
+    }
+
+    enum Gate {
+        Pass,
+        RateLimited(u32),
+        Fail(u16),
+    }
+    let gate = {
+        let mut f = lock(&inner.faults);
+        if f.rate_limit_left > 0 {
+            f.rate_limit_left -= 1;
+            Gate::RateLimited(f.retry_after_secs)
+        } else if f.fail_next_left > 0 {
+            f.fail_next_left -= 1;
+            Gate::Fail(f.fail_next_status)
+        } else {
+            Gate::Pass
+        }
+    };
+    match gate {
+        Gate::Pass => next.run(req).await,
+        Gate::RateLimited(secs) => {
+            inner.bump(|s| s.rate_limited += 1);
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                971,
+                "Please wait and consider throttling your request speed",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+        Gate::Fail(status) => {
+            inner.bump(|s| s.faults += 1);
+            ApiError::injected(status).into_response()
+        }
+    }
+}
+
+/// Turns a handler result into a response, counting injected failures.
+fn finish(inner: &Inner, r: Result<Response, ApiError>) -> Response {
+    match r {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.injected {
+                inner.bump(|s| s.faults += 1);
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn check_zone(inner: &Inner, zone_id: &str, suffix: &str) -> Result<(), ApiError> {
+    if zone_id == inner.opts.zone_id {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            7003,
+            format!(
+                "Could not route to /zones/{zone_id}{suffix}, perhaps your object identifier is invalid?"
+            ),
+        ))
+    }
+}
+
+type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn query_map(q: QueryMap) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::bad(1004, format!("Invalid query string: {e}")))
+}
+
+fn parse_u32(q: &HashMap<String, String>, key: &str, default: u32) -> Result<u32, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| ApiError::bad(1004, format!("Invalid value for {key}: {v}"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Zones
+// ---------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct ZoneOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    status: &'static str,
+    paused: bool,
+    #[serde(rename = "type")]
+    ztype: &'static str,
+    name_servers: [&'static str; 2],
+}
+
+fn zone_out(opts: &FakeOptions) -> ZoneOut<'_> {
+    ZoneOut {
+        id: &opts.zone_id,
+        name: &opts.zone_name,
+        status: "active",
+        paused: false,
+        ztype: "full",
+        name_servers: ["ada.ns.cloudflare.com", "bob.ns.cloudflare.com"],
+    }
+}
+
+async fn list_zones(State(inner): Shared, q: QueryMap) -> Response {
+    inner.bump(|s| s.zones += 1);
+    let r = (|| {
+        let q = query_map(q)?;
+        let matches = q
+            .get("name")
+            .is_none_or(|n| normalize_name(n) == inner.opts.zone_name);
+        let zones: Vec<ZoneOut<'_>> = if matches {
+            vec![zone_out(&inner.opts)]
+        } else {
+            Vec::new()
+        };
+        let info = ResultInfo {
+            page: 1,
+            per_page: 20,
+            count: zones.len(),
+            total_count: zones.len(),
+            total_pages: usize::from(!zones.is_empty()),
+        };
+        Ok(ok_paged(zones, Some(info)))
+    })();
+    finish(&inner, r)
+}
+
+async fn get_zone(State(inner): Shared, Path(zone_id): Path<String>) -> Response {
+    inner.bump(|s| s.zones += 1);
+    let r = check_zone(&inner, &zone_id, "").map(|()| ok(zone_out(&inner.opts)));
+    finish(&inner, r)
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS records: reads
+// ---------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    id: &'a str,
+    zone_id: &'a str,
+    zone_name: &'a str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    rtype: &'a str,
+    content: &'a str,
+    proxiable: bool,
+    proxied: bool,
+    ttl: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<u32>,
+    comment: Option<&'a str>,
+    tags: [u8; 0],
+    created_on: &'static str,
+    modified_on: &'static str,
+    meta: Empty,
+    settings: Empty,
+}
+
+fn record_out<'a>(opts: &'a FakeOptions, r: &'a FakeRecord) -> RecordOut<'a> {
+    RecordOut {
+        id: &r.id,
+        zone_id: &opts.zone_id,
+        zone_name: &opts.zone_name,
+        name: &r.name,
+        rtype: &r.r#type,
+        content: &r.content,
+        proxiable: proxiable(&r.r#type),
+        proxied: r.proxied,
+        ttl: r.ttl,
+        priority: if matches!(r.r#type.as_str(), "MX" | "SRV" | "URI") {
+            r.priority
+        } else {
+            None
+        },
+        comment: r.comment.as_deref(),
+        tags: [],
+        created_on: TIMESTAMP,
+        modified_on: TIMESTAMP,
+        meta: Empty {},
+        settings: Empty {},
+    }
+}
+
+fn records_out<'a>(opts: &'a FakeOptions, rs: &'a [FakeRecord]) -> Vec<RecordOut<'a>> {
+    rs.iter().map(|r| record_out(opts, r)).collect()
+}
+
+fn proxiable(rtype: &str) -> bool {
+    matches!(rtype, "A" | "AAAA" | "CNAME")
+}
+
+async fn list_records(State(inner): Shared, Path(zone_id): Path<String>, q: QueryMap) -> Response {
+    inner.bump(|s| s.list += 1);
+    let r = list_records_inner(&inner, &zone_id, q);
+    finish(&inner, r)
+}
+
+fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Response, ApiError> {
+    check_zone(inner, zone_id, "/dns_records")?;
+    let q = query_map(q)?;
+    let page = parse_u32(&q, "page", 1)?;
+    if page == 0 {
+        return Err(ApiError::bad(1004, "page must be at least 1"));
+    }
+    let mut per_page = parse_u32(&q, "per_page", DEFAULT_PER_PAGE)?;
+    if per_page == 0 {
+        return Err(ApiError::bad(1004, "per_page must be at least 1"));
+    }
+    let max = inner.opts.max_per_page.max(1);
+    if per_page > max {
+        if inner.opts.refuse_over_max_per_page {
+            return Err(ApiError::bad(
+                1004,
+                format!("per_page must be at most {max}"),
+            ));
+        }
+        per_page = max;
+    }
+    if let Some(&status) = lock(&inner.faults).failing_pages.get(&page) {
+        return Err(ApiError::injected(status));
+    }
+
+    let name = q
+        .get("name.exact")
+        .or_else(|| q.get("name"))
+        .map(|n| normalize_name(n));
+    let rtype = q.get("type").map(|t| t.trim().to_ascii_uppercase());
+    let content = q.get("content.exact").or_else(|| q.get("content")).cloned();
+
+    let store = inner.read();
+    let keep = |r: &FakeRecord| {
+        rtype.as_deref().is_none_or(|t| r.r#type == t)
+            && content.as_deref().is_none_or(|c| r.content == c)
+    };
+    let start = (page as usize - 1).saturating_mul(per_page as usize);
+    let end = start.saturating_add(per_page as usize);
+    let mut total = 0usize;
+    let mut out: Vec<RecordOut<'_>> = Vec::new();
+    match &name {
+        Some(n) => {
+            for r in store.named(n).filter(|r| keep(r)) {
+                if (start..end).contains(&total) {
+                    out.push(record_out(&inner.opts, r));
+                }
+                total += 1;
+            }
+        }
+        None if rtype.is_none() && content.is_none() => {
+            total = store.records.len();
+            out.extend(
+                store
+                    .records
+                    .values()
+                    .skip(start)
+                    .take(per_page as usize)
+                    .map(|r| record_out(&inner.opts, r)),
+            );
+        }
+        None => {
+            for r in store.records.values().filter(|r| keep(r)) {
+                if (start..end).contains(&total) {
+                    out.push(record_out(&inner.opts, r));
+                }
+                total += 1;
+            }
+        }
+    }
+    let info = ResultInfo {
+        page,
+        per_page,
+        count: out.len(),
+        total_count: total,
+        total_pages: total.div_ceil(per_page as usize),
+    };
+    Ok(ok_paged(out, Some(info)))
+}
+
+async fn get_record(
+    State(inner): Shared,
+    Path((zone_id, record_id)): Path<(String, String)>,
+) -> Response {
+    inner.bump(|s| s.get += 1);
+    let r = (|| {
+        check_zone(&inner, &zone_id, &format!("/dns_records/{record_id}"))?;
+        let store = inner.read();
+        let rec = store
+            .records
+            .get(&record_id)
+            .ok_or_else(ApiError::not_found)?;
+        Ok(ok(record_out(&inner.opts, rec)))
+    })();
+    finish(&inner, r)
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS records: writes (shared by the single-record endpoints and the batch endpoint)
+// ---------------------------------------------------------------------------------------
+
+/// Body of POST/PUT/PATCH and of batch operations; every field optional so PATCH can merge.
+#[derive(Deserialize, Default)]
+struct RecordBody {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    rtype: Option<String>,
+    name: Option<String>,
+    content: Option<String>,
+    ttl: Option<u32>,
+    proxied: Option<bool>,
+    priority: Option<u32>,
+    /// Absent -> None, null -> Some(None), string -> Some(Some(..)).
+    #[serde(default, deserialize_with = "double_option")]
+    comment: Option<Option<String>>,
+}
+
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[derive(Deserialize, Default)]
+struct BatchBody {
+    #[serde(default)]
+    deletes: Option<Vec<IdOnly>>,
+    #[serde(default)]
+    patches: Option<Vec<RecordBody>>,
+    #[serde(default)]
+    puts: Option<Vec<RecordBody>>,
+    #[serde(default)]
+    posts: Option<Vec<RecordBody>>,
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let mut err = ApiError::bad(9207, "Request body is invalid.");
+        err.chain.push((9207, e.to_string()));
+        err
+    })
+}
+
+/// What a write needs besides the store: the zone (for name expansion) and the per-name
+/// injected failures (snapshotted before taking the store lock).
+struct WriteCtx<'a> {
+    zone: &'a str,
+    fail_names: HashMap<String, (u32, u16)>,
+}
+
+impl WriteCtx<'_> {
+    fn new(inner: &Inner) -> WriteCtx<'_> {
+        WriteCtx {
+            zone: &inner.opts.zone_name,
+            fail_names: lock(&inner.faults).fail_names.clone(),
+        }
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), ApiError> {
+        match self.fail_names.get(name) {
+            Some(&(code, status)) => Err(ApiError::injected_code(
+                status,
+                code,
+                format!("Injected failure for {name}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A complete record from a POST/PUT body (type, name and content required).
+    fn full(&self, id: String, b: RecordBody) -> Result<FakeRecord, ApiError> {
+        let rtype = b
+            .rtype
+            .ok_or_else(|| ApiError::validation("type is required"))?;
+        let name = b
+            .name
+            .ok_or_else(|| ApiError::validation("name is required"))?;
+        let content = b
+            .content
+            .ok_or_else(|| ApiError::validation("content is required"))?;
+        Ok(FakeRecord {
+            id,
+            r#type: rtype.trim().to_ascii_uppercase(),
+            name: expand_name(&name, self.zone),
+            content,
+            ttl: b.ttl.unwrap_or(1),
+            proxied: b.proxied.unwrap_or(false),
+            priority: b.priority,
+            comment: b.comment.flatten(),
+        })
+    }
+
+    /// `old` with the fields present in a PATCH body replaced.
+    fn merged(&self, old: &FakeRecord, b: RecordBody) -> FakeRecord {
+        FakeRecord {
+            id: old.id.clone(),
+            r#type: b
+                .rtype
+                .map_or_else(|| old.r#type.clone(), |t| t.trim().to_ascii_uppercase()),
+            name: b
+                .name
+                .map_or_else(|| old.name.clone(), |n| expand_name(&n, self.zone)),
+            content: b.content.unwrap_or_else(|| old.content.clone()),
+            ttl: b.ttl.unwrap_or(old.ttl),
+            proxied: b.proxied.unwrap_or(old.proxied),
+            priority: b.priority.or(old.priority),
+            comment: b.comment.unwrap_or_else(|| old.comment.clone()),
+        }
+    }
+
+    fn create(&self, store: &mut Store, b: RecordBody) -> Result<FakeRecord, ApiError> {
+        let rec = self.full(store.new_id(), b)?;
+        self.check_name(&rec.name)?;
+        validate(store, &rec)?;
+        store.put(rec.clone());
+        Ok(rec)
+    }
+
+    fn replace(
+        &self,
+        store: &mut Store,
+        id: &str,
+        new: FakeRecord,
+    ) -> Result<FakeRecord, ApiError> {
+        let old = store.records.get(id).ok_or_else(ApiError::not_found)?;
+        self.check_name(&old.name)?;
+        self.check_name(&new.name)?;
+        validate(store, &new)?;
+        store.put(new.clone());
+        Ok(new)
+    }
+
+    fn put(&self, store: &mut Store, id: &str, b: RecordBody) -> Result<FakeRecord, ApiError> {
+        if !store.records.contains_key(id) {
+            return Err(ApiError::not_found());
+        }
+        let new = self.full(id.to_string(), b)?;
+        self.replace(store, id, new)
+    }
+
+    fn patch(&self, store: &mut Store, id: &str, b: RecordBody) -> Result<FakeRecord, ApiError> {
+        let old = store.records.get(id).ok_or_else(ApiError::not_found)?;
+        let new = self.merged(old, b);
+        self.replace(store, id, new)
+    }
+
+    fn delete(&self, store: &mut Store, id: &str) -> Result<FakeRecord, ApiError> {
+        let old = store.records.get(id).ok_or_else(ApiError::not_found)?;
+        self.check_name(&old.name)?;
+        store.remove(id).ok_or_else(ApiError::not_found)
+    }
+}
+
+/// Cloudflare's checks on a record about to be stored (`rec.id` is excluded from clashes).
+fn validate(store: &Store, rec: &FakeRecord) -> Result<(), ApiError> {
+    let t = rec.r#type.as_str();
+    if !ALLOWED_TYPES.contains(&t) {
+        let mut e = ApiError::bad(1004, "DNS Validation Error");
+        e.chain.push((1004, format!("Unsupported record type {t}")));
+        return Err(e);
+    }
+    if rec.name.is_empty() {
+        return Err(ApiError::validation("name is required"));
+    }
+    if rec.content.is_empty() {
+        return Err(ApiError::validation("content is required"));
+    }
+    match t {
+        "A" if rec.content.parse::<Ipv4Addr>().is_err() => {
+            return Err(ApiError::bad(
+                9005,
+                "Content for A record must be a valid IPv4 address.",
+            ));
+        }
+        "AAAA" if rec.content.parse::<Ipv6Addr>().is_err() => {
+            return Err(ApiError::bad(
+                9006,
+                "Content for AAAA record must be a valid IPv6 address.",
+            ));
+        }
+        _ => {}
+    }
+    if rec.ttl != 1 && !(30..=86400).contains(&rec.ttl) {
+        return Err(ApiError::bad(9021, "Invalid TTL"));
+    }
+    if matches!(t, "MX" | "SRV") {
+        match rec.priority {
+            None => {
+                return Err(ApiError::validation(format!(
+                    "priority is required for {t} records"
+                )));
+            }
+            Some(p) if p > 65535 => {
+                return Err(ApiError::validation("priority must be at most 65535"));
+            }
+            Some(_) => {}
+        }
+    }
+    if rec.proxied && !proxiable(t) {
+        return Err(ApiError::bad(9004, "This record type cannot be proxied."));
+    }
+    let mut others = store.named(&rec.name).filter(|o| o.id != rec.id);
+    let mut clash = false;
+    for o in &mut others {
+        if o.r#type == rec.r#type && o.content == rec.content {
+            return Err(ApiError::bad(81057, "Record already exists."));
+        }
+        if t == "CNAME" || o.r#type == "CNAME" {
+            clash = true;
+        }
+    }
+    if clash {
+        return Err(ApiError::bad(
+            81053,
+            "An A, AAAA, or CNAME record with that host already exists.",
+        ));
+    }
+    Ok(())
+}
+
+async fn create_record(State(inner): Shared, Path(zone_id): Path<String>, body: Bytes) -> Response {
+    inner.bump(|s| s.create += 1);
+    let r = (|| {
+        check_zone(&inner, &zone_id, "/dns_records")?;
+        let b: RecordBody = parse_body(&body)?;
+        let ctx = WriteCtx::new(&inner);
+        let mut store = inner.write();
+        let rec = ctx.create(&mut store, b)?;
+        Ok(ok(record_out(&inner.opts, &rec)))
+    })();
+    finish(&inner, r)
+}
+
+async fn put_record(
+    State(inner): Shared,
+    Path((zone_id, record_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    update_record(&inner, &zone_id, &record_id, &body, false)
+}
+
+async fn patch_record(
+    State(inner): Shared,
+    Path((zone_id, record_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    update_record(&inner, &zone_id, &record_id, &body, true)
+}
+
+fn update_record(
+    inner: &Inner,
+    zone_id: &str,
+    record_id: &str,
+    body: &Bytes,
+    patch: bool,
+) -> Response {
+    inner.bump(|s| s.update += 1);
+    let r = (|| {
+        check_zone(inner, zone_id, &format!("/dns_records/{record_id}"))?;
+        let b: RecordBody = parse_body(body)?;
+        let ctx = WriteCtx::new(inner);
+        let mut store = inner.write();
+        let rec = if patch {
+            ctx.patch(&mut store, record_id, b)?
+        } else {
+            ctx.put(&mut store, record_id, b)?
+        };
+        Ok(ok(record_out(&inner.opts, &rec)))
+    })();
+    finish(inner, r)
+}
+
+#[derive(Serialize)]
+struct Deleted<'a> {
+    id: &'a str,
+}
+
+async fn delete_record(
+    State(inner): Shared,
+    Path((zone_id, record_id)): Path<(String, String)>,
+) -> Response {
+    inner.bump(|s| s.delete += 1);
+    let r = (|| {
+        check_zone(&inner, &zone_id, &format!("/dns_records/{record_id}"))?;
+        let ctx = WriteCtx::new(&inner);
+        let mut store = inner.write();
+        let old = ctx.delete(&mut store, &record_id)?;
+        Ok(ok(Deleted { id: &old.id }))
+    })();
+    finish(&inner, r)
+}
+
+#[derive(Serialize)]
+struct BatchOut<'a> {
+    deletes: Vec<RecordOut<'a>>,
+    patches: Vec<RecordOut<'a>>,
+    puts: Vec<RecordOut<'a>>,
+    posts: Vec<RecordOut<'a>>,
+}
+
+async fn batch_records(State(inner): Shared, Path(zone_id): Path<String>, body: Bytes) -> Response {
+    inner.bump(|s| s.batch += 1);
+    let r = batch_inner(&inner, &zone_id, &body);
+    finish(&inner, r)
+}
+
+fn batch_inner(inner: &Inner, zone_id: &str, body: &Bytes) -> Result<Response, ApiError> {
+    check_zone(inner, zone_id, "/dns_records/batch")?;
+    let b: BatchBody = parse_body(body)?;
+    let deletes = b.deletes.unwrap_or_default();
+    let patches = b.patches.unwrap_or_default();
+    let puts = b.puts.unwrap_or_default();
+    let posts = b.posts.unwrap_or_default();
+    let n = deletes.len() + patches.len() + puts.len() + posts.len();
+    inner.bump(|s| s.batch_ops += n as u64);
+    if lock(&inner.faults).refuse_batches {
+        return Err(ApiError::injected_code(400, 1004, "batch refused".into()));
+    }
+    if n > inner.opts.max_batch {
+        return Err(ApiError::bad(
+            1004,
+            format!(
+                "batch has {n} operations, at most {} are allowed",
+                inner.opts.max_batch
+            ),
+        ));
+    }
+
+    let ctx = WriteCtx::new(inner);
+    let mut store = inner.write();
+    // Undo log: (id, previous record if any), replayed backwards on failure.
+    let mut undo: Vec<(String, Option<FakeRecord>)> = Vec::with_capacity(n);
+    let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let applied = (|| {
+        for d in deletes {
+            let old = ctx.delete(&mut store, &d.id)?;
+            undo.push((old.id.clone(), Some(old.clone())));
+            out.0.push(old);
+        }
+        for p in patches {
+            let id =
+                p.id.clone()
+                    .ok_or_else(|| ApiError::validation("id is required"))?;
+            let old = store.records.get(&id).cloned();
+            let new = ctx.patch(&mut store, &id, p)?;
+            undo.push((id, old));
+            out.1.push(new);
+        }
+        for p in puts {
+            let id =
+                p.id.clone()
+                    .ok_or_else(|| ApiError::validation("id is required"))?;
+            let old = store.records.get(&id).cloned();
+            let new = ctx.put(&mut store, &id, p)?;
+            undo.push((id, old));
+            out.2.push(new);
+        }
+        for p in posts {
+            let new = ctx.create(&mut store, p)?;
+            undo.push((new.id.clone(), None));
+            out.3.push(new);
+        }
+        Ok::<(), ApiError>(())
+    })();
+    if let Err(e) = applied {
+        for (id, old) in undo.into_iter().rev() {
+            match old {
+                Some(rec) => {
+                    store.put(rec);
+                }
+                None => {
+                    store.remove(&id);
+                }
+            }
+        }
+        return Err(e);
+    }
+    drop(store);
+    let opts = &inner.opts;
+    Ok(ok(BatchOut {
+        deletes: records_out(opts, &out.0),
+        patches: records_out(opts, &out.1),
+        puts: records_out(opts, &out.2),
+        posts: records_out(opts, &out.3),
+    }))
+}
