@@ -88,6 +88,15 @@ pub async fn start_cache(extra: &[&str]) -> ServiceHandle {
 /// Starts cache-service with its files in `dir` (zone-file provider for
 /// `example.com` unless `extra` says otherwise).
 pub async fn start_cache_in(dir: &std::path::Path, extra: &[&str]) -> ServiceHandle {
+    start_cache_with_clock(dir, extra, trafego_common::clock::system()).await
+}
+
+/// [`start_cache_in`] with an injected clock (staleness tests).
+pub async fn start_cache_with_clock(
+    dir: &std::path::Path,
+    extra: &[&str],
+    clock: trafego_common::clock::SharedClock,
+) -> ServiceHandle {
     let db = dir.join("cache.db").display().to_string();
     let zonefile = dir.join("example.com.zone").display().to_string();
     let mut args = vec![
@@ -103,9 +112,14 @@ pub async fn start_cache_in(dir: &std::path::Path, extra: &[&str]) -> ServiceHan
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(cache_service::run(listener, config, async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(cache_service::run_with_clock(
+        listener,
+        config,
+        async move {
+            let _ = rx.await;
+        },
+        clock,
+    ));
     ServiceHandle {
         addr,
         url: format!("http://{addr}"),
