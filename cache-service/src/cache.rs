@@ -207,10 +207,10 @@ impl Cache {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            if let Some((at, o)) = last {
-                if at.elapsed() < Duration::from_secs(1) {
-                    return Ok(o);
-                }
+            if let Some((at, o)) = last
+                && at.elapsed() < Duration::from_secs(1)
+            {
+                return Ok(o);
             }
         }
         self.refresh().await
@@ -224,11 +224,7 @@ impl Cache {
                 Some(f) => f.clone(),
                 None => {
                     let me = self.clone();
-                    let task = tokio::spawn(async move {
-                        let res = me.refresh_now().await;
-                        *me.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        res
-                    });
+                    let task = tokio::spawn(async move { me.refresh_now().await });
                     let f = async move {
                         task.await.unwrap_or_else(|e| {
                             Err(CacheError::internal(format!("refresh task: {e}")))
@@ -248,21 +244,25 @@ impl Cache {
         let _gate = self.gate.lock().await;
         let started_ms = self.clock.now_ms();
         let t0 = Instant::now();
-        let listing =
-            match tokio::time::timeout(self.settings.refresh_timeout, self.provider.list()).await {
-                Ok(Ok(l)) => l,
-                Ok(Err(e)) => return Err(self.refresh_failed(e.into()).await),
-                Err(_) => {
-                    let e = CacheError {
-                        code: Code::Unavailable,
-                        message: format!(
-                            "the provider listing timed out after {}",
-                            humantime::format_duration(self.settings.refresh_timeout)
-                        ),
-                    };
-                    return Err(self.refresh_failed(e).await);
-                }
-            };
+        let listed =
+            tokio::time::timeout(self.settings.refresh_timeout, self.provider.list()).await;
+        // Callers arriving from now on need a listing that starts after this
+        // one ended: they start the next refresh (which waits for the gate).
+        *self.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let listing = match listed {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => return Err(self.refresh_failed(e.into()).await),
+            Err(_) => {
+                let e = CacheError {
+                    code: Code::Unavailable,
+                    message: format!(
+                        "the provider listing timed out after {}",
+                        humantime::format_duration(self.settings.refresh_timeout)
+                    ),
+                };
+                return Err(self.refresh_failed(e).await);
+            }
+        };
         let requests = listing.requests;
         let name = self.provider.name();
         let zone = self.zone.clone();
@@ -276,14 +276,20 @@ impl Cache {
             .await;
         let diff = match diff {
             Ok(d) => d,
-            Err(e) => return Err(self.refresh_failed(e.into()).await),
+            Err(e) => return Err(self.refresh_failed(e).await),
         };
+        let duration_ms = t0.elapsed().as_millis() as u64;
+        self.db
+            .run(move |c| {
+                store::record_refresh_duration(c, duration_ms as i64).map_err(CacheError::from)
+            })
+            .await?;
         let outcome = RefreshOutcome {
             added: diff.added.len() as u64,
             changed: diff.changed.len() as u64,
             removed: diff.removed.len() as u64,
             total: diff.total,
-            duration_ms: t0.elapsed().as_millis() as u64,
+            duration_ms,
             generation: diff.generation,
             provider_requests: requests,
         };

@@ -217,6 +217,14 @@ pub fn apply_refresh(
     })
 }
 
+/// Stamps how long the last successful refresh took, listing and writing included.
+pub fn record_refresh_duration(conn: &mut SqliteConnection, ms: i64) -> QueryResult<()> {
+    diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+        .set(cache_state::last_refresh_duration_ms.eq(ms))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Records a failed refresh; the snapshot itself is left whole.
 pub fn record_refresh_failure(
     conn: &mut SqliteConnection,

@@ -230,7 +230,11 @@ async fn a_retry_after_of_one_second_is_honoured() {
     fake.rate_limit_next(1, 1);
     let t0 = Instant::now();
     assert_eq!(p.list().await.unwrap().records.len(), 3);
-    assert!(t0.elapsed() >= Duration::from_millis(950), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -260,6 +264,15 @@ async fn the_zone_is_found_by_name_or_reported_missing() {
 }
 
 #[tokio::test]
+async fn an_empty_zone_lists_empty() {
+    let fake = fake().await;
+    let p = provider(config(&fake));
+    let listing = p.list().await.unwrap();
+    assert!(listing.records.is_empty());
+    assert_eq!(listing.requests, 2);
+}
+
+#[tokio::test]
 async fn listed_records_are_normalised() {
     let fake = fake().await;
     let mut mx = FakeRecord::new("MX", "Mail.Example.COM.", "MX1.Example.com.");
@@ -274,16 +287,24 @@ async fn listed_records_are_normalised() {
     let listing = p.list().await.unwrap();
     let get = |id: &str| listing.records.iter().find(|r| r.id == id).unwrap().clone();
     let r = get(&mx);
-    assert_eq!((r.rtype.as_str(), r.name.as_str()), ("MX", "mail.example.com"));
+    assert_eq!(
+        (r.rtype.as_str(), r.name.as_str()),
+        ("MX", "mail.example.com")
+    );
     assert_eq!(r.content, "mx1.example.com");
     assert_eq!((r.ttl, r.priority), (300, Some(10)));
     assert_eq!(r.comment, "hand made");
     let r = get(&v6);
     assert_eq!(r.content, "2001:db8::1");
     // Read back, it fingerprints like the same record asked for (TTL 1 as seeded).
-    let asked = RecordSpec::new("", "AAAA", "v6.example.com", "2001:db8::1", 1, false, None).unwrap();
+    let asked =
+        RecordSpec::new("", "AAAA", "v6.example.com", "2001:db8::1", 1, false, None).unwrap();
     assert_eq!(r.fingerprint(), asked.fingerprint());
-    assert_eq!(get(&odd).content, "not an address", "unparseable content is kept as is");
+    assert_eq!(
+        get(&odd).content,
+        "not an address",
+        "unparseable content is kept as is"
+    );
     let r = get(&txt);
     assert_eq!((r.rtype.as_str(), r.content.as_str()), ("TXT", "Some Text"));
 }
@@ -297,7 +318,12 @@ async fn creates_go_in_batches_of_200() {
     let fake = fake().await;
     let p = provider(config(&fake));
     let ops: Vec<WriteOp> = (0..450)
-        .map(|i| create(&format!("n{i}.example.com"), &format!("192.0.2.{}", i % 250)))
+        .map(|i| {
+            create(
+                &format!("n{i}.example.com"),
+                &format!("192.0.2.{}", i % 250),
+            )
+        })
         .collect();
     let (results, requests) = p.apply(ops).await;
     assert_eq!(results.len(), 450);
@@ -344,7 +370,12 @@ async fn mixed_writes_map_back_to_their_ops_in_order() {
         },
         WriteOp::Create(mx),
         WriteOp::Delete { id: ids[2].clone() },
-        WriteOp::Create(input("SRV", "_sip._tcp.example.com", "5 5060 sip.example.com", Some(20))),
+        WriteOp::Create(input(
+            "SRV",
+            "_sip._tcp.example.com",
+            "5 5060 sip.example.com",
+            Some(20),
+        )),
     ];
     let (results, requests) = p.apply(ops).await;
     assert_eq!(requests, 2);
@@ -353,12 +384,21 @@ async fn mixed_writes_map_back_to_their_ops_in_order() {
     assert_eq!(rec(0).unwrap().name, "new1.example.com");
     assert_eq!(rec(1), None);
     let updated = rec(2).unwrap();
-    assert_eq!((updated.id.as_str(), updated.content.as_str()), (ids[1].as_str(), "192.0.2.99"));
+    assert_eq!(
+        (updated.id.as_str(), updated.content.as_str()),
+        (ids[1].as_str(), "192.0.2.99")
+    );
     let mx = rec(3).unwrap();
-    assert_eq!((mx.rtype.as_str(), mx.priority, mx.comment.as_str()), ("MX", Some(10), "mine"));
+    assert_eq!(
+        (mx.rtype.as_str(), mx.priority, mx.comment.as_str()),
+        ("MX", Some(10), "mine")
+    );
     assert_eq!(rec(4), None);
     let srv = rec(5).unwrap();
-    assert_eq!((srv.content.as_str(), srv.priority), ("5 5060 sip.example.com", Some(20)));
+    assert_eq!(
+        (srv.content.as_str(), srv.priority),
+        ("5 5060 sip.example.com", Some(20))
+    );
     assert!(fake.get(&ids[0]).is_none());
     assert!(fake.get(&ids[2]).is_none());
     assert_eq!(fake.get(&ids[1]).unwrap().content, "192.0.2.99");
@@ -374,14 +414,20 @@ async fn a_single_write_uses_the_single_endpoint() {
     let p = provider(cfg);
     let (r, n) = p.apply(vec![create("one.example.com", "192.0.2.1")]).await;
     assert_eq!(n, 1);
-    assert_eq!(r[0].as_ref().unwrap().as_ref().unwrap().comment, MANAGED_COMMENT);
+    assert_eq!(
+        r[0].as_ref().unwrap().as_ref().unwrap().comment,
+        MANAGED_COMMENT
+    );
     let (r, _) = p
         .apply(vec![WriteOp::Update {
             id: ids[0].clone(),
             input: input("A", "h0.example.com", "192.0.2.7", None),
         }])
         .await;
-    assert_eq!(r[0].as_ref().unwrap().as_ref().unwrap().content, "192.0.2.7");
+    assert_eq!(
+        r[0].as_ref().unwrap().as_ref().unwrap().content,
+        "192.0.2.7"
+    );
     let (r, _) = p.apply(vec![WriteOp::Delete { id: ids[0].clone() }]).await;
     assert_eq!(r[0], Ok(None));
     let st = fake.stats();
@@ -413,7 +459,10 @@ async fn a_batch_refused_as_a_whole_falls_back_to_single_calls() {
     assert_eq!(results[2], Ok(None));
     assert!(results[3].as_ref().unwrap().is_some());
     let msg = results[1].as_ref().unwrap_err().to_string();
-    assert!(msg.contains("Injected failure for bad.example.com"), "{msg}");
+    assert!(
+        msg.contains("Injected failure for bad.example.com"),
+        "{msg}"
+    );
     assert_eq!(fake.count(), 2 - 1 + 2);
 
     // A batch endpoint that refuses everything: every op still gets its own result.
@@ -423,7 +472,9 @@ async fn a_batch_refused_as_a_whole_falls_back_to_single_calls() {
     let ops = vec![
         create("x1.example.com", "192.0.2.1"),
         create("x1.example.com", "192.0.2.1"),
-        WriteOp::Delete { id: "0000000000000000000000000000dead".into() },
+        WriteOp::Delete {
+            id: "0000000000000000000000000000dead".into(),
+        },
     ];
     let (results, requests) = p.apply(ops).await;
     assert_eq!(requests, 1 + 3);
@@ -447,7 +498,9 @@ async fn a_batch_failing_with_5xx_fails_its_ops_as_unavailable() {
     let (results, requests) = p.apply(ops).await;
     assert_eq!(results.len(), 7);
     assert!(
-        results.iter().all(|r| op_code(r) == Some(tonic::Code::Unavailable)),
+        results
+            .iter()
+            .all(|r| op_code(r) == Some(tonic::Code::Unavailable)),
         "{results:?}"
     );
     // The first chunk is tried 3 times; later chunks are not sent to a provider that is down.
@@ -467,19 +520,26 @@ async fn cloudflare_error_codes_map_to_grpc_codes() {
     let p = provider(config(&fake));
 
     // 81057: an identical record exists.
-    let (r, _) = p.apply(vec![create("taken.example.com", "192.0.2.1")]).await;
+    let (r, _) = p
+        .apply(vec![create("taken.example.com", "192.0.2.1")])
+        .await;
     assert_eq!(op_code(&r[0]), Some(tonic::Code::AlreadyExists), "{r:?}");
     // 81053: a CNAME where an A record lives.
     let (r, _) = p
-        .apply(vec![WriteOp::Create(input("CNAME", "taken.example.com", "example.net", None))])
+        .apply(vec![WriteOp::Create(input(
+            "CNAME",
+            "taken.example.com",
+            "example.net",
+            None,
+        ))])
         .await;
     assert_eq!(op_code(&r[0]), Some(tonic::Code::AlreadyExists), "{r:?}");
     assert!(r[0].as_ref().unwrap_err().to_string().contains("81053"));
     // 81044: no such record.
     let (r, _) = p
-        .apply(vec![
-            WriteOp::Delete { id: "0000000000000000000000000000beef".into() },
-        ])
+        .apply(vec![WriteOp::Delete {
+            id: "0000000000000000000000000000beef".into(),
+        }])
         .await;
     assert_eq!(op_code(&r[0]), Some(tonic::Code::NotFound), "{r:?}");
     let (r, _) = p
@@ -490,7 +550,9 @@ async fn cloudflare_error_codes_map_to_grpc_codes() {
         .await;
     assert_eq!(op_code(&r[0]), Some(tonic::Code::NotFound), "{r:?}");
     // Validation.
-    let (r, _) = p.apply(vec![create("invalid.example.com", "192.0.2.1")]).await;
+    let (r, _) = p
+        .apply(vec![create("invalid.example.com", "192.0.2.1")])
+        .await;
     assert_eq!(op_code(&r[0]), Some(tonic::Code::InvalidArgument), "{r:?}");
     assert!(r[0].as_ref().unwrap_err().to_string().contains("9021"));
 }
@@ -503,12 +565,18 @@ async fn a_wrong_token_is_reported_as_refused_credentials() {
     let p = provider(cfg);
     let (code, msg) = err_code(p.list().await);
     assert_eq!(code, tonic::Code::FailedPrecondition, "{msg}");
-    assert!(msg.contains("the provider refused the credentials"), "{msg}");
+    assert!(
+        msg.contains("the provider refused the credentials"),
+        "{msg}"
+    );
     assert!(!msg.contains("wrong-token-Pz4"), "{msg}");
     assert!(!msg.contains(TOKEN), "{msg}");
     assert_eq!(p.stats().retries, 0, "refused credentials are not retried");
     let (r, _) = p.apply(vec![create("a.example.com", "192.0.2.1")]).await;
-    assert_eq!(r[0].as_ref().unwrap_err().code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        r[0].as_ref().unwrap_err().code(),
+        tonic::Code::FailedPrecondition
+    );
 
     // Also with the zone id configured (the refusal comes from the records endpoint).
     let mut cfg = config(&fake);
@@ -534,7 +602,12 @@ async fn an_exhausted_429_is_resource_exhausted() {
     let p = provider(config(&fake));
     let t0 = Instant::now();
     let e = p.list().await.unwrap_err();
-    assert_eq!(e, ProviderError::RateLimited { retry_after: Some(Duration::from_secs(120)) });
+    assert_eq!(
+        e,
+        ProviderError::RateLimited {
+            retry_after: Some(Duration::from_secs(120))
+        }
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(p.requests_made(), 1);
 }
@@ -545,7 +618,8 @@ async fn an_unreachable_provider_is_unavailable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut cfg = CloudflareConfig::new(&format!("http://127.0.0.1:{port}/client/v4"), TOKEN, zone());
+    let mut cfg =
+        CloudflareConfig::new(&format!("http://127.0.0.1:{port}/client/v4"), TOKEN, zone());
     cfg.backoff_base = Duration::from_millis(1);
     cfg.backoff_max = Duration::from_millis(2);
     cfg.max_retries = 2;
@@ -626,7 +700,11 @@ async fn the_token_never_shows_in_logs_errors_or_debug() {
             WriteOp::Delete { id: ids[0].clone() },
         ])
         .await;
-    errors.extend(results.iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())));
+    errors.extend(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|e| e.to_string())),
+    );
     errors.push(format!("{p:?}"));
     errors.push(format!("{:?}", config(&fake)));
 
@@ -638,12 +716,18 @@ async fn the_token_never_shows_in_logs_errors_or_debug() {
     errors.push(format!("{bad:?}"));
 
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("retrying"), "the subscriber captured the client's logs:\n{logs}");
+    assert!(
+        logs.contains("retrying"),
+        "the subscriber captured the client's logs:\n{logs}"
+    );
     assert!(!logs.contains(TOKEN), "token in logs");
     assert!(!logs.contains("another-secret-Jk3"), "token in logs");
     assert!(!logs.contains("Bearer"), "authorization header in logs");
     for e in &errors {
-        assert!(!e.contains(TOKEN) && !e.contains("another-secret-Jk3"), "token in {e}");
+        assert!(
+            !e.contains(TOKEN) && !e.contains("another-secret-Jk3"),
+            "token in {e}"
+        );
     }
     assert!(errors.len() >= 7);
 }

@@ -743,12 +743,22 @@ impl CloudflareProvider {
             match self.budget.reserve(now) {
                 Ok(at) if at > now => {
                     self.counters.budget_waits.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%method, path, wait_ms = (at - now).as_millis() as u64, "waiting for the Cloudflare request budget");
+                    tracing::debug!(
+                        %method,
+                        path,
+                        wait_ms = (at - now).as_millis() as u64,
+                        "waiting for the Cloudflare request budget",
+                    );
                     tokio::time::sleep_until(at).await;
                 }
                 Ok(_) => {}
                 Err(wait) => {
-                    tracing::warn!(%method, path, wait_ms = wait.as_millis() as u64, "Cloudflare request budget exhausted");
+                    tracing::warn!(
+                        %method,
+                        path,
+                        wait_ms = wait.as_millis() as u64,
+                        "Cloudflare request budget exhausted",
+                    );
                     return Err(ProviderError::RateLimited {
                         retry_after: Some(wait),
                     });
@@ -783,17 +793,36 @@ impl CloudflareProvider {
                         if let Some(d) = asked
                             && d > self.cfg.max_retry_after
                         {
-                            tracing::warn!(%method, path, status = 429, retry_after_s = d.as_secs(), "Cloudflare asked to wait longer than allowed");
+                            tracing::warn!(
+                                %method,
+                                path,
+                                status = 429,
+                                retry_after_s = d.as_secs(),
+                                "Cloudflare asked to wait longer than allowed",
+                            );
                             return Err(ProviderError::RateLimited {
                                 retry_after: Some(d),
                             });
                         }
                         if attempt >= self.cfg.max_retries {
-                            tracing::warn!(%method, path, status = 429, attempt, "Cloudflare still rate limiting; giving up");
+                            tracing::warn!(
+                                %method,
+                                path,
+                                status = 429,
+                                attempt = attempt + 1,
+                                "Cloudflare still rate limiting; giving up",
+                            );
                             return Err(ProviderError::RateLimited { retry_after: asked });
                         }
                         let delay = asked.unwrap_or_else(|| self.backoff(attempt));
-                        tracing::warn!(%method, path, status = 429, attempt, delay_ms = delay.as_millis() as u64, "Cloudflare rate limited the request; retrying");
+                        tracing::warn!(
+                            %method,
+                            path,
+                            status = 429,
+                            attempt = attempt + 1,
+                            delay_ms = delay.as_millis() as u64,
+                            "Cloudflare rate limited the request; retrying",
+                        );
                         attempt += 1;
                         tokio::time::sleep(delay).await;
                         continue;
@@ -803,21 +832,40 @@ impl CloudflareProvider {
                         let bytes = resp.bytes().await.unwrap_or_default();
                         let err =
                             map_error(status.as_u16(), &bytes, &format!("{method} {path}"), token);
-                        tracing::debug!(%method, path, status = status.as_u16(), error = %err, "Cloudflare refused the request");
+                        tracing::debug!(
+                            %method,
+                            path,
+                            status = status.as_u16(),
+                            error = %err,
+                            "Cloudflare refused the request",
+                        );
                         return Err(err);
                     }
                 }
                 Err(e) => describe(&e),
             };
             if attempt >= self.cfg.max_retries {
-                tracing::warn!(%method, path, fault = %fault, attempt, "Cloudflare request failed; giving up");
+                tracing::warn!(
+                    %method,
+                    path,
+                    fault = %fault,
+                    attempt = attempt + 1,
+                    "Cloudflare request failed; giving up",
+                );
                 return Err(ProviderError::Unavailable(format!(
                     "{method} {path}: {fault} after {} attempts",
                     attempt + 1
                 )));
             }
             let delay = self.backoff(attempt);
-            tracing::warn!(%method, path, fault = %fault, attempt, delay_ms = delay.as_millis() as u64, "Cloudflare request failed; retrying");
+            tracing::warn!(
+                %method,
+                path,
+                fault = %fault,
+                attempt = attempt + 1,
+                delay_ms = delay.as_millis() as u64,
+                "Cloudflare request failed; retrying",
+            );
             attempt += 1;
             tokio::time::sleep(delay).await;
         }
@@ -863,7 +911,10 @@ impl CloudflareProvider {
         let bytes = self.send(method, url, body, reqs).await?;
         let env: Envelope<T> = serde_json::from_slice(&bytes).map_err(|e| {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            ProviderError::Other(format!("{what}: unreadable answer: {e}"))
+            ProviderError::Other(sanitize(
+                &format!("{what}: unreadable answer: {e}"),
+                &self.cfg.token,
+            ))
         })?;
         if !env.success {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -942,14 +993,13 @@ impl CloudflareProvider {
                 let mut done = 1u32;
                 let mut known = total;
                 while done < known {
-                    let pages = (done + 1)..=known;
-                    let fetched: Vec<(Vec<CfRecord>, ResultInfo)> = stream::iter(pages)
+                    // In page order, a few in flight, each page converted as it
+                    // arrives so only a few raw pages are ever held at once.
+                    let mut pages = stream::iter((done + 1)..=known)
                         .map(|p| self.fetch_page(zone_id, p, per_page, reqs))
-                        .buffered(LIST_CONCURRENCY)
-                        .try_collect()
-                        .await?;
+                        .buffered(LIST_CONCURRENCY);
                     done = known;
-                    for (records, info) in fetched {
+                    while let Some((records, info)) = pages.try_next().await? {
                         if let Some(t) = info.total_pages
                             && t > known
                             && t <= MAX_PAGES
@@ -984,7 +1034,12 @@ impl CloudflareProvider {
                 Ok(r) => break r,
                 Err(ProviderError::Invalid(msg)) if per_page > MIN_PER_PAGE => {
                     let next = (per_page / 2).max(MIN_PER_PAGE);
-                    tracing::warn!(per_page, next, error = %msg, "Cloudflare refused the listing; halving the page size");
+                    tracing::warn!(
+                        per_page,
+                        next,
+                        error = %msg,
+                        "Cloudflare refused the listing; halving the page size",
+                    );
                     per_page = next;
                 }
                 Err(e) => return Err(e),
@@ -1110,7 +1165,11 @@ impl CloudflareProvider {
             match self.apply_batch(zone_id, chunk, reqs).await {
                 Ok(rs) => results.extend(rs),
                 Err(e) if refused_as_a_whole(&e) => {
-                    tracing::info!(ops = chunk.len(), error = %e, "Cloudflare refused the batch; writing its records one by one");
+                    tracing::info!(
+                        ops = chunk.len(),
+                        error = %e,
+                        "Cloudflare refused the batch; writing its records one by one",
+                    );
                     for op in chunk {
                         results.push(self.apply_one(zone_id, op, reqs).await);
                     }

@@ -1,0 +1,235 @@
+//! Benchmark of cache-service against the fake Cloudflare server: for zones of
+//! 1,000, 10,000 and 100,000 records it prints the cold refresh (time,
+//! provider requests), an unchanged refresh (time, rows written), a full
+//! paged read through ListRecords, the service's peak RSS, and ApplyChanges of
+//! 10,000 creates (time, provider requests).
+//!
+//! The service runs as its own process (the release binary next to this one),
+//! so its peak RSS is its own. Build both first:
+//! `cargo build --release -p cache-service -p trafego-tests --bins`.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use trafego_proto::cache::cache_service_client::CacheServiceClient;
+use trafego_proto::cache::*;
+use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn start_service(
+    fake: &FakeCloudflare,
+    dir: &std::path::Path,
+) -> anyhow::Result<(
+    tokio::process::Child,
+    CacheServiceClient<tonic::transport::Channel>,
+)> {
+    let bin = trafego_tests::workspace_bin("cache-service");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not built: cargo build --release -p cache-service",
+        bin.display()
+    );
+    let mut child = tokio::process::Command::new(bin)
+        .env_clear()
+        .env("CACHE_LISTEN_ADDR", "127.0.0.1:0")
+        .env("CACHE_DB_PATH", dir.join("cache.db"))
+        .env("DNS_PROVIDER", "cloudflare")
+        .env("DNS_ZONE", "example.com")
+        .env("CLOUDFLARE_API_URL", fake.base_url())
+        .env("CLOUDFLARE_TOKEN", TOKEN)
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "warn,trafego_common=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("cache-service exited"))?;
+        if line.contains("serving gRPC") {
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            break v["addr"].as_str().unwrap_or_default().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let client = CacheServiceClient::new(channel)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    Ok((child, client))
+}
+
+async fn run_size(n: usize) -> anyhow::Result<()> {
+    let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com")).await?;
+    fake.insert_many(
+        (0..n)
+            .map(|i| {
+                let mut r = FakeRecord::new(
+                    "A",
+                    &format!("host-{i:07}.example.com"),
+                    &format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                );
+                r.ttl = 300;
+                r
+            })
+            .collect(),
+    );
+    let dir = tempfile::tempdir()?;
+    let (mut child, mut c) = start_service(&fake, dir.path()).await?;
+    let pid = child.id().unwrap_or(0);
+    // The service refreshes at start: that is the cold refresh.
+    let status = loop {
+        let s = c
+            .get_cache_status(GetCacheStatusRequest {})
+            .await?
+            .into_inner();
+        if s.last_refreshed.is_some() || !s.last_error.is_empty() {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    anyhow::ensure!(
+        status.last_error.is_empty(),
+        "cold refresh failed: {}",
+        status.last_error
+    );
+    anyhow::ensure!(
+        status.record_count as usize == n,
+        "cached {} of {n}",
+        status.record_count
+    );
+    let cold_requests = fake.stats().total;
+    fake.reset_stats();
+    let t = Instant::now();
+    let warm = c
+        .refresh_cache(RefreshCacheRequest { force: true })
+        .await?
+        .into_inner();
+    let warm_wall = t.elapsed();
+    let warm_requests = fake.stats().total;
+
+    // A full paged read.
+    let t = Instant::now();
+    let mut seen = HashSet::with_capacity(n);
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .list_records(ListRecordsRequest {
+                page_size: 10_000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        pages += 1;
+        for r in page.records {
+            anyhow::ensure!(seen.insert(r.record_id), "a record came twice");
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    anyhow::ensure!(seen.len() == n, "paged {} of {n}", seen.len());
+    let list_wall = t.elapsed();
+    let rss = peak_rss_mib(pid);
+    println!(
+        "records={n:>7}  cold_refresh={:>6} ms ({cold_requests} provider requests)  \
+         unchanged_refresh={:>5} ms (wall {:>5} ms, rows written {}, {warm_requests} requests)  \
+         list_all={:>5} ms ({pages} pages)  peak_rss={rss:.1} MiB",
+        status.last_refresh_duration_ms,
+        warm.duration_ms,
+        warm_wall.as_millis(),
+        warm.added + warm.changed + warm.removed,
+        list_wall.as_millis(),
+    );
+    child.start_kill()?;
+    let _ = child.wait().await;
+    Ok(())
+}
+
+async fn run_creates(n: usize) -> anyhow::Result<()> {
+    let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com")).await?;
+    let dir = tempfile::tempdir()?;
+    let (mut child, mut c) = start_service(&fake, dir.path()).await?;
+    let pid = child.id().unwrap_or(0);
+    c.refresh_cache(RefreshCacheRequest { force: true }).await?;
+    fake.reset_stats();
+    let changes = (0..n)
+        .map(|i| Change {
+            kind: Some(change::Kind::Create(RecordInput {
+                r#type: "A".into(),
+                name: format!("new-{i:06}.example.com"),
+                content: "192.0.2.1".into(),
+                ttl: 300,
+                ..Default::default()
+            })),
+        })
+        .collect();
+    let t = Instant::now();
+    let r = c
+        .apply_changes(ApplyChangesRequest { changes })
+        .await?
+        .into_inner();
+    let wall = t.elapsed();
+    anyhow::ensure!(
+        r.succeeded as usize == n,
+        "{} of {n} succeeded",
+        r.succeeded
+    );
+    let s = fake.stats();
+    println!(
+        "apply_changes creates={n}  time={} ms  provider_requests={} (batch {})  peak_rss={:.1} MiB",
+        wall.as_millis(),
+        s.total,
+        s.batch,
+        peak_rss_mib(pid)
+    );
+    child.start_kill()?;
+    let _ = child.wait().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 10_000, 100_000]
+    } else {
+        sizes
+    };
+    println!(
+        "cache-service benchmark ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    for n in sizes {
+        run_size(n).await?;
+    }
+    run_creates(10_000).await?;
+    Ok(())
+}
