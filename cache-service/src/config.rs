@@ -116,9 +116,9 @@ pub struct Config {
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 4)]
     pub db_pool_size: u32,
 
-    /// Largest gRPC message accepted or sent, in bytes.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub max_message_bytes: usize,
+    /// Authentication, TLS, limits and metrics.
+    #[command(flatten)]
+    pub mesh: trafego_common::mesh::MeshArgs,
 
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]

@@ -47,6 +47,8 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send,
     clock: SharedClock,
 ) -> anyhow::Result<()> {
+    let mesh = config.mesh.settings()?;
+    config.mesh.install_metrics()?;
     let provider = config.provider()?;
     let db = Db::open(&config.db_path, MIGRATIONS, config.db_options())?;
     tracing::info!(
@@ -61,8 +63,8 @@ pub async fn run_with_clock(
     let refresher = tokio::spawn(cache::refresh_loop(cache.clone(), cancel.clone()));
     let api = grpc::CacheApi::new(cache, cancel.clone());
     let svc = CacheServiceServer::new(api)
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+        .max_decoding_message_size(config.mesh.max_message_bytes)
+        .max_encoding_message_size(config.mesh.max_message_bytes);
     let res = serve(
         listener,
         svc,
@@ -70,6 +72,7 @@ pub async fn run_with_clock(
             service_name: SERVICE_NAME,
             descriptor_set: trafego_proto::CACHE_FILE_DESCRIPTOR_SET,
             grace: config.shutdown_grace,
+            mesh,
         },
         shutdown,
         cancel.clone(),

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod db;
 pub mod duration;
+pub mod mesh;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -19,6 +19,8 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::mesh::{MeshLayer, MeshSettings};
+
 /// How a service is served.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -29,6 +31,8 @@ pub struct ServeConfig {
     pub descriptor_set: &'static [u8],
     /// How long in-flight calls may run on after a shutdown signal.
     pub grace: Duration,
+    /// Authentication, TLS, timeout and load shedding.
+    pub mesh: MeshSettings,
 }
 
 /// Why serving failed.
@@ -78,12 +82,21 @@ where
     let reflection_v1 = reflection_builder(cfg.descriptor_set).build_v1()?;
     let reflection_v1alpha = reflection_builder(cfg.descriptor_set).build_v1alpha()?;
 
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let local = listener.local_addr().ok();
+    if let Some(a) = &local {
+        crate::mesh::warn_if_exposed(a, &cfg.mesh);
+    }
+    let addr = local.map(|a| a.to_string()).unwrap_or_default();
     let stop = CancellationToken::new();
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if !cfg.mesh.request_timeout.is_zero() {
+        builder = builder.timeout(cfg.mesh.request_timeout);
+    }
+    if let Some(tls) = cfg.mesh.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
+        .layer(MeshLayer::new(cfg.service_name, &cfg.mesh))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -93,7 +106,13 @@ where
             stop.clone().cancelled_owned(),
         );
     tokio::pin!(server);
-    tracing::info!(service = cfg.service_name, addr = %addr, "serving gRPC");
+    tracing::info!(
+        service = cfg.service_name,
+        addr = %addr,
+        tls = cfg.mesh.tls.is_some(),
+        auth = cfg.mesh.auth.is_some(),
+        "serving gRPC"
+    );
 
     tokio::select! {
         res = &mut server => {

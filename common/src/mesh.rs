@@ -1,0 +1,531 @@
+//! What a service mesh expects of both services, in one tower layer and its
+//! settings: bearer-token authentication (constant-time, health and reflection
+//! exempt), a global concurrency limit that sheds load instead of queueing
+//! without bound, request ids kept or made and passed on, one log line and
+//! metrics per call, and TLS / mTLS settings.
+//!
+//! A token is never logged, echoed in an error or kept in clear: only its
+//! SHA-256 digest is held for comparison.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::future::BoxFuture;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::codegen::http::{HeaderValue, Request, Response};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::duration;
+
+/// The header carrying a request id across services.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The request id of the call being handled, for passing on to other services.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Mesh settings shared by both services (flattened into each service's flags).
+#[derive(Clone, clap::Args)]
+pub struct MeshArgs {
+    /// Bearer token required on every RPC but health and reflection (prefer AUTH_TOKEN_FILE).
+    #[arg(long, env = "AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// File holding the bearer token.
+    #[arg(long, env = "AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// PEM certificate chain to serve TLS with (needs TLS_KEY_FILE).
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// Longest a call may run; a shorter grpc-timeout sent by the client wins (bare number: ms).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = duration::parse_millis)]
+    pub request_timeout: Duration,
+
+    /// Calls handled at once; more are refused with RESOURCE_EXHAUSTED, not queued.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+
+    /// Largest request or response message, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Address of the Prometheus metrics endpoint (e.g. 0.0.0.0:9090); off when unset.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for MeshArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshArgs")
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("auth_token_file", &self.auth_token_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a secret from a value or a file; the value wins. Empty is refused.
+pub fn read_secret(
+    name: &str,
+    value: Option<&str>,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+        return Ok(Some(v.to_string()));
+    }
+    let Some(path) = file else { return Ok(None) };
+    let v = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {name}_FILE {}", path.display()))?;
+    let v = v.trim();
+    if v.is_empty() {
+        bail!("{name}_FILE {} is empty", path.display());
+    }
+    Ok(Some(v.to_string()))
+}
+
+fn read_pem(what: &str, path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+impl MeshArgs {
+    /// The token callers must present, if authentication is on.
+    pub fn auth(&self) -> anyhow::Result<Option<AuthToken>> {
+        Ok(read_secret(
+            "AUTH_TOKEN",
+            self.auth_token.as_deref(),
+            self.auth_token_file.as_ref(),
+        )?
+        .map(|t| AuthToken::new(&t)))
+    }
+
+    /// The server TLS configuration, if TLS is on.
+    pub fn tls(&self) -> anyhow::Result<Option<ServerTlsConfig>> {
+        let (cert, key) = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => {
+                if self.tls_client_ca_file.is_some() {
+                    bail!("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE");
+                }
+                return Ok(None);
+            }
+            (Some(c), Some(k)) => (c, k),
+            _ => bail!("TLS_CERT_FILE and TLS_KEY_FILE must be set together"),
+        };
+        let identity = Identity::from_pem(
+            read_pem("TLS_CERT_FILE", cert)?,
+            read_pem("TLS_KEY_FILE", key)?,
+        );
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.tls_client_ca_file {
+            tls = tls.client_ca_root(Certificate::from_pem(read_pem("TLS_CLIENT_CA_FILE", ca)?));
+        }
+        Ok(Some(tls))
+    }
+
+    /// Everything `serve` needs, read and checked once at start.
+    pub fn settings(&self) -> anyhow::Result<MeshSettings> {
+        Ok(MeshSettings {
+            auth: self.auth()?,
+            tls: self.tls()?,
+            request_timeout: self.request_timeout,
+            max_concurrent_requests: self.max_concurrent_requests.max(1),
+        })
+    }
+
+    /// Starts the Prometheus endpoint when METRICS_ADDR is set. Only one
+    /// exporter can exist per process; a second call keeps the first.
+    pub fn install_metrics(&self) -> anyhow::Result<()> {
+        let Some(addr) = self.metrics_addr else {
+            return Ok(());
+        };
+        match metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ])
+            .context("metrics buckets")?
+            .install()
+        {
+            Ok(()) => {
+                tracing::info!(addr = %addr, "serving Prometheus metrics on /metrics");
+                Ok(())
+            }
+            Err(metrics_exporter_prometheus::BuildError::FailedToSetGlobalRecorder(_)) => {
+                tracing::warn!("a metrics exporter is already installed in this process");
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!("METRICS_ADDR {addr}: {e}")),
+        }
+    }
+}
+
+/// Settings of the mesh layer and the server.
+#[derive(Clone, Debug)]
+pub struct MeshSettings {
+    /// The bearer token callers must present; `None` turns authentication off.
+    pub auth: Option<AuthToken>,
+    /// TLS for the listener.
+    pub tls: Option<ServerTlsConfig>,
+    /// Longest a call may run.
+    pub request_timeout: Duration,
+    /// Calls handled at once before shedding.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for MeshSettings {
+    /// No authentication, no TLS, the flags' default timeout and limit.
+    fn default() -> Self {
+        Self {
+            auth: None,
+            tls: None,
+            request_timeout: Duration::from_secs(60),
+            max_concurrent_requests: 256,
+        }
+    }
+}
+
+/// The SHA-256 digest of the bearer token, compared in constant time.
+#[derive(Clone)]
+pub struct AuthToken([u8; 32]);
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthToken(<redacted>)")
+    }
+}
+
+impl AuthToken {
+    /// Keeps only the digest of `token`.
+    pub fn new(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether an `authorization` header value carries this token. Digests are
+    /// compared so neither the content nor the length leaks through timing.
+    pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(v) = header.and_then(|h| h.to_str().ok()) else {
+            return false;
+        };
+        let Some(presented) = v
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("bearer "))
+            .map(|_| v[7..].trim())
+        else {
+            return false;
+        };
+        let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        d.iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// Calls exempt from authentication and load shedding: health and reflection,
+/// which probes and grpcurl must always reach.
+fn is_exempt(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+fn new_request_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+/// The tower layer both services put in front of their routes.
+#[derive(Clone)]
+pub struct MeshLayer {
+    service: &'static str,
+    auth: Option<Arc<AuthToken>>,
+    limit: Arc<Semaphore>,
+}
+
+impl MeshLayer {
+    /// A layer for `service` with these settings.
+    pub fn new(service: &'static str, settings: &MeshSettings) -> Self {
+        Self {
+            service,
+            auth: settings.auth.clone().map(Arc::new),
+            limit: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+        }
+    }
+}
+
+impl<S> Layer<S> for MeshLayer {
+    type Service = MeshService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MeshService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service the [`MeshLayer`] wraps around the routes.
+#[derive(Clone)]
+pub struct MeshService<S> {
+    inner: S,
+    layer: MeshLayer,
+}
+
+/// What is known of a call when it ends: logged once, counted once.
+struct Finish {
+    service: &'static str,
+    method: String,
+    request_id: String,
+    start: Instant,
+    span: tracing::Span,
+}
+
+impl Finish {
+    fn done(self, code: tonic::Code) {
+        let elapsed = self.start.elapsed();
+        let code_name = format!("{code:?}");
+        tracing::info!(
+            parent: &self.span,
+            method = %self.method,
+            request_id = %self.request_id,
+            code = %code_name,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "rpc finished"
+        );
+        metrics::counter!("trafego_grpc_requests_total",
+            "service" => self.service, "method" => self.method.clone(), "code" => code_name.clone())
+        .increment(1);
+        metrics::histogram!("trafego_grpc_request_duration_seconds",
+            "service" => self.service, "method" => self.method, "code" => code_name)
+        .record(elapsed.as_secs_f64());
+    }
+}
+
+fn code_of(v: Option<&HeaderValue>) -> Option<tonic::Code> {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<i32>().ok())
+        .map(tonic::Code::from)
+}
+
+fn refuse(status: tonic::Status, finish: Finish) -> Response<ObservedBody> {
+    finish.done(status.code());
+    status.into_http::<Body>().map(|b| ObservedBody {
+        inner: b,
+        finish: None,
+    })
+}
+
+impl<S> Service<Request<Body>> for MeshService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError> + Send,
+{
+    type Response = Response<ObservedBody>;
+    type Error = tower::BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let method = req.uri().path().to_string();
+        let exempt = is_exempt(&method);
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+            .map(str::to_string)
+            .unwrap_or_else(new_request_id);
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            req.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
+        let finish = Finish {
+            service: self.layer.service,
+            method,
+            request_id: request_id.clone(),
+            start: Instant::now(),
+            span: span.clone(),
+        };
+        if !exempt
+            && let Some(auth) = &self.layer.auth
+            && !auth.accepts(req.headers().get("authorization"))
+        {
+            let why = if req.headers().contains_key("authorization") {
+                "invalid bearer token"
+            } else {
+                "missing bearer token"
+            };
+            tracing::warn!(parent: &span, method = %finish.method, request_id = %request_id, "refused: {why}");
+            metrics::counter!("trafego_auth_refusals_total", "service" => self.layer.service)
+                .increment(1);
+            let status = tonic::Status::unauthenticated(format!(
+                "{why}: send `authorization: Bearer <token>`"
+            ));
+            return Box::pin(futures::future::ready(Ok(refuse(status, finish))));
+        }
+        let permit = if exempt {
+            None
+        } else {
+            match self.layer.limit.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    tracing::warn!(parent: &span, method = %finish.method, "shed: too many calls in flight");
+                    metrics::counter!("trafego_grpc_shed_total", "service" => self.layer.service)
+                        .increment(1);
+                    let status = tonic::Status::resource_exhausted(
+                        "too many calls in flight; retry with backoff",
+                    );
+                    return Box::pin(futures::future::ready(Ok(refuse(status, finish))));
+                }
+            }
+        };
+        Box::pin(async move {
+            let resp = REQUEST_ID
+                .scope(request_id.clone(), inner.call(req).instrument(span))
+                .await
+                .map_err(Into::into)?;
+            drop(permit);
+            let (mut parts, body) = resp.into_parts();
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                parts.headers.insert(REQUEST_ID_HEADER, v);
+            }
+            // A trailers-only answer (an error) carries its status in the headers.
+            let finish = match code_of(parts.headers.get("grpc-status")) {
+                Some(code) => {
+                    finish.done(code);
+                    None
+                }
+                None => Some(finish),
+            };
+            Ok(Response::from_parts(
+                parts,
+                ObservedBody {
+                    inner: body,
+                    finish,
+                },
+            ))
+        })
+    }
+}
+
+/// A response body that logs and counts the call when its trailers arrive,
+/// or as cancelled if the client goes away first.
+pub struct ObservedBody {
+    inner: Body,
+    finish: Option<Finish>,
+}
+
+impl HttpBody for ObservedBody {
+    type Data = tonic::codegen::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = frame.trailers_ref()
+                    && let Some(f) = self.finish.take()
+                {
+                    f.done(code_of(t.get("grpc-status")).unwrap_or(tonic::Code::Unknown));
+                }
+            }
+            Poll::Ready(Some(Err(status))) => {
+                if let Some(f) = self.finish.take() {
+                    f.done(status.code());
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = self.finish.take() {
+                    f.done(tonic::Code::Unknown);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            f.done(tonic::Code::Cancelled);
+        }
+    }
+}
+
+/// Warns at start when authentication is off and the listener is not on loopback.
+pub fn warn_if_exposed(addr: &SocketAddr, settings: &MeshSettings) {
+    if settings.auth.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %addr,
+            "authentication is off (AUTH_TOKEN unset) and the listener is not on loopback: anyone who can reach it can change DNS records"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_by_digest() {
+        let t = AuthToken::new("s3cret");
+        assert!(t.accepts(Some(&HeaderValue::from_static("Bearer s3cret"))));
+        assert!(t.accepts(Some(&HeaderValue::from_static("bearer s3cret"))));
+        assert!(!t.accepts(Some(&HeaderValue::from_static("Bearer s3cre"))));
+        assert!(!t.accepts(Some(&HeaderValue::from_static("Basic s3cret"))));
+        assert!(!t.accepts(None));
+        assert!(!format!("{t:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn health_and_reflection_are_exempt() {
+        assert!(is_exempt("/grpc.health.v1.Health/Check"));
+        assert!(is_exempt(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!is_exempt("/trafego.cache.v1.CacheService/ListRecords"));
+    }
+}
