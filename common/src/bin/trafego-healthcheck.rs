@@ -94,7 +94,12 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            println!("UNHEALTHY: {target}: {e:#}");
+            let hint = if args.ca_file.is_none() && format!("{e:#}").contains("UnknownIssuer") {
+                " (give the CA with --ca-file)"
+            } else {
+                ""
+            };
+            println!("UNHEALTHY: {target}: {e:#}{hint}");
             ExitCode::from(1)
         }
     }
@@ -122,7 +127,18 @@ async fn check(args: &Args) -> anyhow::Result<ServingStatus> {
                 service: args.service.clone(),
             })
             .await
-            .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?;
+            .map_err(|status| {
+                let mut line = format!("{:?}: {}", status.code(), status.message());
+                if let Some(source) = std::error::Error::source(&status) {
+                    let chain = error_chain(source);
+                    let chain = chain
+                        .strip_prefix(&format!("{}: ", status.message()))
+                        .unwrap_or(&chain);
+                    line.push_str(": ");
+                    line.push_str(chain);
+                }
+                anyhow::anyhow!(line)
+            })?;
         Ok::<_, anyhow::Error>(response.into_inner().status())
     };
     match tokio::time::timeout(args.timeout, call).await {
