@@ -22,7 +22,7 @@ use trafego_proto::validate::{Hostname, RecordSpec, ValidRecordInput};
 const CHILD_ENV: &str = "TRAFEGO_ZONEFILE_CRASH_WRITER";
 /// Records in each version of the zone.
 const RECORDS: usize = 5_000;
-/// What the child prints once it is about to write.
+/// What the child prints once it has listed the zone and starts writing.
 const READY: &str = "TRAFEGO-WRITER-READY";
 /// What the child prints after each completed apply.
 const WROTE: &str = "TRAFEGO-WRITER-WROTE";
@@ -47,7 +47,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Record `i` of version `v` (0 or 1): half A records, half TXT.
 fn spec(v: usize, i: usize) -> ValidRecordInput {
     let name = format!("h{i}.example.com");
-    let spec = if i % 2 == 0 {
+    let spec = if i.is_multiple_of(2) {
         let content = format!("10.{v}.{}.{}", i / 256, i % 256);
         RecordSpec::new("", "A", &name, &content, 300, false, None)
     } else {
@@ -65,7 +65,11 @@ fn expected(v: usize) -> BTreeSet<(String, String, String)> {
     let mut set: BTreeSet<_> = (0..RECORDS)
         .map(|i| {
             let s = spec(v, i).spec;
-            (s.rtype.as_str().to_string(), s.name.as_str().to_string(), s.content)
+            (
+                s.rtype.as_str().to_string(),
+                s.name.as_str().to_string(),
+                s.content,
+            )
         })
         .collect();
     set.insert(("NS".into(), "example.com".into(), "ns1.example.com".into()));
@@ -81,17 +85,28 @@ fn as_set(records: &[ProviderRecord]) -> BTreeSet<(String, String, String)> {
 
 /// The record index in `h<i>.example.com`.
 fn index(name: &str) -> Option<usize> {
-    name.strip_prefix('h')?.strip_suffix(".example.com")?.parse().ok()
+    name.strip_prefix('h')?
+        .strip_suffix(".example.com")?
+        .parse()
+        .ok()
 }
 
-/// The child: flips the zone between the versions until it is killed.
+/// The child: flips the zone between the versions until it is killed. It
+/// lists once, then takes the new ids from each apply's results.
 fn writer(path: PathBuf) -> ! {
     let rt = runtime();
     let provider = open(&path);
+    let mut records = rt
+        .block_on(provider.list())
+        .expect("the writer lists the zone")
+        .records;
     println!("{READY}");
     loop {
-        let records = rt.block_on(provider.list()).expect("the writer lists the zone").records;
-        let current = usize::from(records.iter().any(|r| r.name == "h0.example.com" && r.content == "10.1.0.0"));
+        let current = usize::from(
+            records
+                .iter()
+                .any(|r| r.name == "h0.example.com" && r.content == "10.1.0.0"),
+        );
         let ops: Vec<WriteOp> = records
             .iter()
             .filter_map(|r| {
@@ -103,7 +118,10 @@ fn writer(path: PathBuf) -> ! {
             .collect();
         assert_eq!(ops.len(), RECORDS);
         let (results, _) = rt.block_on(provider.apply(ops));
-        assert!(results.iter().all(Result::is_ok), "the writer's apply failed");
+        records = results
+            .into_iter()
+            .map(|r| r.expect("the writer's apply failed").expect("a record"))
+            .collect();
         println!("{WROTE}");
     }
 }
@@ -211,8 +229,8 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
     }
     let versions = [expected(0), expected(1)];
 
-    // Calibration: how long one list + apply cycle of the child takes here.
-    // Its kill lands just after a completed write.
+    // Calibration: how long one apply of the child (5,000 updates, one
+    // rewrite) takes on this machine. Its kill lands just after a completed write.
     let mut w = Writer::spawn(&path);
     w.wait_for(READY);
     let t0 = Instant::now();
@@ -225,13 +243,16 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
     // (the new version is being written or synced), at short delays, so the
     // narrow window between creating the temp file and renaming it is hit on
     // purpose rather than by luck.
-    let kills: Vec<Kill> = [0.0, 0.3, 0.6, 0.9, 1.0, 1.1]
+    let kills: Vec<Kill> = [0.0, 0.4, 0.8, 1.0]
         .into_iter()
         .map(|f| Kill::AfterReady(cycle.mul_f64(f)))
-        .chain([0, 200, 1_000, 3_000].map(|us| Kill::AfterTempFile(Duration::from_micros(us))))
+        .chain([0, 300, 1_000, 3_000].map(|us| Kill::AfterTempFile(Duration::from_micros(us))))
         .collect();
     let (mut flipped, mut mid_write, mut last) = (0, 0, 0);
-    for (round, kill) in std::iter::once(None).chain(kills.iter().map(Some)).enumerate() {
+    for (round, kill) in std::iter::once(None)
+        .chain(kills.iter().map(Some))
+        .enumerate()
+    {
         match kill {
             None => {} // the calibration round's kill
             Some(Kill::AfterReady(delay)) => {
@@ -245,7 +266,10 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
                 w.wait_for(READY);
                 let deadline = Instant::now() + cycle * 5;
                 while temp_files(dir.path()) == 0 {
-                    assert!(Instant::now() < deadline, "round {round}: no temp file ever appeared");
+                    assert!(
+                        Instant::now() < deadline,
+                        "round {round}: no temp file ever appeared"
+                    );
                 }
                 std::thread::sleep(*delay);
                 w.kill();
@@ -255,7 +279,11 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
             mid_write += 1;
         }
         let provider = open(&path); // also removes a killed writer's temp file
-        assert_eq!(temp_files(dir.path()), 0, "round {round}: stale temp file kept");
+        assert_eq!(
+            temp_files(dir.path()),
+            0,
+            "round {round}: stale temp file kept"
+        );
         let records = rt
             .block_on(provider.list())
             .unwrap_or_else(|e| panic!("round {round} ({kill:?}): {e}"))
@@ -274,8 +302,8 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
         }
     }
     eprintln!(
-        "{} kills in {:?} (one writer cycle: {cycle:?}): {flipped} landed after a completed write \
-         (the version flipped), {mid_write} left a temp file behind (killed while writing it); \
+        "{} kills in {:?} (one writer apply: {cycle:?}): {flipped} found the other version than \
+         the kill before, {mid_write} left a temp file behind (killed while writing it); \
          every file was one complete version",
         kills.len() + 1,
         started.elapsed()

@@ -1253,6 +1253,44 @@ impl DnsProvider for CloudflareProvider {
     }
 }
 
+/// The operation a request performs, for metrics labels.
+fn operation(method: &Method, path: &str) -> &'static str {
+    let tail = path.trim_end_matches('/');
+    if tail.ends_with("/zones") || !tail.contains("/dns_records") {
+        "zone"
+    } else if tail.ends_with("/dns_records/batch") {
+        "batch"
+    } else if tail.ends_with("/dns_records") {
+        if *method == Method::GET {
+            "list"
+        } else {
+            "create"
+        }
+    } else if *method == Method::DELETE {
+        "delete"
+    } else if *method == Method::GET {
+        "get"
+    } else {
+        "update"
+    }
+}
+
+/// The outcome label of an HTTP status.
+fn outcome_of(status: u16) -> &'static str {
+    match status {
+        200..=299 => "ok",
+        429 => "rate_limited",
+        500..=599 => "server_error",
+        _ => "client_error",
+    }
+}
+
+fn count_request(op: &'static str, outcome: &'static str) {
+    metrics::counter!("trafego_provider_requests_total",
+        "provider" => "cloudflare", "operation" => op, "outcome" => outcome)
+    .increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1687,42 +1725,4 @@ mod tests {
         assert!(!refused_as_a_whole(&ProviderError::Unavailable("x".into())));
         assert!(!refused_as_a_whole(&ProviderError::Other("x".into())));
     }
-}
-
-/// The operation a request performs, for metrics labels.
-fn operation(method: &Method, path: &str) -> &'static str {
-    let tail = path.trim_end_matches('/');
-    if tail.ends_with("/zones") || !tail.contains("/dns_records") {
-        "zone"
-    } else if tail.ends_with("/dns_records/batch") {
-        "batch"
-    } else if tail.ends_with("/dns_records") {
-        if *method == Method::GET {
-            "list"
-        } else {
-            "create"
-        }
-    } else if *method == Method::DELETE {
-        "delete"
-    } else if *method == Method::GET {
-        "get"
-    } else {
-        "update"
-    }
-}
-
-/// The outcome label of an HTTP status.
-fn outcome_of(status: u16) -> &'static str {
-    match status {
-        200..=299 => "ok",
-        429 => "rate_limited",
-        500..=599 => "server_error",
-        _ => "client_error",
-    }
-}
-
-fn count_request(op: &'static str, outcome: &'static str) {
-    metrics::counter!("trafego_provider_requests_total",
-        "provider" => "cloudflare", "operation" => op, "outcome" => outcome)
-    .increment(1);
 }

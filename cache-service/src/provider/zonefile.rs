@@ -12,6 +12,7 @@
 //! and every rewritten file is parsed again and compared before it replaces
 //! the old file.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
@@ -408,7 +409,7 @@ struct ZoneData {
 
 /// Parses a whole zone file, refusing the constructs the parser would misread.
 fn parse_zone(text: &str, origin: &Name) -> Result<ZoneData, String> {
-    check_supported(text)?;
+    let text = prepare(text)?;
     let (_, sets) = Parser::new(text, None, Some(origin.clone()))
         .parse()
         .map_err(|e| format!("cannot parse it: {e}"))?;
@@ -432,22 +433,42 @@ fn parse_zone(text: &str, origin: &Name) -> Result<ZoneData, String> {
     Ok(zone)
 }
 
-/// Refuses what hickory-proto 0.26's zone parser accepts but silently reads
-/// wrong, so a hand edit is never "round-tripped" into corrupted data:
-/// quoted strings inside parentheses (split at spaces, `;` taken as a comment),
-/// `\DDD` escapes (decoded wrongly), and `$INCLUDE` (would be flattened into
-/// this file on the next write).
-fn check_supported(text: &str) -> Result<(), String> {
+/// Prepares a zone file for hickory-proto 0.26's parser, which accepts some
+/// constructs and then silently reads them wrong. So that a hand edit is never
+/// "round-tripped" into corrupted data, this refuses quoted strings inside
+/// parentheses (the parser splits them at spaces and takes `;` as a comment),
+/// `\DDD` escapes outside quoted strings (names: the parser reads them as
+/// octal), and `$INCLUDE` (it would be flattened into this file on the next
+/// write). `\DDD` escapes inside quoted strings, which the parser decodes
+/// wrongly but which RFC 1035 and other servers need for non-ASCII bytes, are
+/// decoded here into the characters they stand for (they must form UTF-8).
+fn prepare(text: &str) -> Result<Cow<'_, str>, String> {
     let bytes = text.as_bytes();
     let (mut line, mut depth) = (1usize, 0usize);
     let (mut in_quote, mut in_comment, mut line_start) = (false, false, true);
+    let mut in_word = false;
+    let ddd = |i: usize| {
+        (bytes.get(i) == Some(&b'\\')
+            && bytes.len() > i + 3
+            && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit))
+        .then(|| {
+            u32::from(bytes[i + 1] - b'0') * 100
+                + u32::from(bytes[i + 2] - b'0') * 10
+                + u32::from(bytes[i + 3] - b'0')
+        })
+    };
     let digit_after = |i: usize| bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+    // The rewritten text, once an escape needed decoding, and how far `text`
+    // has been copied into it.
+    let mut out: Option<String> = None;
+    let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'\n' {
             line += 1;
             in_comment = false;
+            in_word = false;
             line_start = true;
             i += 1;
             continue;
@@ -457,9 +478,32 @@ fn check_supported(text: &str) -> Result<(), String> {
             match b {
                 b'"' => in_quote = false,
                 b'\\' if digit_after(i) => {
-                    return Err(format!(
-                        "line {line}: \\DDD escapes are not supported (the parser decodes them wrongly); write the character itself"
-                    ));
+                    let start = i;
+                    let mut run = Vec::new();
+                    while let Some(value) = ddd(i) {
+                        let byte = u8::try_from(value).map_err(|_| {
+                            format!("line {line}: \\{value:03} is not a byte value")
+                        })?;
+                        run.push(byte);
+                        i += 4;
+                    }
+                    if run.is_empty() {
+                        return Err(format!("line {line}: a \\DDD escape needs three digits"));
+                    }
+                    let decoded = String::from_utf8(run).map_err(|_| {
+                        format!("line {line}: \\DDD escapes must spell UTF-8 text; binary strings are not supported")
+                    })?;
+                    let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    buf.push_str(&text[copied..start]);
+                    for c in decoded.chars() {
+                        if c == '"' || c == '\\' {
+                            buf.push('\\');
+                        }
+                        buf.push(c);
+                    }
+                    copied = i;
+                    line_start = false;
+                    continue;
                 }
                 b'\\' => {
                     i += 1;
@@ -475,28 +519,42 @@ fn check_supported(text: &str) -> Result<(), String> {
                     "line {line}: $INCLUDE is not supported; keep the whole zone in this file"
                 ));
             }
+            // Like the parser, a `"` or `(` inside a word is just a character.
             match b {
-                b';' => in_comment = true,
-                b'"' if depth > 0 => {
+                b';' => {
+                    in_comment = true;
+                    in_word = false;
+                }
+                b'"' if !in_word && depth > 0 => {
                     return Err(format!(
                         "line {line}: quoted strings inside parentheses are misread by the parser; put the record's strings on one line without parentheses"
                     ));
                 }
-                b'"' => in_quote = true,
-                b'(' => depth += 1,
-                b')' => depth = depth.saturating_sub(1),
+                b'"' if !in_word => in_quote = true,
+                b'(' if !in_word => depth += 1,
+                b')' => {
+                    depth = depth.saturating_sub(1);
+                    in_word = false;
+                }
                 b'\\' if digit_after(i) => {
                     return Err(format!(
-                        "line {line}: \\DDD escapes are not supported (the parser decodes them wrongly)"
+                        "line {line}: \\DDD escapes outside quoted strings are not supported (the parser reads them as octal)"
                     ));
                 }
-                _ => {}
+                b' ' | b'\t' | b'\r' => in_word = false,
+                _ => in_word = true,
             }
         }
         line_start = false;
         i += 1;
     }
-    Ok(())
+    Ok(match out {
+        Some(mut buf) => {
+            buf.push_str(&text[copied..]);
+            Cow::Owned(buf)
+        }
+        None => Cow::Borrowed(text),
+    })
 }
 
 /// A name as the project writes names: lowercase, no trailing dot (`.` for
@@ -962,7 +1020,7 @@ fn presentation_rdata(rdata: &RData) -> Result<String, String> {
                 let s =
                     std::str::from_utf8(s).map_err(|_| "TXT data is not UTF-8 text".to_string())?;
                 for chunk in split_character_strings(s) {
-                    parts.push(quoted(chunk)?);
+                    parts.push(quoted(chunk));
                 }
             }
             if parts.is_empty() {
@@ -970,8 +1028,8 @@ fn presentation_rdata(rdata: &RData) -> Result<String, String> {
             }
             parts.join(" ")
         }
-        RData::CAA(caa) => format!("{} {} {}", caa.flags(), caa.tag, quoted(&caa.value)?),
-        RData::HINFO(h) => format!("{} {}", quoted(&h.cpu)?, quoted(&h.os)?),
+        RData::CAA(caa) => format!("{} {} {}", caa.flags(), caa.tag, quoted(&caa.value)),
+        RData::HINFO(h) => format!("{} {}", quoted(&h.cpu), quoted(&h.os)),
         RData::SOA(soa) => format!(
             "{} {} {} {} {} {} {}",
             presentation_name(&soa.mname)?,
@@ -986,30 +1044,26 @@ fn presentation_rdata(rdata: &RData) -> Result<String, String> {
     })
 }
 
-/// A character-string in quotes, `"` and `\` escaped. Control characters are
-/// refused: the parser cannot read `\DDD` escapes back.
-fn quoted(bytes: &[u8]) -> Result<String, String> {
-    let s = std::str::from_utf8(bytes)
-        .map_err(|_| "a character-string is not UTF-8 text".to_string())?;
-    let mut out = String::with_capacity(s.len() + 2);
+/// A character-string in quotes as RFC 1035 writes it: `"` and `\` escaped
+/// with a backslash, bytes outside printable ASCII as decimal `\DDD` (Knot
+/// refuses raw non-ASCII bytes; [`prepare`] decodes the escapes on reading).
+fn quoted(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
                 out.push('\\');
-                out.push(c);
+                out.push(char::from(b));
             }
-            c if c.is_control() => {
-                return Err(format!(
-                    "a character-string holds control character U+{:04X}",
-                    c as u32
-                ));
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\{b:03}");
             }
-            c => out.push(c),
         }
     }
     out.push('"');
-    Ok(out)
+    out
 }
 
 /// A fully qualified name with its trailing dot, as the file holds it.
@@ -1093,8 +1147,9 @@ fn temp_prefix(path: &Path) -> Option<String> {
 }
 
 /// Writes `data` to a temp file in the same directory, syncs it, then puts it
-/// in place of `path` and syncs the directory. A crash at any point leaves the
-/// old file or the new one. Returns `Ok(false)` when a `Replace` check found
+/// in place of `path` and syncs the directory (a failure of that last sync is
+/// logged, not returned). A crash at any point leaves the old file or the new
+/// one. Returns `Ok(false)` when a `Replace` check found
 /// the file changed (nothing was replaced).
 fn write_atomic(path: &Path, data: &[u8], mode: u32, commit: Commit<'_>) -> io::Result<bool> {
     let dir = parent_dir(path).ok_or_else(|| io::Error::other("the path has no directory"))?;
@@ -1116,9 +1171,12 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32, commit: Commit<'_>) -> io::
         file.sync_all()?;
         drop(file);
         match commit {
+            // A hard link never replaces an existing file; where the file
+            // system has no hard links, a rename after a last check will do.
             Commit::CreateNew => match fs::hard_link(&tmp, path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(_) if fs::symlink_metadata(path).is_err() => fs::rename(&tmp, path)?,
                 Err(e) => return Err(e),
             },
             Commit::Replace(unchanged) => {
@@ -1128,7 +1186,11 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32, commit: Commit<'_>) -> io::
                 fs::rename(&tmp, path)?;
             }
         }
-        fs::File::open(dir)?.sync_all()?;
+        // The new file is in place: a failed directory sync only means a
+        // crash might still bring the old one back, so it is not a failed write.
+        if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(path = %path.display(), error = %e, "zone file written, but its directory could not be synced");
+        }
         Ok(true)
     })();
     // After a rename the temp name is gone; otherwise it must not linger.
@@ -1457,6 +1519,7 @@ mod tests {
              \tIN AAAA 2001:DB8:0:0::7\n\
              ptr 300 IN PTR Host.Example.net.\n\
              dkim 300 IN TXT \"v=DKIM1; k=rsa; \" \"p=abc\"\n\
+             word 300 IN TXT ab\"cd\n\
              caa 300 IN CAA 0 ISSUE \"letsencrypt.org\"\n\
              outside.example.org. 300 IN A 192.0.2.99\n",
         );
@@ -1477,6 +1540,7 @@ mod tests {
             get("TXT", "dkim.example.com").content,
             "v=DKIM1; k=rsa; p=abc"
         );
+        assert_eq!(get("TXT", "word.example.com").content, "ab\"cd");
         assert_eq!(
             get("CAA", "caa.example.com").content,
             "0 issue \"letsencrypt.org\""
@@ -1508,6 +1572,51 @@ mod tests {
         // The hand-written PTR can still be deleted by its id.
         let ptr = get("PTR", "ptr.example.com");
         assert_eq!(one(&p, WriteOp::Delete { id: ptr.id }).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn decimal_escapes_are_read_and_written_as_rfc_1035_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let mut text = fs::read_to_string(path_of(&p)).unwrap();
+        text.push_str(
+            "esc 300 IN TXT \"h\\195\\169llo \\034q\\034 \\092 tab\\009end\" \"\\\\065\"\n",
+        );
+        fs::write(path_of(&p), &text).unwrap();
+        let esc = find(&p, "TXT", "esc.example.com").await;
+        assert_eq!(esc.len(), 1, "{esc:?}");
+        assert_eq!(esc[0].content, "h\u{e9}llo \"q\" \\ tab\tend\\065");
+
+        let created = one(
+            &p,
+            WriteOp::Create(input(
+                "TXT",
+                "u.example.com",
+                "caf\u{e9} \"x\" \\",
+                300,
+                None,
+            )),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(created.content, "caf\u{e9} \"x\" \\");
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        assert!(
+            text.contains("u 300 IN TXT \"caf\\195\\169 \\\"x\\\" \\\\\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "esc 300 IN TXT \"h\\195\\169llo \\\"q\\\" \\\\ tab\\009end\" \"\\\\065\"\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            find(&p, "TXT", "esc.example.com").await,
+            esc,
+            "the rewrite kept it"
+        );
     }
 
     #[tokio::test]
@@ -1685,7 +1794,9 @@ mod tests {
             format!("{good}txt 300 IN TXT \"unterminated\n"),
             format!("{good}bad 300 IN NOTATYPE x\n"),
             format!("{good}dkim IN TXT ( \"v=DKIM1; k=rsa; \"\n  \"p=abc\" )\n"),
-            format!("{good}esc IN TXT \"\\065\"\n"),
+            format!("{good}esc IN TXT \"\\300\"\n"),
+            format!("{good}bin IN TXT \"\\255\"\n"),
+            format!("{good}na\\109e IN A 192.0.2.1\n"),
             format!("$INCLUDE /etc/passwd\n{good}"),
             good.replace("$ORIGIN example.com.", "$ORIGIN example.net."),
         ] {
@@ -1851,70 +1962,5 @@ mod tests {
                 "{n} records ({size} bytes): list {listed:?}, one-op apply {one_write:?}, creating all in one apply {create:?}"
             );
         }
-    }
-}
-#[cfg(test)]
-mod prof_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn prof() {
-        let origin = Name::from_ascii("example.com.").unwrap();
-        let mut text =
-            String::from("$ORIGIN example.com.\n$TTL 300\n@ 300 IN SOA ns1 h 1 2 3 4 5\n");
-        for i in 0..100_000 {
-            match i % 4 {
-                0 => text.push_str(&format!(
-                    "host-{i} 300 IN A 10.0.{}.{}\n",
-                    (i >> 8) & 255,
-                    i & 255
-                )),
-                1 => text.push_str(&format!(
-                    "host-{i} 300 IN AAAA 2001:db8::{:x}:{:x}\n",
-                    i >> 16,
-                    i & 0xffff
-                )),
-                2 => text.push_str(&format!("host-{i} 300 IN TXT \"token {i} with spaces\"\n")),
-                _ => text.push_str(&format!("host-{i} 300 IN MX 10 mail.example.com.\n")),
-            }
-        }
-        let t = std::time::Instant::now();
-        check_supported(&text).unwrap();
-        println!("check {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let (_, sets) = Parser::new(text.as_str(), None, Some(origin.clone()))
-            .parse()
-            .unwrap();
-        println!("hickory parse {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let mut entries = Vec::new();
-        let mut soa = None;
-        for set in sets.into_values() {
-            for r in set.into_parts().records {
-                if r.record_type() == WireType::SOA {
-                    soa = Some(r)
-                } else {
-                    entries.push(Entry::new(r))
-                }
-            }
-        }
-        println!("entries {:?}", t.elapsed());
-        let zone = ZoneData { soa, entries };
-        let t = std::time::Instant::now();
-        let w = Working::new(
-            ZoneData {
-                soa: zone.soa.clone(),
-                entries: zone.entries.clone(),
-            },
-            &origin,
-        );
-        println!("working {:?}", t.elapsed());
-        drop(w);
-        let t = std::time::Instant::now();
-        let out = render(&origin, 300, zone.soa.as_ref(), zone.entries.iter()).unwrap();
-        println!("render {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        verify(&out, &origin, &zone).unwrap();
-        println!("verify {:?}", t.elapsed());
     }
 }
