@@ -681,7 +681,17 @@ mod tests {
         let long_txt = "x".repeat(MAX_TXT_LEN + 1);
         let long_comment = "c".repeat(MAX_COMMENT_LEN + 1);
         // (type, name, content, ttl, proxied, priority, comment, field named)
-        let cases: Vec<(&str, &str, &str, u32, bool, Option<u32>, &str, &str)> = vec![
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            u32,
+            bool,
+            Option<u32>,
+            &'a str,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "",
                 "a.example.com",

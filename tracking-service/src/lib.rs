@@ -1,1 +1,135 @@
+//! tracking-service: decides which DNS records should exist, tracks what the
+//! app manages (`dns_tracked_records`) and cleans up orphans safely. It
+//! reaches the DNS provider only through cache-service's gRPC API and never
+//! opens cache-service's database.
+//!
+//! The binary is thin: everything lives here, so tests start the real service
+//! on `127.0.0.1:0` with their own shutdown signal and clock.
 
+pub mod background;
+pub mod cache_client;
+pub mod config;
+pub mod desired;
+pub mod error;
+pub mod grpc;
+pub mod planner;
+pub mod preserve;
+pub mod schema;
+pub mod store;
+pub mod tracker;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use trafego_common::clock::SharedClock;
+use trafego_common::db::Db;
+use trafego_common::server::{ServeConfig, serve};
+use trafego_proto::tracking::tracking_service_server::TrackingServiceServer;
+
+pub use config::Config;
+
+/// tracking-service's embedded migrations (`migrations/tracking/`).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/tracking");
+
+/// The gRPC name health reports under.
+pub const SERVICE_NAME: &str = "trafego.tracking.v1.TrackingService";
+
+/// Runs tracking-service on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_with_clock(listener, config, shutdown, trafego_common::clock::system()).await
+}
+
+/// The validated tracker settings of `config`.
+pub fn settings(config: &Config) -> anyhow::Result<tracker::Settings> {
+    config.validate()?;
+    Ok(tracker::Settings {
+        defaults: desired::Defaults {
+            rtype: config.default_type()?,
+            content: config.default_content.clone().filter(|c| !c.is_empty()),
+            ttl: trafego_proto::validate::parse_ttl("DNS_DEFAULT_TTL", config.default_ttl)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            proxied: config.default_proxied,
+            public_ip: config.public_ip,
+            public_ipv6: config.public_ipv6,
+        },
+        zone: config.zone()?,
+        cleanup: config.cleanup_orphaned,
+        grace: config.cleanup_grace_period,
+        preserved: config.preserved()?,
+        managed: config.managed()?,
+        max_orphan_ratio: config.max_orphan_ratio,
+        max_staleness: config.reconcile_max_staleness,
+    })
+}
+
+/// [`run`] with an injected clock, for tests of grace periods.
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    clock: SharedClock,
+) -> anyhow::Result<()> {
+    let settings = settings(&config)?;
+    let client = cache_client::CacheClient::new(
+        &config.cache_service_url,
+        config.cache_service_timeout,
+        config.max_message_bytes,
+    )?;
+    let db = Db::open(&config.db_path, MIGRATIONS, config.db_options())
+        .with_context(|| format!("opening {}", config.db_path.display()))?;
+    tracing::info!(
+        db = %config.db_path.display(),
+        cache_service = client.host(),
+        cleanup = settings.cleanup,
+        grace = %humantime::format_duration(settings.grace),
+        managed_hostnames = settings.managed.len(),
+        "tracking-service starting"
+    );
+    let tracker = Arc::new(tracker::Tracker::new(db, client, clock, settings));
+    let cancel = CancellationToken::new();
+    let follower = tokio::spawn(background::follow_cache(tracker.clone(), cancel.clone()));
+    let sweeper = tokio::spawn(background::sweep_loop(
+        tracker.clone(),
+        config.cleanup_interval,
+        cancel.clone(),
+    ));
+    let svc = TrackingServiceServer::new(grpc::TrackingApi::new(tracker))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let res = serve(
+        listener,
+        svc,
+        ServeConfig {
+            service_name: SERVICE_NAME,
+            descriptor_set: trafego_proto::TRACKING_FILE_DESCRIPTOR_SET,
+            grace: config.shutdown_grace,
+            // Filled from the service's mesh flags by the lead's mesh work.
+            mesh: trafego_common::mesh::MeshSettings::default(),
+        },
+        shutdown,
+        cancel.clone(),
+    )
+    .await;
+    cancel.cancel();
+    // Background work in flight (a sweep, a re-check) gets the same grace as
+    // calls; it is never cut between a provider write and its record.
+    let background = async {
+        let _ = follower.await;
+        let _ = sweeper.await;
+    };
+    if tokio::time::timeout(config.shutdown_grace, background)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not finish within the shutdown grace period");
+    }
+    res.map_err(Into::into)
+}

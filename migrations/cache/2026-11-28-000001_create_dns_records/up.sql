@@ -23,6 +23,8 @@ CREATE TABLE dns_records (
     UNIQUE (provider, record_id)
 );
 CREATE INDEX dns_records_name_type ON dns_records (name, type);
+-- Point lookups, updates and deletes by the provider's id.
+CREATE INDEX dns_records_record_id ON dns_records (record_id);
 
 -- One row: the state of the cache as a whole.
 CREATE TABLE cache_state (

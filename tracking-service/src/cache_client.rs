@@ -1,0 +1,314 @@
+//! The client of cache-service: the only way tracking-service reaches the DNS
+//! provider.
+//!
+//! The channel is built in exactly one function, [`connect`], so transport
+//! security and credentials can be added in one place. Every call has a time
+//! limit, and a failure to reach cache-service becomes `UNAVAILABLE` with a
+//! message naming its host (never the full URL, which may one day carry
+//! credentials). This module never writes to the tracker's database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use trafego_proto::cache::cache_service_client::CacheServiceClient;
+use trafego_proto::cache::{
+    ApplyChangesRequest, Change, DnsRecord, GetCacheStatusRequest, GetCacheStatusResponse,
+    GetRecordRequest, ListRecordsRequest, WatchCacheRequest, WatchCacheResponse,
+};
+
+use crate::error::TrackingError;
+
+/// Most changes sent in one `ApplyChanges` call.
+pub const APPLY_CHUNK: usize = 10_000;
+/// Records asked for per `ListRecords` page (cache-service's maximum).
+pub const LIST_PAGE: u32 = 10_000;
+
+/// Validates CACHE_SERVICE_URL and returns its endpoint and `host:port` (for messages).
+pub fn parse_url(url: &str) -> anyhow::Result<(Endpoint, String)> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| "CACHE_SERVICE_URL is not a valid URL (e.g. http://127.0.0.1:50051)")?;
+    let uri = endpoint.uri();
+    let host = match (uri.host(), uri.port_u16()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => anyhow::bail!("CACHE_SERVICE_URL has no host (e.g. http://127.0.0.1:50051)"),
+    };
+    Ok((endpoint, host))
+}
+
+/// Builds the lazy channel to cache-service. The one place where the channel
+/// is configured: TLS and a bearer token, when added, go here.
+pub fn connect(
+    url: &str,
+    timeout: Duration,
+    max_message_bytes: usize,
+) -> anyhow::Result<(CacheServiceClient<Channel>, String)> {
+    let (endpoint, host) = parse_url(url)?;
+    let channel = endpoint
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy();
+    let client = CacheServiceClient::new(channel)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
+    Ok((client, host))
+}
+
+/// The outcome of one change sent to `ApplyChanges`.
+#[derive(Debug, Clone)]
+pub struct ChangeOutcome {
+    /// gRPC code of the change: 0 when the provider accepted it.
+    pub code: i32,
+    /// Why it failed; empty on success.
+    pub message: String,
+    /// The record as the provider now holds it (creates and updates).
+    pub record: Option<DnsRecord>,
+}
+
+/// A cache-service client that remembers whether the last call got through
+/// and the last cache generation seen, for `GetTrackerStatus`.
+#[derive(Clone)]
+pub struct CacheClient {
+    inner: CacheServiceClient<Channel>,
+    host: Arc<str>,
+    timeout: Duration,
+    reachable: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for CacheClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheClient")
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+impl CacheClient {
+    /// A client of cache-service at `url`.
+    pub fn new(url: &str, timeout: Duration, max_message_bytes: usize) -> anyhow::Result<Self> {
+        let (inner, host) = connect(url, timeout, max_message_bytes)?;
+        Ok(Self {
+            inner,
+            host: host.into(),
+            timeout,
+            reachable: Arc::new(AtomicBool::new(false)),
+            generation: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// cache-service's `host:port`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// True when cache-service answered the last call.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// The last cache generation seen.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    fn seen(&self, generation: u64) {
+        self.generation.fetch_max(generation, Ordering::Relaxed);
+    }
+
+    /// Runs one call under the time limit and maps the failure.
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Result<T, TrackingError> {
+        let res = tokio::time::timeout(self.timeout, fut).await;
+        match res {
+            Ok(Ok(r)) => {
+                self.reachable.store(true, Ordering::Relaxed);
+                Ok(r.into_inner())
+            }
+            Ok(Err(s)) => Err(self.map_status(what, s)),
+            Err(_) => {
+                self.reachable.store(false, Ordering::Relaxed);
+                Err(TrackingError::Unavailable(format!(
+                    "cache-service at {} did not answer {what} within {} (CACHE_SERVICE_TIMEOUT)",
+                    self.host,
+                    humantime::format_duration(self.timeout)
+                )))
+            }
+        }
+    }
+
+    fn map_status(&self, what: &str, s: Status) -> TrackingError {
+        // A status with a source error comes from the transport: the service
+        // was not reached. A status without one is cache-service's own answer.
+        if std::error::Error::source(&s).is_some() {
+            self.reachable.store(false, Ordering::Relaxed);
+            return TrackingError::Unavailable(format!(
+                "cache-service at {} (CACHE_SERVICE_URL) is unreachable ({what}): {}",
+                self.host,
+                s.message()
+            ));
+        }
+        self.reachable.store(true, Ordering::Relaxed);
+        if s.code() == Code::Unavailable {
+            return TrackingError::Unavailable(format!(
+                "cache-service at {} answered {what} with UNAVAILABLE: {}",
+                self.host,
+                s.message()
+            ));
+        }
+        TrackingError::Cache(s)
+    }
+
+    /// `GetCacheStatus`.
+    pub async fn status(&self) -> Result<GetCacheStatusResponse, TrackingError> {
+        let mut c = self.inner.clone();
+        let r = self
+            .call(
+                "GetCacheStatus",
+                c.get_cache_status(GetCacheStatusRequest {}),
+            )
+            .await?;
+        self.seen(r.generation);
+        Ok(r)
+    }
+
+    /// Every record of the zone (all pages), refreshed first when the cache is
+    /// older than `max_staleness_seconds` (0: as it is). Returns the records
+    /// and the generation they were read at; pages read at different
+    /// generations are read again, so the view is one snapshot.
+    pub async fn list_all(
+        &self,
+        max_staleness_seconds: u32,
+    ) -> Result<(Vec<DnsRecord>, u64), TrackingError> {
+        let mut attempt = 0;
+        'again: loop {
+            attempt += 1;
+            let mut out = Vec::new();
+            let mut token = String::new();
+            let mut generation = None;
+            loop {
+                let mut c = self.inner.clone();
+                let page = self
+                    .call(
+                        "ListRecords",
+                        c.list_records(ListRecordsRequest {
+                            page_size: LIST_PAGE,
+                            page_token: token.clone(),
+                            max_staleness_seconds,
+                            ..Default::default()
+                        }),
+                    )
+                    .await?;
+                self.seen(page.generation);
+                match generation {
+                    None => generation = Some(page.generation),
+                    Some(g) if g != page.generation && attempt < 5 => continue 'again,
+                    Some(_) => {}
+                }
+                out.extend(page.records);
+                if page.next_page_token.is_empty() {
+                    return Ok((out, generation.unwrap_or_default()));
+                }
+                token = page.next_page_token;
+            }
+        }
+    }
+
+    /// `GetRecord`; `None` when the cache does not hold it.
+    pub async fn get_record(&self, record_id: &str) -> Result<Option<DnsRecord>, TrackingError> {
+        let mut c = self.inner.clone();
+        match self
+            .call(
+                "GetRecord",
+                c.get_record(GetRecordRequest {
+                    record_id: record_id.to_string(),
+                }),
+            )
+            .await
+        {
+            Ok(r) => Ok(r.record),
+            Err(TrackingError::Cache(s)) if s.code() == Code::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `changes` in chunks of at most [`APPLY_CHUNK`]. Returns one
+    /// outcome per change. If the first call fails nothing was applied and the
+    /// error is returned; if a later one fails, the changes of that and later
+    /// chunks are reported failed with its code (the earlier ones stand).
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<Vec<ChangeOutcome>, TrackingError> {
+        let total = changes.len();
+        let mut out: Vec<ChangeOutcome> = Vec::with_capacity(total);
+        let mut rest = changes;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(APPLY_CHUNK));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let n = chunk.len();
+            let mut c = self.inner.clone();
+            let res = self
+                .call(
+                    "ApplyChanges",
+                    c.apply_changes(ApplyChangesRequest { changes: chunk }),
+                )
+                .await;
+            match res {
+                Ok(r) => {
+                    self.seen(r.generation);
+                    let mut results: Vec<Option<ChangeOutcome>> = vec![None; n];
+                    for cr in r.results {
+                        if let Some(slot) = results.get_mut(cr.index as usize) {
+                            *slot = Some(ChangeOutcome {
+                                code: cr.code,
+                                message: cr.message,
+                                record: cr.record,
+                            });
+                        }
+                    }
+                    out.extend(results.into_iter().map(|o| {
+                        o.unwrap_or(ChangeOutcome {
+                            code: Code::Internal as i32,
+                            message: "cache-service returned no result for this change".into(),
+                            record: None,
+                        })
+                    }));
+                }
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => {
+                    let (code, message) = match &e {
+                        TrackingError::Unavailable(m) => (Code::Unavailable, m.clone()),
+                        TrackingError::Cache(s) => (s.code(), s.message().to_string()),
+                        other => (Code::Internal, other.to_string()),
+                    };
+                    let failed = total - out.len();
+                    out.extend((0..failed).map(|_| ChangeOutcome {
+                        code: code as i32,
+                        message: message.clone(),
+                        record: None,
+                    }));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens a `WatchCache` stream from `from_generation`.
+    pub async fn watch(
+        &self,
+        from_generation: u64,
+    ) -> Result<tonic::Streaming<WatchCacheResponse>, TrackingError> {
+        let mut c = self.inner.clone();
+        self.call(
+            "WatchCache",
+            c.watch_cache(WatchCacheRequest { from_generation }),
+        )
+        .await
+    }
+}

@@ -1,0 +1,388 @@
+//! Turning what a source declares into valid record specs: the edge of
+//! `Reconcile`. TrafegoDNS's defaults are filled here (type from an IP
+//! address or DNS_DEFAULT_TYPE, content from DNS_DEFAULT_CONTENT, the apex or
+//! PUBLIC_IP/PUBLIC_IPV6, TTL and proxied).
+//!
+//! Every refusal is a [`FieldError`] naming the field (`records[3].content`),
+//! returned before anything is read or written. Nothing past this module sees
+//! an invalid name, content, TTL or priority.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use trafego_proto::tracking::DesiredRecord;
+use trafego_proto::validate::{
+    self, FieldError, Hostname, RecordSpec, RecordType, parse_content, parse_priority, parse_ttl,
+    reject_control,
+};
+
+/// Longest source name.
+pub const MAX_SOURCE_LEN: usize = 128;
+/// Most records one `Reconcile` may declare.
+pub const MAX_RECORDS: usize = 100_000;
+/// The built-in source that holds MANAGED_HOSTNAMES.
+pub const MANAGED_SOURCE: &str = "managed-hostnames";
+
+/// The defaults applied to what a declaration leaves out.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Type when neither a type nor an IP address is given.
+    pub rtype: RecordType,
+    /// Content when none is given (CNAME: the zone apex when unset).
+    pub content: Option<String>,
+    /// TTL when none is given.
+    pub ttl: u32,
+    /// Proxied when not given (A, AAAA, CNAME on Cloudflare only).
+    pub proxied: bool,
+    /// Content of A records without content, and of the apex.
+    pub public_ip: Option<Ipv4Addr>,
+    /// Content of AAAA records without content, and of the apex.
+    pub public_ipv6: Option<Ipv6Addr>,
+}
+
+/// The zone and provider, as cache-service reports them.
+#[derive(Debug, Clone)]
+pub struct ZoneInfo {
+    /// The zone managed.
+    pub zone: Hostname,
+    /// The provider's name ("cloudflare", "zonefile").
+    pub provider: String,
+}
+
+impl ZoneInfo {
+    /// Whether the provider can proxy records; elsewhere proxied is always
+    /// false, or a record would look drifted forever.
+    pub fn can_proxy(&self) -> bool {
+        self.provider == "cloudflare"
+    }
+}
+
+/// Validates a source name: non-empty, at most 128 characters, no control characters.
+pub fn source(field: &str, s: &str) -> Result<String, FieldError> {
+    reject_control(field, s)?;
+    if s.trim().is_empty() {
+        return Err(FieldError::new(field, "is required (e.g. \"traefik\")"));
+    }
+    if s.chars().count() > MAX_SOURCE_LEN {
+        return Err(FieldError::new(
+            field,
+            format!("at most {MAX_SOURCE_LEN} characters"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Validates every declared record (fields named `{prefix}[i].…`), fills
+/// the defaults and refuses names outside the zone, the same (name, type)
+/// twice, and a CNAME declared beside another type at one name.
+pub fn validate_all(
+    prefix: &str,
+    records: &[DesiredRecord],
+    defaults: &Defaults,
+    zone: &ZoneInfo,
+) -> Result<Vec<RecordSpec>, FieldError> {
+    if records.len() > MAX_RECORDS {
+        return Err(FieldError::new(
+            prefix,
+            format!("{} records; at most {MAX_RECORDS} per call", records.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(records.len());
+    let mut seen: HashMap<(String, RecordType), usize> = HashMap::with_capacity(records.len());
+    let mut types_at: HashMap<String, (usize, RecordType)> = HashMap::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let field = format!("{prefix}[{i}]");
+        let spec = one(&field, r, defaults, zone)?;
+        let name = spec.name.as_str().to_string();
+        if let Some(j) = seen.insert((name.clone(), spec.rtype), i) {
+            return Err(FieldError::new(
+                format!("{field}.hostname"),
+                format!(
+                    "{name} {} is declared twice (also {prefix}[{j}])",
+                    spec.rtype
+                ),
+            ));
+        }
+        match types_at.get(&name) {
+            Some((j, t))
+                if *t != spec.rtype
+                    && (*t == RecordType::Cname || spec.rtype == RecordType::Cname) =>
+            {
+                return Err(FieldError::new(
+                    format!("{field}.type"),
+                    format!(
+                        "{name} is declared as {} and as {t} (at {prefix}[{j}]); a CNAME cannot sit beside another record",
+                        spec.rtype
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                types_at.insert(name, (i, spec.rtype));
+            }
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn ip_type(content: &str) -> Option<RecordType> {
+    match content.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => Some(RecordType::A),
+        Ok(IpAddr::V6(_)) => Some(RecordType::Aaaa),
+        Err(_) => None,
+    }
+}
+
+/// Validates one declared record found at `field`.
+pub fn one(
+    field: &str,
+    r: &DesiredRecord,
+    defaults: &Defaults,
+    zone: &ZoneInfo,
+) -> Result<RecordSpec, FieldError> {
+    let f = |name: &str| format!("{field}.{name}");
+    let name = Hostname::parse(&f("hostname"), &r.hostname)?;
+    name.require_in_zone(&f("hostname"), &zone.zone)?;
+    let is_apex = name == zone.zone;
+    let given_type = r
+        .r#type
+        .as_deref()
+        .map(|t| RecordType::parse(&f("type"), t))
+        .transpose()?;
+    if let Some(c) = &r.content {
+        reject_control(&f("content"), c)?;
+    }
+    let mut rtype = given_type
+        .or_else(|| r.content.as_deref().and_then(ip_type))
+        .unwrap_or(defaults.rtype);
+    let content = match &r.content {
+        Some(c) => parse_content(&f("content"), rtype, c)?,
+        None => default_content(&f, &name, is_apex, given_type, &mut rtype, defaults, zone)?,
+    };
+    let ttl = match r.ttl {
+        Some(t) => parse_ttl(&f("ttl"), t)?,
+        None => defaults.ttl,
+    };
+    let proxied = match r.proxied {
+        Some(true) if !rtype.proxiable() => {
+            return Err(FieldError::new(
+                f("proxied"),
+                format!("{rtype} records cannot be proxied"),
+            ));
+        }
+        Some(p) => p,
+        None => defaults.proxied && rtype.proxiable(),
+    } && zone.can_proxy();
+    let priority = parse_priority(&f("priority"), rtype, r.priority)?;
+    Ok(RecordSpec {
+        rtype,
+        name,
+        content,
+        ttl,
+        proxied,
+        priority,
+    })
+}
+
+fn default_content(
+    f: &dyn Fn(&str) -> String,
+    name: &Hostname,
+    is_apex: bool,
+    given_type: Option<RecordType>,
+    rtype: &mut RecordType,
+    defaults: &Defaults,
+    zone: &ZoneInfo,
+) -> Result<String, FieldError> {
+    // The apex cannot be a CNAME: without an explicit type it becomes an
+    // address record, as in TrafegoDNS.
+    if is_apex && *rtype == RecordType::Cname {
+        if given_type.is_some() {
+            return Err(FieldError::new(
+                f("type"),
+                format!("the zone apex {name} cannot be a CNAME; declare an A or AAAA record"),
+            ));
+        }
+        if let Some(ip) = defaults.public_ip {
+            *rtype = RecordType::A;
+            return Ok(ip.to_string());
+        }
+        if let Some(ip) = defaults.public_ipv6 {
+            *rtype = RecordType::Aaaa;
+            return Ok(ip.to_string());
+        }
+        return Err(FieldError::new(
+            f("hostname"),
+            format!(
+                "{name} is the zone apex, which needs an A or AAAA record: set PUBLIC_IP or PUBLIC_IPV6, or give a type and content"
+            ),
+        ));
+    }
+    match *rtype {
+        RecordType::Cname => {
+            let c = match (&defaults.content, defaults.rtype) {
+                (Some(c), RecordType::Cname) => c.clone(),
+                _ => zone.zone.as_str().to_string(),
+            };
+            let c = parse_content(&f("content"), RecordType::Cname, &c)?;
+            if c == name.as_str() {
+                return Err(FieldError::new(
+                    f("content"),
+                    format!("{name} would be a CNAME to itself; give a content"),
+                ));
+            }
+            Ok(c)
+        }
+        RecordType::A => match (defaults.public_ip, &defaults.content, defaults.rtype) {
+            (_, Some(c), RecordType::A) => parse_content(&f("content"), RecordType::A, c),
+            (Some(ip), _, _) => Ok(ip.to_string()),
+            (None, _, _) => Err(FieldError::new(
+                f("content"),
+                "is required for an A record when PUBLIC_IP is not set",
+            )),
+        },
+        RecordType::Aaaa => match (defaults.public_ipv6, &defaults.content, defaults.rtype) {
+            (_, Some(c), RecordType::Aaaa) => parse_content(&f("content"), RecordType::Aaaa, c),
+            (Some(ip), _, _) => Ok(ip.to_string()),
+            (None, _, _) => Err(FieldError::new(
+                f("content"),
+                "is required for an AAAA record when PUBLIC_IPV6 is not set",
+            )),
+        },
+        other => match (&defaults.content, defaults.rtype) {
+            (Some(c), t) if t == other => parse_content(&f("content"), other, c),
+            _ => Err(FieldError::new(
+                f("content"),
+                format!("is required for {other} records"),
+            )),
+        },
+    }
+}
+
+/// Converts a MANAGED_HOSTNAMES entry into a declaration.
+pub fn from_managed(e: &crate::config::ManagedEntry) -> DesiredRecord {
+    DesiredRecord {
+        hostname: e.hostname.clone(),
+        r#type: Some(e.rtype.as_str().to_string()),
+        content: e.content.clone(),
+        ttl: e.ttl,
+        proxied: e.proxied,
+        priority: None,
+    }
+}
+
+/// Whether the provider's copy `content` of a record of type `rtype` is, once
+/// made canonical, `canonical` (providers may report names with a trailing
+/// dot or in another case).
+pub fn same_content(rtype: &str, content: &str, canonical: &str) -> bool {
+    if content == canonical {
+        return true;
+    }
+    match rtype.parse::<RecordType>() {
+        Ok(t) => validate::parse_content("content", t, content).is_ok_and(|c| c == canonical),
+        Err(()) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(provider: &str) -> ZoneInfo {
+        ZoneInfo {
+            zone: Hostname::parse("z", "example.com").unwrap(),
+            provider: provider.into(),
+        }
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            rtype: RecordType::Cname,
+            content: None,
+            ttl: 1,
+            proxied: true,
+            public_ip: Some("192.0.2.10".parse().unwrap()),
+            public_ipv6: None,
+        }
+    }
+
+    fn rec(h: &str) -> DesiredRecord {
+        DesiredRecord {
+            hostname: h.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_trafegodns() {
+        let z = zone("cloudflare");
+        let d = defaults();
+        let s = one("r", &rec("app.example.com"), &d, &z).unwrap();
+        assert_eq!(
+            (s.rtype, s.content.as_str(), s.proxied),
+            (RecordType::Cname, "example.com", true)
+        );
+        let s = one("r", &rec("example.com"), &d, &z).unwrap();
+        assert_eq!((s.rtype, s.content.as_str()), (RecordType::A, "192.0.2.10"));
+        let mut r = rec("v6.example.com");
+        r.content = Some("2001:DB8::1".into());
+        let s = one("r", &r, &d, &z).unwrap();
+        assert_eq!(
+            (s.rtype, s.content.as_str()),
+            (RecordType::Aaaa, "2001:db8::1")
+        );
+        let s = one("r", &rec("app.example.com"), &d, &zone("zonefile")).unwrap();
+        assert!(!s.proxied);
+        let mut nd = d.clone();
+        nd.public_ip = None;
+        let e = one("records[0]", &rec("example.com"), &nd, &z).unwrap_err();
+        assert_eq!(e.field, "records[0].hostname");
+        assert!(e.message.contains("PUBLIC_IP"), "{e}");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let z = zone("cloudflare");
+        let d = defaults();
+        let e = one("records[2]", &rec("a.example.org"), &d, &z).unwrap_err();
+        assert_eq!(e.field, "records[2].hostname");
+        assert!(e.message.contains("outside the zone"));
+        let mut r = rec("a.example.com");
+        r.ttl = Some(5);
+        assert_eq!(
+            one("records[0]", &r, &d, &z).unwrap_err().field,
+            "records[0].ttl"
+        );
+        let mut r = rec("a.example.com");
+        r.r#type = Some("TXT".into());
+        r.content = Some("x".into());
+        r.proxied = Some(true);
+        assert_eq!(
+            one("records[0]", &r, &d, &z).unwrap_err().field,
+            "records[0].proxied"
+        );
+        let e = validate_all(
+            "records",
+            &[rec("a.example.com"), rec("A.example.com.")],
+            &d,
+            &z,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "records[1].hostname");
+        assert!(source("source", "").is_err());
+        assert!(source("source", "a\nb").is_err());
+        assert!(source("source", &"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn content_comparison_is_canonical() {
+        assert!(same_content(
+            "CNAME",
+            "Target.Example.com.",
+            "target.example.com"
+        ));
+        assert!(same_content("AAAA", "2001:DB8:0::1", "2001:db8::1"));
+        assert!(!same_content("A", "192.0.2.1", "192.0.2.2"));
+        assert!(!same_content("PTR", "x", "y"));
+    }
+}

@@ -1,0 +1,19 @@
+//! The tracking-service binary: parses configuration, sets up logging, binds
+//! the listener and runs the library until SIGINT or SIGTERM.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = tracking_service::Config::parse();
+    trafego_common::telemetry::init(config.log_format, &config.log_level)
+        .map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen_addr))?;
+    let res = tracking_service::run(listener, config, trafego_common::shutdown::signal()).await;
+    if let Err(e) = &res {
+        tracing::error!(error = %e, "tracking-service failed");
+    }
+    res
+}

@@ -1,0 +1,809 @@
+//! The tracker's database: tracked records, per-source declarations, the
+//! orphan history and a little key/value state.
+//!
+//! Every function takes a connection and runs synchronously; callers run
+//! them through `Db::run`, never holding a connection across an `.await`.
+//! Writes happen in `IMMEDIATE` transactions. Work over many records is
+//! set-based: ids travel as one JSON array bound to one parameter and are
+//! unpacked by SQLite's `json_each`, so a sweep over 100,000 records is a
+//! fixed number of statements, never one per record.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sqlite::SqliteConnection;
+
+use crate::schema::{
+    dns_declarations, dns_tracked_records, orphaned_records_history, tracker_state,
+};
+
+/// Rows per multi-row INSERT, kept under SQLite's bound-variable limit.
+const INSERT_CHUNK: usize = 1000;
+
+/// A tracked record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = dns_tracked_records, treat_none_as_null = true)]
+pub struct TrackedRow {
+    /// The provider holding the record.
+    pub provider: String,
+    /// The zone.
+    pub zone: String,
+    /// The provider's id; may change when the record is updated (zone files).
+    pub record_id: String,
+    /// Record type, uppercase.
+    pub rtype: String,
+    /// Fully qualified name.
+    pub name: String,
+    /// Content as the provider holds it.
+    pub content: String,
+    /// TTL (1 = automatic).
+    pub ttl: i32,
+    /// Proxied at the provider.
+    pub proxied: bool,
+    /// Priority for MX and SRV.
+    pub priority: Option<i32>,
+    /// Fingerprint of the record as last written or seen.
+    pub fingerprint: String,
+    /// Only these records are ever modified or deleted at the provider.
+    pub app_managed: bool,
+    /// The source that first declared or tracked it ("" by hand).
+    pub source: String,
+    /// No source declares it any more.
+    pub is_orphaned: bool,
+    /// When it became orphaned; the grace timer of its (name, type).
+    pub orphaned_at: Option<i64>,
+    /// A fresh cache no longer holds it.
+    pub is_missing: bool,
+    /// When it was first found missing.
+    pub missing_since: Option<i64>,
+    /// Non-empty when the provider's copy differs from the tracked one.
+    pub drift: String,
+    /// When tracking began.
+    pub tracked_at: i64,
+    /// When the row last changed.
+    pub updated_at: i64,
+    /// When the record was first seen at the provider.
+    pub first_seen: i64,
+    /// JSON: why it is managed or not, orphan reason.
+    pub metadata: String,
+}
+
+impl TrackedRow {
+    /// The row's `(name, type)` key.
+    pub fn key(&self) -> (String, String) {
+        (self.name.clone(), self.rtype.clone())
+    }
+}
+
+/// One declaration: `source` wants this record.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = dns_declarations)]
+pub struct DeclRow {
+    /// Who declares it.
+    pub source: String,
+    /// The hostname.
+    pub name: String,
+    /// The record type.
+    pub rtype: String,
+    /// Declared content (canonical).
+    pub content: String,
+    /// Declared TTL.
+    pub ttl: i32,
+    /// Declared proxied flag.
+    pub proxied: bool,
+    /// Declared priority.
+    pub priority: Option<i32>,
+    /// When the source first declared it.
+    pub declared_at: i64,
+    /// When the declaration last changed.
+    pub updated_at: i64,
+}
+
+impl DeclRow {
+    /// Whether two declarations ask for the same record.
+    pub fn same_spec(&self, other: &DeclRow) -> bool {
+        self.content == other.content
+            && self.ttl == other.ttl
+            && self.proxied == other.proxied
+            && self.priority == other.priority
+    }
+}
+
+fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+    serde_json::Value::Array(
+        items
+            .iter()
+            .map(|s| serde_json::Value::String(s.as_ref().to_string()))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// `column IN (the strings of a JSON array)`, as one bound parameter.
+macro_rules! in_json {
+    ($column:literal, $json:expr) => {
+        diesel::dsl::sql::<Bool>(concat!($column, " IN (SELECT value FROM json_each("))
+            .bind::<Text, _>($json)
+            .sql("))")
+    };
+}
+
+/// What a reconcile needs from the database: the source's current
+/// declarations, every declaration and tracked row of the names concerned.
+#[derive(Debug, Default)]
+pub struct PlanInput {
+    /// This source's declarations before the call.
+    pub previous: Vec<DeclRow>,
+    /// Every source's declarations of the names concerned.
+    pub declarations: Vec<DeclRow>,
+    /// Tracked rows of the names concerned.
+    pub tracked: Vec<TrackedRow>,
+}
+
+/// Loads what planning `source` over `names` needs, in one read transaction.
+pub fn load_plan_input(
+    conn: &mut SqliteConnection,
+    source: &str,
+    names: &[String],
+) -> QueryResult<PlanInput> {
+    conn.transaction(|conn| {
+        let previous: Vec<DeclRow> = dns_declarations::table
+            .filter(dns_declarations::source.eq(source))
+            .select(DeclRow::as_select())
+            .load(conn)?;
+        let mut all: Vec<String> = names.to_vec();
+        all.extend(previous.iter().map(|d| d.name.clone()));
+        all.sort_unstable();
+        all.dedup();
+        let json = json_list(&all);
+        let declarations = dns_declarations::table
+            .filter(in_json!("name", json.clone()))
+            .select(DeclRow::as_select())
+            .load(conn)?;
+        let tracked = dns_tracked_records::table
+            .filter(in_json!("name", json))
+            .select(TrackedRow::as_select())
+            .load(conn)?;
+        Ok(PlanInput {
+            previous,
+            declarations,
+            tracked,
+        })
+    })
+}
+
+/// Everything one reconcile records, written in one transaction.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// New tracked rows (created or adopted).
+    pub insert: Vec<TrackedRow>,
+    /// Rows rewritten in place, keyed by the record id they had (an update
+    /// may give the record a new id; the row keeps its timestamps).
+    pub replace: Vec<(String, TrackedRow)>,
+    /// Record ids to mark orphaned, with the reason.
+    pub orphan: Vec<String>,
+    /// Why they are orphaned.
+    pub orphan_reason: String,
+    /// Record ids no longer orphaned.
+    pub unorphan: Vec<String>,
+    /// The source whose declarations change.
+    pub source: String,
+    /// `(name, type)` this source no longer declares, or declares differently.
+    pub decl_delete: Vec<(String, String)>,
+    /// Declarations new or changed.
+    pub decl_insert: Vec<DeclRow>,
+}
+
+impl Commit {
+    /// Whether the commit would write nothing.
+    pub fn is_empty(&self) -> bool {
+        self.insert.is_empty()
+            && self.replace.is_empty()
+            && self.orphan.is_empty()
+            && self.unorphan.is_empty()
+            && self.decl_delete.is_empty()
+            && self.decl_insert.is_empty()
+    }
+}
+
+/// Writes `c` in one `IMMEDIATE` transaction.
+pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<()> {
+    if c.is_empty() {
+        return Ok(());
+    }
+    conn.immediate_transaction(|conn| {
+        for (old_id, row) in &c.replace {
+            diesel::update(dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(old_id)))
+                .set(row)
+                .execute(conn)?;
+        }
+        for chunk in c.insert.chunks(INSERT_CHUNK) {
+            diesel::insert_into(dns_tracked_records::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
+        if !c.orphan.is_empty() {
+            diesel::sql_query(
+                "UPDATE dns_tracked_records SET is_orphaned = 1, \
+                 orphaned_at = COALESCE(orphaned_at, ?), updated_at = ?, \
+                 metadata = json_set(metadata, '$.orphan_reason', ?) \
+                 WHERE is_orphaned = 0 AND record_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(&c.orphan_reason)
+            .bind::<Text, _>(json_list(&c.orphan))
+            .execute(conn)?;
+        }
+        if !c.unorphan.is_empty() {
+            diesel::sql_query(
+                "UPDATE dns_tracked_records SET is_orphaned = 0, orphaned_at = NULL, updated_at = ?, \
+                 metadata = json_remove(metadata, '$.orphan_reason') \
+                 WHERE record_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(json_list(&c.unorphan))
+            .execute(conn)?;
+        }
+        if !c.decl_delete.is_empty() {
+            let keys: Vec<String> = c
+                .decl_delete
+                .iter()
+                .map(|(n, t)| format!("{n} {t}"))
+                .collect();
+            diesel::sql_query(
+                "DELETE FROM dns_declarations WHERE source = ? AND \
+                 (name || ' ' || type) IN (SELECT value FROM json_each(?))",
+            )
+            .bind::<Text, _>(&c.source)
+            .bind::<Text, _>(json_list(&keys))
+            .execute(conn)?;
+        }
+        for chunk in c.decl_insert.chunks(INSERT_CHUNK) {
+            diesel::insert_into(dns_declarations::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// One record of the cache as the missing/drift check needs it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheView {
+    /// The provider's id.
+    pub record_id: String,
+    /// Content.
+    pub content: String,
+    /// TTL.
+    pub ttl: u32,
+    /// Proxied.
+    pub proxied: bool,
+    /// Priority.
+    pub priority: Option<u32>,
+}
+
+/// What one missing/drift check found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// Tracked records newly flagged missing.
+    pub newly_missing: u64,
+    /// Tracked records found again.
+    pub found_again: u64,
+    /// Tracked records whose provider copy differs (after the check).
+    pub drifted: u64,
+    /// Tracked records missing (after the check).
+    pub missing: u64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Flags tracked records absent from `cache` as missing, clears the flag of
+/// those present, and notes drift (content, proxied, priority, or an explicit
+/// TTL differing), in a fixed number of statements whatever the sizes.
+pub fn check_against_cache(
+    conn: &mut SqliteConnection,
+    cache: &[CacheView],
+    now: i64,
+) -> QueryResult<CheckOutcome> {
+    // One JSON array of `[id, content, ttl, proxied, priority]`, bound once.
+    let rows: Vec<_> = cache
+        .iter()
+        .map(|r| (&r.record_id, &r.content, r.ttl, r.proxied, r.priority))
+        .collect();
+    let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    conn.immediate_transaction(|conn| {
+        diesel::sql_query(
+            "CREATE TEMP TABLE IF NOT EXISTS cache_view (record_id TEXT PRIMARY KEY NOT NULL, \
+             content TEXT NOT NULL, ttl INTEGER NOT NULL, proxied BOOLEAN NOT NULL, priority INTEGER)",
+        )
+        .execute(conn)?;
+        diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
+        diesel::sql_query(
+            "INSERT OR REPLACE INTO cache_view (record_id, content, ttl, proxied, priority) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+             json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?)",
+        )
+        .bind::<Text, _>(json)
+        .execute(conn)?;
+        let newly_missing = diesel::sql_query(
+            "UPDATE dns_tracked_records SET is_missing = 1, missing_since = ?, updated_at = ? \
+             WHERE is_missing = 0 AND record_id NOT IN (SELECT record_id FROM cache_view)",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(now)
+        .execute(conn)?;
+        let found_again = diesel::sql_query(
+            "UPDATE dns_tracked_records SET is_missing = 0, missing_since = NULL, updated_at = ? \
+             WHERE is_missing = 1 AND record_id IN (SELECT record_id FROM cache_view)",
+        )
+        .bind::<BigInt, _>(now)
+        .execute(conn)?;
+        diesel::sql_query(
+            "UPDATE dns_tracked_records AS t SET drift = d.note, updated_at = ? FROM ( \
+               SELECT c.record_id AS rid, CASE WHEN c.content != t2.content OR c.proxied != t2.proxied \
+                 OR c.priority IS NOT t2.priority OR (t2.ttl != 1 AND c.ttl != t2.ttl) \
+               THEN 'the provider holds content ' || c.content || ', ttl ' || c.ttl || \
+                    ', proxied ' || CASE WHEN c.proxied THEN 'true' ELSE 'false' END \
+               ELSE '' END AS note \
+               FROM cache_view c JOIN dns_tracked_records t2 ON t2.record_id = c.record_id \
+             ) AS d WHERE t.record_id = d.rid AND t.drift != d.note",
+        )
+        .bind::<BigInt, _>(now)
+        .execute(conn)?;
+        let drifted = diesel::sql_query(
+            "SELECT COUNT(*) AS n FROM dns_tracked_records WHERE drift != '' AND is_missing = 0",
+        )
+        .get_result::<Count>(conn)?
+        .n as u64;
+        let missing =
+            diesel::sql_query("SELECT COUNT(*) AS n FROM dns_tracked_records WHERE is_missing = 1")
+                .get_result::<Count>(conn)?
+                .n as u64;
+        diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
+        Ok(CheckOutcome {
+            newly_missing: newly_missing as u64,
+            found_again: found_again as u64,
+            drifted,
+            missing,
+        })
+    })
+}
+
+/// An orphaned record as the sweep weighs it.
+#[derive(Debug, Clone, Queryable)]
+pub struct OrphanRow {
+    /// The provider's id.
+    pub record_id: String,
+    /// The hostname.
+    pub name: String,
+    /// The record type.
+    pub rtype: String,
+    /// Whether the app may delete it.
+    pub app_managed: bool,
+    /// When it became orphaned.
+    pub orphaned_at: Option<i64>,
+}
+
+/// Every orphaned record, in one statement.
+pub fn orphans(conn: &mut SqliteConnection) -> QueryResult<Vec<OrphanRow>> {
+    dns_tracked_records::table
+        .filter(dns_tracked_records::is_orphaned.eq(true))
+        .select((
+            dns_tracked_records::record_id,
+            dns_tracked_records::name,
+            dns_tracked_records::rtype,
+            dns_tracked_records::app_managed,
+            dns_tracked_records::orphaned_at,
+        ))
+        .order((dns_tracked_records::name, dns_tracked_records::rtype))
+        .load(conn)
+}
+
+/// Moves deleted records into `orphaned_records_history` and untracks them,
+/// in one transaction of two statements. Only rows still orphaned move.
+pub fn record_deleted(
+    conn: &mut SqliteConnection,
+    ids: &[String],
+    reason: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let json = json_list(ids);
+    conn.immediate_transaction(|conn| {
+        diesel::sql_query(
+            "INSERT INTO orphaned_records_history (provider, zone, record_id, type, name, content, \
+             ttl, proxied, priority, source, orphaned_at, deleted_at, reason, metadata) \
+             SELECT provider, zone, record_id, type, name, content, ttl, proxied, priority, source, \
+             orphaned_at, ?, ?, metadata FROM dns_tracked_records \
+             WHERE is_orphaned = 1 AND record_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<Text, _>(reason)
+        .bind::<Text, _>(&json)
+        .execute(conn)?;
+        diesel::sql_query(
+            "DELETE FROM dns_tracked_records \
+             WHERE is_orphaned = 1 AND record_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind::<Text, _>(&json)
+        .execute(conn)
+    })
+}
+
+/// Counts of tracked records by state.
+#[derive(Debug, Clone, Copy, Default, QueryableByName)]
+pub struct Counts {
+    /// All tracked records.
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+    /// App-managed and not orphaned.
+    #[diesel(sql_type = BigInt)]
+    pub active: i64,
+    /// Orphaned.
+    #[diesel(sql_type = BigInt)]
+    pub orphaned: i64,
+    /// Missing from a fresh cache.
+    #[diesel(sql_type = BigInt)]
+    pub missing: i64,
+    /// Not app-managed.
+    #[diesel(sql_type = BigInt)]
+    pub unmanaged: i64,
+}
+
+/// Counts by state in one statement.
+pub fn counts(conn: &mut SqliteConnection) -> QueryResult<Counts> {
+    diesel::sql_query(
+        "SELECT COUNT(*) AS total, \
+         COALESCE(SUM(app_managed = 1 AND is_orphaned = 0), 0) AS active, \
+         COALESCE(SUM(is_orphaned = 1), 0) AS orphaned, \
+         COALESCE(SUM(is_missing = 1), 0) AS missing, \
+         COALESCE(SUM(app_managed = 0), 0) AS unmanaged FROM dns_tracked_records",
+    )
+    .get_result(conn)
+}
+
+/// Reads one state value.
+pub fn state_get(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<String>> {
+    tracker_state::table
+        .filter(tracker_state::key.eq(key))
+        .select(tracker_state::value)
+        .first(conn)
+        .optional()
+}
+
+/// Writes one state value.
+pub fn state_set(conn: &mut SqliteConnection, key: &str, value: &str) -> QueryResult<()> {
+    diesel::insert_into(tracker_state::table)
+        .values((tracker_state::key.eq(key), tracker_state::value.eq(value)))
+        .on_conflict(tracker_state::key)
+        .do_update()
+        .set(tracker_state::value.eq(value))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Filters of `ListTrackedRecords`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Orphaned or not.
+    pub orphaned: Option<bool>,
+    /// App-managed or not.
+    pub app_managed: Option<bool>,
+    /// Declared by, or first tracked for, this source.
+    pub source: Option<String>,
+    /// Exact name.
+    pub name: Option<String>,
+}
+
+/// Where a page starts: strictly after this (name, type, record_id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKey {
+    /// Name of the last record of the previous page.
+    pub name: String,
+    /// Type of the last record of the previous page.
+    pub rtype: String,
+    /// Id of the last record of the previous page.
+    pub record_id: String,
+}
+
+impl PageKey {
+    /// The opaque token for this key.
+    pub fn encode(&self) -> String {
+        hex_encode(format!("t1\n{}\n{}\n{}", self.name, self.rtype, self.record_id).as_bytes())
+    }
+
+    /// Decodes a token made by [`PageKey::encode`].
+    pub fn decode(token: &str) -> Option<PageKey> {
+        let bytes = hex_decode(token)?;
+        let s = String::from_utf8(bytes).ok()?;
+        let mut it = s.splitn(4, '\n');
+        if it.next()? != "t1" {
+            return None;
+        }
+        Some(PageKey {
+            name: it.next()?.to_string(),
+            rtype: it.next()?.to_string(),
+            record_id: it.next()?.to_string(),
+        })
+    }
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// One page of tracked records ordered by (name, type, record_id), and whether more follow.
+pub fn list(
+    conn: &mut SqliteConnection,
+    filter: &ListFilter,
+    after: Option<&PageKey>,
+    limit: u32,
+) -> QueryResult<(Vec<TrackedRow>, bool)> {
+    use dns_tracked_records as t;
+    let mut q = t::table
+        .select(TrackedRow::as_select())
+        .order((t::name.asc(), t::rtype.asc(), t::record_id.asc()))
+        .limit(i64::from(limit) + 1)
+        .into_boxed();
+    if let Some(o) = filter.orphaned {
+        q = q.filter(t::is_orphaned.eq(o));
+    }
+    if let Some(m) = filter.app_managed {
+        q = q.filter(t::app_managed.eq(m));
+    }
+    if let Some(n) = &filter.name {
+        q = q.filter(t::name.eq(n.clone()));
+    }
+    if let Some(s) = &filter.source {
+        q = q.filter(
+            t::source.eq(s.clone()).or(diesel::dsl::sql::<Bool>(
+                "EXISTS (SELECT 1 FROM dns_declarations d WHERE d.name = dns_tracked_records.name \
+                 AND d.type = dns_tracked_records.type AND d.source = ",
+            )
+            .bind::<Text, _>(s.clone())
+            .sql(")")),
+        );
+    }
+    if let Some(k) = after {
+        q = q.filter(
+            t::name
+                .gt(k.name.clone())
+                .or(t::name.eq(k.name.clone()).and(
+                    t::rtype.gt(k.rtype.clone()).or(t::rtype
+                        .eq(k.rtype.clone())
+                        .and(t::record_id.gt(k.record_id.clone()))),
+                )),
+        );
+    }
+    let mut rows = q.load(conn)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+/// One tracked record by id.
+pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<TrackedRow>> {
+    dns_tracked_records::table
+        .filter(dns_tracked_records::record_id.eq(record_id))
+        .select(TrackedRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Sources declaring each `(name, type)` of `rows`, for display.
+pub fn sources_of(
+    conn: &mut SqliteConnection,
+    rows: &[TrackedRow],
+) -> QueryResult<HashMap<(String, String), Vec<String>>> {
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let decls: Vec<(String, String, String)> = dns_declarations::table
+        .filter(in_json!("name", json_list(&names)))
+        .select((
+            dns_declarations::name,
+            dns_declarations::rtype,
+            dns_declarations::source,
+        ))
+        .order(dns_declarations::source)
+        .load(conn)?;
+    let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for (n, t, s) in decls {
+        out.entry((n, t)).or_default().push(s);
+    }
+    Ok(out)
+}
+
+/// Inserts or rewrites a hand-tracked row, and (when `decl` is given) the
+/// declaration that attributes it to a source, in one transaction.
+pub fn track(
+    conn: &mut SqliteConnection,
+    row: &TrackedRow,
+    decl: Option<&DeclRow>,
+) -> QueryResult<()> {
+    conn.immediate_transaction(|conn| {
+        let n = diesel::update(
+            dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(&row.record_id)),
+        )
+        .set(row)
+        .execute(conn)?;
+        if n == 0 {
+            diesel::insert_into(dns_tracked_records::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        if let Some(d) = decl {
+            diesel::delete(
+                dns_declarations::table
+                    .filter(dns_declarations::source.eq(&d.source))
+                    .filter(dns_declarations::name.eq(&d.name))
+                    .filter(dns_declarations::rtype.eq(&d.rtype)),
+            )
+            .execute(conn)?;
+            diesel::insert_into(dns_declarations::table)
+                .values(d)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Stops tracking a record; returns whether it was tracked.
+pub fn untrack(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<bool> {
+    diesel::delete(dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(record_id)))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// Rows of the orphan history (for tests and inspection), newest first.
+pub fn history(conn: &mut SqliteConnection) -> QueryResult<Vec<(String, String, String, String)>> {
+    orphaned_records_history::table
+        .select((
+            orphaned_records_history::record_id,
+            orphaned_records_history::name,
+            orphaned_records_history::rtype,
+            orphaned_records_history::reason,
+        ))
+        .order(orphaned_records_history::id.desc())
+        .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trafego_common::db::{Db, DbOptions};
+
+    fn row(id: &str, name: &str, managed: bool) -> TrackedRow {
+        TrackedRow {
+            provider: "zonefile".into(),
+            zone: "example.com".into(),
+            record_id: id.into(),
+            rtype: "A".into(),
+            name: name.into(),
+            content: "192.0.2.1".into(),
+            ttl: 1,
+            proxied: false,
+            priority: None,
+            fingerprint: String::new(),
+            app_managed: managed,
+            source: "s".into(),
+            is_orphaned: false,
+            orphaned_at: None,
+            is_missing: false,
+            missing_since: None,
+            drift: String::new(),
+            tracked_at: 1,
+            updated_at: 1,
+            first_seen: 1,
+            metadata: "{}".into(),
+        }
+    }
+
+    fn view(id: &str, content: &str) -> CacheView {
+        CacheView {
+            record_id: id.into(),
+            content: content.into(),
+            ttl: 300,
+            proxied: false,
+            priority: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn set_based_statements_do_what_they_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("t.db"),
+            crate::MIGRATIONS,
+            DbOptions::default(),
+        )
+        .unwrap();
+        db.run(|c| {
+            let commit_one = Commit {
+                insert: vec![
+                    row("1", "a.example.com", true),
+                    row("2", "b.example.com", false),
+                    row("3", "c.example.com", true),
+                ],
+                orphan: vec![],
+                source: "s".into(),
+                ..Default::default()
+            };
+            commit(c, &commit_one, 10)?;
+            let orphan = Commit {
+                orphan: vec!["1".into(), "2".into()],
+                orphan_reason: "gone".into(),
+                source: "s".into(),
+                ..Default::default()
+            };
+            commit(c, &orphan, 20)?;
+            // A second orphan mark keeps the first orphaned_at.
+            commit(c, &orphan, 30)?;
+            assert_eq!(get(c, "1")?.unwrap().orphaned_at, Some(20));
+            // "3" is gone from the cache, "1" drifted.
+            let o = check_against_cache(c, &[view("1", "192.0.2.9"), view("2", "192.0.2.1")], 40)?;
+            assert_eq!(o.newly_missing, 1);
+            assert_eq!(o.drifted, 1);
+            assert!(get(c, "3")?.unwrap().is_missing);
+            assert!(!get(c, "1")?.unwrap().drift.is_empty());
+            let o = check_against_cache(
+                c,
+                &[
+                    view("1", "192.0.2.1"),
+                    view("2", "192.0.2.1"),
+                    view("3", "192.0.2.1"),
+                ],
+                50,
+            )?;
+            assert_eq!((o.found_again, o.drifted, o.missing), (1, 0, 0));
+            let n = counts(c)?;
+            assert_eq!((n.total, n.active, n.orphaned, n.unmanaged), (3, 1, 2, 1));
+            assert_eq!(orphans(c)?.len(), 2);
+            assert_eq!(
+                record_deleted(c, &["1".into(), "3".into()], "grace passed", 60)?,
+                1
+            );
+            assert!(get(c, "1")?.is_none());
+            assert!(
+                get(c, "3")?.is_some(),
+                "a record not orphaned is never moved"
+            );
+            assert_eq!(history(c)?.len(), 1);
+            let (page, more) = list(c, &ListFilter::default(), None, 1)?;
+            assert!(more);
+            let key = PageKey {
+                name: page[0].name.clone(),
+                rtype: page[0].rtype.clone(),
+                record_id: page[0].record_id.clone(),
+            };
+            let key = PageKey::decode(&key.encode()).unwrap();
+            let (page2, more) = list(c, &ListFilter::default(), Some(&key), 10)?;
+            assert!(!more);
+            assert_eq!(page2.len(), 1);
+            Ok::<_, crate::error::TrackingError>(())
+        })
+        .await
+        .unwrap();
+    }
+}
