@@ -413,7 +413,20 @@ impl Cache {
     /// Applies writes at the provider, then writes what it accepted into the
     /// cache at once. Returns one result per op, the generation after the
     /// writes, and the provider requests made.
+    ///
+    /// The work runs in its own task: a caller that hangs up (or times out)
+    /// never cuts it between the provider's answer and the cache's record.
     pub async fn write(
+        self: &Arc<Self>,
+        ops: Vec<WriteOp>,
+    ) -> Result<(Vec<WriteResult>, u64, u64), CacheError> {
+        let me = self.clone();
+        tokio::spawn(async move { me.write_now(ops).await })
+            .await
+            .unwrap_or_else(|e| Err(CacheError::internal(format!("write task: {e}"))))
+    }
+
+    async fn write_now(
         &self,
         ops: Vec<WriteOp>,
     ) -> Result<(Vec<WriteResult>, u64, u64), CacheError> {

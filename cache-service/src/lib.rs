@@ -49,6 +49,7 @@ pub async fn run_with_clock(
 ) -> anyhow::Result<()> {
     let mesh = config.mesh.settings()?;
     config.mesh.install_metrics()?;
+    metrics::counter!("trafego_cache_refresh_failures_total").increment(0);
     let provider = config.provider()?;
     let db = Db::open(&config.db_path, MIGRATIONS, config.db_options())?;
     tracing::info!(

@@ -311,3 +311,126 @@ async fn the_metrics_endpoint_shows_the_named_series() {
     }
     assert!(svc.terminate().await.success());
 }
+
+/// Both real binaries with TLS and tokens: tracking-service reaches
+/// cache-service over mTLS with its own token, grpcurl reaches
+/// tracking-service with the CA and the token, and the request id of a call
+/// into tracking-service shows up in cache-service's log.
+#[tokio::test]
+async fn both_services_with_tls_and_tokens_pass_the_request_id_on() {
+    let pki = make_pki();
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("AUTH_TOKEN", "cache-side-token-42".into()));
+    env.push(("TLS_CERT_FILE", pki.server_cert.display().to_string()));
+    env.push(("TLS_KEY_FILE", pki.server_key.display().to_string()));
+    env.push(("TLS_CLIENT_CA_FILE", pki.ca.display().to_string()));
+    let mut cache = spawn_service("cache-service", &env).await;
+    let cache_port = cache.addr.rsplit(':').next().unwrap().to_string();
+    let metrics_port = free_port();
+    let token_file = dir.path().join("tracking-token");
+    std::fs::write(&token_file, format!("{AUTH}\n")).unwrap();
+    let tracking_env = vec![
+        ("TRACKING_LISTEN_ADDR", "127.0.0.1:0".to_string()),
+        (
+            "TRACKING_DB_PATH",
+            dir.path().join("tracking.db").display().to_string(),
+        ),
+        (
+            "CACHE_SERVICE_URL",
+            format!("https://localhost:{cache_port}"),
+        ),
+        ("CACHE_SERVICE_TOKEN", "cache-side-token-42".into()),
+        ("CACHE_SERVICE_CA_FILE", pki.ca.display().to_string()),
+        (
+            "CACHE_SERVICE_CLIENT_CERT_FILE",
+            pki.client_cert.display().to_string(),
+        ),
+        (
+            "CACHE_SERVICE_CLIENT_KEY_FILE",
+            pki.client_key.display().to_string(),
+        ),
+        ("AUTH_TOKEN_FILE", token_file.display().to_string()),
+        ("TLS_CERT_FILE", pki.server_cert.display().to_string()),
+        ("TLS_KEY_FILE", pki.server_key.display().to_string()),
+        ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+    ];
+    let mut tracking = spawn_service("tracking-service", &tracking_env).await;
+    let ca = pki.ca.display().to_string();
+    let auth_header = format!("authorization: Bearer {AUTH}");
+    let request_id = "req-mesh-test-0042";
+    let rid_header = format!("x-request-id: {request_id}");
+    let (ok, out) = grpcurl(&[
+        "-cacert",
+        &ca,
+        "-H",
+        &auth_header,
+        "-H",
+        &rid_header,
+        "-d",
+        r#"{"source":"mesh","records":[{"hostname":"svc.example.com","type":"A","content":"192.0.2.77"}]}"#,
+        &tracking.addr,
+        "trafego.tracking.v1.TrackingService/Reconcile",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("CHANGE_ACTION_CREATE"), "{out}");
+    assert_eq!(fake.records().len(), 1);
+    // Without the token: refused.
+    let (ok, out) = grpcurl(&[
+        "-cacert",
+        &ca,
+        &tracking.addr,
+        "trafego.tracking.v1.TrackingService/GetTrackerStatus",
+    ])
+    .await;
+    assert!(!ok && out.contains("Unauthenticated"), "{out}");
+    // The guard refusal and tracked counts show in the metrics.
+    let (ok, out) = grpcurl(&[
+        "-cacert",
+        &ca,
+        "-H",
+        &auth_header,
+        "-d",
+        r#"{"source":"mesh","records":[]}"#,
+        &tracking.addr,
+        "trafego.tracking.v1.TrackingService/Reconcile",
+    ])
+    .await;
+    assert!(!ok && out.contains("FailedPrecondition"), "{out}");
+    let body = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "trafego_grpc_requests_total",
+        "trafego_tracked_records",
+        "trafego_guard_refusals_total",
+        "trafego_orphans_deleted_total",
+    ] {
+        assert!(
+            body.contains(name),
+            "{name} missing from tracking /metrics:\n{body}"
+        );
+    }
+    assert!(tracking.terminate().await.success());
+    assert!(cache.terminate().await.success());
+    let tracking_log = tracking.log_text();
+    let cache_log = cache.log_text();
+    assert!(
+        tracking_log.contains(request_id),
+        "tracking log lacks the request id"
+    );
+    assert!(
+        cache_log.contains(request_id),
+        "cache-service's log lacks the request id:\n{cache_log}"
+    );
+    for secret in [AUTH, "cache-side-token-42", CF] {
+        assert!(!tracking_log.contains(secret) && !cache_log.contains(secret));
+    }
+}

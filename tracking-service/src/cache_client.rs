@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::{
@@ -40,19 +43,82 @@ pub fn parse_url(url: &str) -> anyhow::Result<(Endpoint, String)> {
     Ok((endpoint, host))
 }
 
+/// How tracking-service proves itself to cache-service: a bearer token, TLS
+/// (with a client certificate under mTLS). Never printed: `Debug` redacts it.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    /// The bearer token (cache-service's AUTH_TOKEN).
+    pub token: Option<String>,
+    /// TLS settings for an `https://` CACHE_SERVICE_URL.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Adds the bearer token and the current request id to every call.
+#[derive(Clone)]
+pub struct Outgoing {
+    auth: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for Outgoing {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(a) = &self.auth {
+            req.metadata_mut().insert("authorization", a.clone());
+        }
+        if let Some(id) = trafego_common::mesh::current_request_id()
+            && let Ok(v) = id.parse()
+        {
+            req.metadata_mut()
+                .insert(trafego_common::mesh::REQUEST_ID_HEADER, v);
+        }
+        Ok(req)
+    }
+}
+
+/// The generated client with [`Outgoing`] in front of the channel.
+pub type RawClient = CacheServiceClient<InterceptedService<Channel, Outgoing>>;
+
 /// Builds the lazy channel to cache-service. The one place where the channel
-/// is configured: TLS and a bearer token, when added, go here.
+/// is configured: TLS, the bearer token and request-id propagation.
 pub fn connect(
     url: &str,
     timeout: Duration,
     max_message_bytes: usize,
-) -> anyhow::Result<(CacheServiceClient<Channel>, String)> {
-    let (endpoint, host) = parse_url(url)?;
+    security: &ClientSecurity,
+) -> anyhow::Result<(RawClient, String)> {
+    let (mut endpoint, host) = parse_url(url)?;
+    if let Some(tls) = &security.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .context("CACHE_SERVICE_CA_FILE / client certificate")?;
+    } else if url.starts_with("https://") {
+        anyhow::bail!(
+            "an https:// CACHE_SERVICE_URL needs CACHE_SERVICE_CA_FILE (the CA that signed cache-service's certificate)"
+        );
+    }
     let channel = endpoint
         .connect_timeout(timeout)
         .tcp_nodelay(true)
         .connect_lazy();
-    let client = CacheServiceClient::new(channel)
+    let auth = match &security.token {
+        Some(t) => {
+            let mut v: MetadataValue<Ascii> = format!("Bearer {t}").parse().map_err(|_| {
+                anyhow::anyhow!("CACHE_SERVICE_TOKEN holds characters a header cannot carry")
+            })?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+        None => None,
+    };
+    let client = CacheServiceClient::with_interceptor(channel, Outgoing { auth })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     Ok((client, host))
@@ -73,7 +139,7 @@ pub struct ChangeOutcome {
 /// and the last cache generation seen, for `GetTrackerStatus`.
 #[derive(Clone)]
 pub struct CacheClient {
-    inner: CacheServiceClient<Channel>,
+    inner: RawClient,
     host: Arc<str>,
     timeout: Duration,
     reachable: Arc<AtomicBool>,
@@ -90,8 +156,13 @@ impl std::fmt::Debug for CacheClient {
 
 impl CacheClient {
     /// A client of cache-service at `url`.
-    pub fn new(url: &str, timeout: Duration, max_message_bytes: usize) -> anyhow::Result<Self> {
-        let (inner, host) = connect(url, timeout, max_message_bytes)?;
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        max_message_bytes: usize,
+        security: &ClientSecurity,
+    ) -> anyhow::Result<Self> {
+        let (inner, host) = connect(url, timeout, max_message_bytes, security)?;
         Ok(Self {
             inner,
             host: host.into(),

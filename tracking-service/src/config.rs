@@ -108,9 +108,33 @@ pub struct Config {
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 4)]
     pub db_pool_size: u32,
 
-    /// Largest gRPC message accepted or sent, in bytes (both ways, both services).
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub max_message_bytes: usize,
+    /// Bearer token sent to cache-service (its AUTH_TOKEN).
+    #[arg(long, env = "CACHE_SERVICE_TOKEN", hide_env_values = true)]
+    pub cache_service_token: Option<String>,
+
+    /// File holding the bearer token sent to cache-service.
+    #[arg(long, env = "CACHE_SERVICE_TOKEN_FILE")]
+    pub cache_service_token_file: Option<PathBuf>,
+
+    /// PEM CA that signed cache-service's certificate (TLS; use an https:// CACHE_SERVICE_URL).
+    #[arg(long, env = "CACHE_SERVICE_CA_FILE")]
+    pub cache_service_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate presented to cache-service (mTLS).
+    #[arg(long, env = "CACHE_SERVICE_CLIENT_CERT_FILE")]
+    pub cache_service_client_cert_file: Option<PathBuf>,
+
+    /// PEM key of CACHE_SERVICE_CLIENT_CERT_FILE.
+    #[arg(long, env = "CACHE_SERVICE_CLIENT_KEY_FILE")]
+    pub cache_service_client_key_file: Option<PathBuf>,
+
+    /// Name to verify in cache-service's certificate (default: the URL's host).
+    #[arg(long, env = "CACHE_SERVICE_TLS_DOMAIN")]
+    pub cache_service_tls_domain: Option<String>,
+
+    /// Authentication, TLS, limits and metrics of this service's own listener.
+    #[command(flatten)]
+    pub mesh: trafego_common::mesh::MeshArgs,
 
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
@@ -138,6 +162,53 @@ pub struct ManagedEntry {
 }
 
 impl Config {
+    /// The token and TLS settings for reaching cache-service.
+    pub fn cache_client_security(&self) -> anyhow::Result<crate::cache_client::ClientSecurity> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let token = trafego_common::mesh::read_secret(
+            "CACHE_SERVICE_TOKEN",
+            self.cache_service_token.as_deref(),
+            self.cache_service_token_file.as_ref(),
+        )?;
+        let read = |what: &str, p: &PathBuf| {
+            std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))
+        };
+        let mut tls = None;
+        if let Some(ca) = &self.cache_service_ca_file {
+            let mut t = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read("CACHE_SERVICE_CA_FILE", ca)?));
+            if let Some(d) = &self.cache_service_tls_domain {
+                t = t.domain_name(d.clone());
+            }
+            tls = Some(t);
+        }
+        match (
+            &self.cache_service_client_cert_file,
+            &self.cache_service_client_key_file,
+        ) {
+            (Some(c), Some(k)) => {
+                let identity = Identity::from_pem(
+                    read("CACHE_SERVICE_CLIENT_CERT_FILE", c)?,
+                    read("CACHE_SERVICE_CLIENT_KEY_FILE", k)?,
+                );
+                let Some(t) = tls else {
+                    anyhow::bail!(
+                        "a client certificate for cache-service needs CACHE_SERVICE_CA_FILE too"
+                    );
+                };
+                tls = Some(t.identity(identity));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "CACHE_SERVICE_CLIENT_CERT_FILE and CACHE_SERVICE_CLIENT_KEY_FILE must be set together"
+            ),
+        }
+        if tls.is_some() && !self.cache_service_url.starts_with("https://") {
+            anyhow::bail!("TLS settings for cache-service need an https:// CACHE_SERVICE_URL");
+        }
+        Ok(crate::cache_client::ClientSecurity { token, tls })
+    }
+
     /// The configuration from these arguments alone (environment ignored): for tests.
     pub fn for_test(args: &[&str]) -> Self {
         let mut cmd = <Self as clap::CommandFactory>::command();

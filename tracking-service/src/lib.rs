@@ -78,10 +78,18 @@ pub async fn run_with_clock(
     clock: SharedClock,
 ) -> anyhow::Result<()> {
     let settings = settings(&config)?;
+    let mesh = config.mesh.settings()?;
+    config.mesh.install_metrics()?;
+    // Series that exist from the start, so dashboards and alerts see zeros.
+    metrics::counter!("trafego_orphans_deleted_total").increment(0);
+    for guard in ["empty_declaration", "max_orphan_ratio"] {
+        metrics::counter!("trafego_guard_refusals_total", "guard" => guard).increment(0);
+    }
     let client = cache_client::CacheClient::new(
         &config.cache_service_url,
         config.cache_service_timeout,
-        config.max_message_bytes,
+        config.mesh.max_message_bytes,
+        &config.cache_client_security()?,
     )?;
     let db = Db::open(&config.db_path, MIGRATIONS, config.db_options())
         .with_context(|| format!("opening {}", config.db_path.display()))?;
@@ -102,8 +110,8 @@ pub async fn run_with_clock(
         cancel.clone(),
     ));
     let svc = TrackingServiceServer::new(grpc::TrackingApi::new(tracker))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+        .max_decoding_message_size(config.mesh.max_message_bytes)
+        .max_encoding_message_size(config.mesh.max_message_bytes);
     let res = serve(
         listener,
         svc,
@@ -111,8 +119,7 @@ pub async fn run_with_clock(
             service_name: SERVICE_NAME,
             descriptor_set: trafego_proto::TRACKING_FILE_DESCRIPTOR_SET,
             grace: config.shutdown_grace,
-            // Filled from the service's mesh flags by the lead's mesh work.
-            mesh: trafego_common::mesh::MeshSettings::default(),
+            mesh,
         },
         shutdown,
         cancel.clone(),

@@ -520,6 +520,7 @@ impl Tracker {
             generation,
             "reconciled"
         );
+        self.export_counts().await;
         Ok(ReconcileResponse {
             changes: out,
             summary: Some(summary),
@@ -541,6 +542,8 @@ impl Tracker {
             return Ok(());
         }
         if plan.previous > 0 && declared == 0 {
+            metrics::counter!("trafego_guard_refusals_total", "guard" => "empty_declaration")
+                .increment(1);
             return Err(TrackingError::FailedPrecondition(format!(
                 "guard (empty declaration): source {source} declared {} records and now declares none; \
                  nothing was changed. Set force to apply it",
@@ -549,6 +552,8 @@ impl Tracker {
         }
         let ratio = self.settings.max_orphan_ratio;
         if plan.previous >= 10 && plan.dropped as f64 > ratio * plan.previous as f64 {
+            metrics::counter!("trafego_guard_refusals_total", "guard" => "max_orphan_ratio")
+                .increment(1);
             return Err(TrackingError::FailedPrecondition(format!(
                 "guard (MAX_ORPHAN_RATIO {ratio}): source {source} would stop declaring {} of its {} records; \
                  nothing was changed. Set force to apply it",
@@ -743,6 +748,10 @@ impl Tracker {
             self.save_sweep(&resp).await;
         }
         let deleted = resp.deleted.iter().filter(|d| d.deleted).count();
+        if !dry_run {
+            metrics::counter!("trafego_orphans_deleted_total").increment(deleted as u64);
+            self.export_counts().await;
+        }
         tracing::info!(
             dry_run,
             deleted,
@@ -773,6 +782,18 @@ impl Tracker {
         }
     }
 
+    /// Publishes the tracked-record counts by state as metrics.
+    pub async fn export_counts(&self) {
+        match self
+            .db
+            .run(|c| Ok::<_, TrackingError>(store::counts(c)?))
+            .await
+        {
+            Ok(c) => set_count_gauges(&c),
+            Err(e) => tracing::warn!(error = %e, "could not count tracked records"),
+        }
+    }
+
     /// Counts, the last sweep and cache-service reachability.
     pub async fn status(&self) -> Result<GetTrackerStatusResponse, TrackingError> {
         let (counts, last) = self
@@ -783,6 +804,7 @@ impl Tracker {
                 Ok::<_, TrackingError>((counts, last))
             })
             .await?;
+        set_count_gauges(&counts);
         let last: Option<LastSweep> = last.and_then(|j| serde_json::from_str(&j).ok());
         Ok(GetTrackerStatusResponse {
             total: counts.total as u64,
@@ -903,4 +925,17 @@ fn summarize(plan: &[Planned], out: &[PlannedChange], dry_run: bool) -> Reconcil
         }
     }
     s
+}
+
+/// `trafego_tracked_records{state}` from one count query.
+fn set_count_gauges(c: &store::Counts) {
+    for (state, n) in [
+        ("total", c.total),
+        ("active", c.active),
+        ("orphaned", c.orphaned),
+        ("missing", c.missing),
+        ("unmanaged", c.unmanaged),
+    ] {
+        metrics::gauge!("trafego_tracked_records", "state" => state).set(n as f64);
+    }
 }
