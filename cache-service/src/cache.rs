@@ -270,7 +270,7 @@ impl Cache {
         let diff = self
             .db
             .run(move |c| {
-                store::apply_refresh(c, name, &zone, listing.records, started_ms, now)
+                store::apply_refresh(c, name, &zone, listing.records, started_ms, now, t0)
                     .map_err(CacheError::from)
             })
             .await;
@@ -279,11 +279,6 @@ impl Cache {
             Err(e) => return Err(self.refresh_failed(e).await),
         };
         let duration_ms = t0.elapsed().as_millis() as u64;
-        self.db
-            .run(move |c| {
-                store::record_refresh_duration(c, duration_ms as i64).map_err(CacheError::from)
-            })
-            .await?;
         let outcome = RefreshOutcome {
             added: diff.added.len() as u64,
             changed: diff.changed.len() as u64,

@@ -153,7 +153,8 @@ pub struct RefreshDiff {
 }
 
 /// Replaces the cache with `records` in one `IMMEDIATE` transaction, writing
-/// only what changed by fingerprint, stamping `last_refreshed` and bumping the
+/// only what changed by fingerprint, stamping `last_refreshed` (the time the
+/// listing started) and the refresh's duration since `began`, and bumping the
 /// generation. On any error nothing is changed.
 pub fn apply_refresh(
     conn: &mut SqliteConnection,
@@ -162,6 +163,7 @@ pub fn apply_refresh(
     records: Vec<ProviderRecord>,
     started_ms: i64,
     now_ms: i64,
+    began: std::time::Instant,
 ) -> QueryResult<RefreshDiff> {
     conn.immediate_transaction(|conn| {
         let existing: HashMap<String, String> = dns_records::table
@@ -208,21 +210,13 @@ pub fn apply_refresh(
                 cache_state::last_refreshed.eq(Some(started_ms)),
                 cache_state::last_attempt.eq(Some(now_ms)),
                 cache_state::last_error.eq(""),
-                cache_state::last_refresh_duration_ms.eq(now_ms - started_ms),
+                cache_state::last_refresh_duration_ms.eq(began.elapsed().as_millis() as i64),
             ))
             .execute(conn)?;
         diff.total = seen.len() as u64;
         diff.generation = state(conn)?.generation as u64;
         Ok(diff)
     })
-}
-
-/// Stamps how long the last successful refresh took, listing and writing included.
-pub fn record_refresh_duration(conn: &mut SqliteConnection, ms: i64) -> QueryResult<()> {
-    diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
-        .set(cache_state::last_refresh_duration_ms.eq(ms))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Records a failed refresh; the snapshot itself is left whole.
