@@ -434,3 +434,65 @@ async fn both_services_with_tls_and_tokens_pass_the_request_id_on() {
         assert!(!tracking_log.contains(secret) && !cache_log.contains(secret));
     }
 }
+
+#[tokio::test]
+async fn auth_off_on_a_non_loopback_address_warns_at_start() {
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut env = cache_env(dir.path(), &fake);
+    env.retain(|(k, _)| *k != "CACHE_LISTEN_ADDR");
+    env.push(("CACHE_LISTEN_ADDR", "0.0.0.0:0".into()));
+    let mut svc = spawn_service("cache-service", &env).await;
+    assert!(svc.terminate().await.success());
+    let logs = svc.log_text();
+    assert!(logs.contains("authentication is off"), "{logs}");
+
+    // On loopback, or with a token, there is no warning.
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("AUTH_TOKEN", AUTH.into()));
+    let mut svc = spawn_service("cache-service", &env).await;
+    assert!(svc.terminate().await.success());
+    assert!(!svc.log_text().contains("authentication is off"));
+}
+
+#[tokio::test]
+async fn a_request_over_the_size_limit_is_refused() {
+    let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let mut env = cache_env(dir.path(), &fake);
+    env.push(("MAX_MESSAGE_BYTES", "4096".into()));
+    let mut svc = spawn_service("cache-service", &env).await;
+    let ch = Channel::from_shared(format!("http://{}", svc.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = CacheServiceClient::new(ch);
+    let changes: Vec<Change> = (0..200)
+        .map(|i| Change {
+            kind: Some(change::Kind::Create(RecordInput {
+                r#type: "A".into(),
+                name: format!("big-{i}.example.com"),
+                content: "192.0.2.1".into(),
+                ..Default::default()
+            })),
+        })
+        .collect();
+    let err = c
+        .apply_changes(ApplyChangesRequest { changes })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{err:?}"
+    );
+    assert_eq!(fake.count(), 0, "nothing reached the provider");
+    assert!(svc.terminate().await.success());
+}
