@@ -298,35 +298,7 @@ pub struct ListFilter {
     pub name_suffix: Option<String>,
 }
 
-/// Where a page starts: strictly after this (name, type, record_id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageKey {
-    /// Name of the last record of the previous page.
-    pub name: String,
-    /// Type of the last record of the previous page.
-    pub rtype: String,
-    /// Id of the last record of the previous page.
-    pub record_id: String,
-}
-
-impl PageKey {
-    /// The opaque token for this key.
-    pub fn encode(&self) -> String {
-        hex::encode(format!("{}\n{}\n{}", self.name, self.rtype, self.record_id))
-    }
-
-    /// Decodes a token made by [`PageKey::encode`].
-    pub fn decode(token: &str) -> Option<PageKey> {
-        let bytes = hex::decode(token).ok()?;
-        let s = String::from_utf8(bytes).ok()?;
-        let mut it = s.splitn(3, '\n');
-        Some(PageKey {
-            name: it.next()?.to_string(),
-            rtype: it.next()?.to_string(),
-            record_id: it.next()?.to_string(),
-        })
-    }
-}
+pub use trafego_common::paging::PageKey;
 
 /// One page of records ordered by (name, type, record_id), and whether more follow.
 pub fn list(

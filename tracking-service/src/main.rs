@@ -5,13 +5,15 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First, so a SIGTERM during start-up is handled, not fatal.
+    let shutdown = trafego_common::shutdown::signal();
     let config = tracking_service::Config::parse();
     trafego_common::telemetry::init(config.log_format, &config.log_level)
         .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen_addr))?;
-    let res = tracking_service::run(listener, config, trafego_common::shutdown::signal()).await;
+    let res = tracking_service::run(listener, config, shutdown).await;
     if let Err(e) = &res {
         tracing::error!(error = %e, "tracking-service failed");
     }

@@ -503,52 +503,7 @@ pub struct ListFilter {
     pub name: Option<String>,
 }
 
-/// Where a page starts: strictly after this (name, type, record_id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageKey {
-    /// Name of the last record of the previous page.
-    pub name: String,
-    /// Type of the last record of the previous page.
-    pub rtype: String,
-    /// Id of the last record of the previous page.
-    pub record_id: String,
-}
-
-impl PageKey {
-    /// The opaque token for this key.
-    pub fn encode(&self) -> String {
-        hex_encode(format!("t1\n{}\n{}\n{}", self.name, self.rtype, self.record_id).as_bytes())
-    }
-
-    /// Decodes a token made by [`PageKey::encode`].
-    pub fn decode(token: &str) -> Option<PageKey> {
-        let bytes = hex_decode(token)?;
-        let s = String::from_utf8(bytes).ok()?;
-        let mut it = s.splitn(4, '\n');
-        if it.next()? != "t1" {
-            return None;
-        }
-        Some(PageKey {
-            name: it.next()?.to_string(),
-            rtype: it.next()?.to_string(),
-            record_id: it.next()?.to_string(),
-        })
-    }
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
+pub use trafego_common::paging::PageKey;
 
 /// One page of tracked records ordered by (name, type, record_id), and whether more follow.
 pub fn list(
