@@ -395,9 +395,10 @@ impl Cache {
     }
 
     /// Stale: the last refresh failed, never happened, or is older than the
-    /// refresh interval plus a quarter (the slack a periodic refresh needs to run).
+    /// refresh interval (the cache TTL). The periodic refresh runs a little
+    /// before the TTL runs out, so a cache whose provider answers never is.
     pub fn is_stale(&self, st: &CacheState) -> bool {
-        let limit = self.settings.refresh_interval + self.settings.refresh_interval / 4;
+        let limit = self.settings.refresh_interval;
         match st.last_refreshed {
             None => true,
             Some(_) if !st.last_error.is_empty() => true,
@@ -559,14 +560,15 @@ pub fn row_to_proto(r: CachedRecord) -> DnsRecord {
 }
 
 /// Runs the periodic refresh until `cancel` fires: one refresh at once, then
-/// one every refresh interval.
+/// one each time 90% of the refresh interval has passed, so the cache is
+/// refreshed before its TTL runs out.
 pub async fn refresh_loop(cache: Arc<Cache>, cancel: tokio_util::sync::CancellationToken) {
     loop {
         // Errors are logged and shown by the status RPC; health stays SERVING.
         let _ = cache.refresh().await;
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(cache.settings.refresh_interval) => {}
+            () = tokio::time::sleep(cache.settings.refresh_interval.mul_f64(0.9)) => {}
         }
     }
 }

@@ -19,6 +19,8 @@ struct Ring {
     events: VecDeque<Event>,
     /// Every event of a generation above this one is in `events` (or came later).
     complete_after: u64,
+    /// The newest generation published (or the one the hub started at).
+    latest: u64,
 }
 
 /// Publishes cache events and hands out subscriptions.
@@ -44,6 +46,7 @@ impl Hub {
             ring: Mutex::new(Ring {
                 events: VecDeque::new(),
                 complete_after: generation,
+                latest: generation,
             }),
             capacity: capacity.max(1),
             tx,
@@ -62,6 +65,7 @@ impl Hub {
             return self.publish_gap(generation, summary);
         }
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.latest = ring.latest.max(generation);
         for e in events {
             let e = Arc::new(e);
             ring.events.push_back(e.clone());
@@ -80,6 +84,7 @@ impl Hub {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         ring.events.clear();
         ring.complete_after = generation;
+        ring.latest = ring.latest.max(generation);
         // Live watchers missed the records of this change too.
         let _ = self.tx.send(Arc::new(resync(generation)));
         if summary.kind != CacheEventKind::Resync as i32 {
@@ -87,9 +92,11 @@ impl Hub {
         }
     }
 
-    /// Subscribes from `from_generation` (0: live events only).
-    pub fn subscribe(&self, from_generation: u64, current_generation: u64) -> Subscription {
+    /// Subscribes from `from_generation` (0: live events only). The backlog and
+    /// the live receiver are taken under one lock, so no event falls between them.
+    pub fn subscribe(&self, from_generation: u64) -> Subscription {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let current_generation = ring.latest;
         let live = self.tx.subscribe();
         let backlog = if from_generation == 0 || from_generation >= current_generation {
             Vec::new()
@@ -165,26 +172,26 @@ mod tests {
             ],
         );
         hub.publish(12, vec![refreshed_event(12, String::new())]);
-        let s = hub.subscribe(11, 12);
+        let s = hub.subscribe(11);
         assert_eq!(s.backlog.len(), 1);
         assert_eq!(s.backlog[0].generation, 12);
-        let s = hub.subscribe(10, 12);
+        let s = hub.subscribe(10);
         assert_eq!(s.backlog.len(), 3);
         // Overflow the ring: generation 10 is no longer complete.
         hub.publish(
             13,
             (0..3).map(|i| removed_event(13, i.to_string())).collect(),
         );
-        let s = hub.subscribe(10, 13);
+        let s = hub.subscribe(10);
         assert_eq!(s.backlog.len(), 1);
         assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
         // A change bigger than the ring keeps only its summary.
         let mut big: Vec<_> = (0..10).map(|i| removed_event(14, i.to_string())).collect();
         big.push(refreshed_event(14, String::new()));
         hub.publish(14, big);
-        let s = hub.subscribe(13, 14);
+        let s = hub.subscribe(13);
         assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
-        let s = hub.subscribe(0, 14);
+        let s = hub.subscribe(0);
         assert!(s.backlog.is_empty());
     }
 }

@@ -308,8 +308,7 @@ impl CacheService for CacheApi {
         request: Request<WatchCacheRequest>,
     ) -> Result<Response<Self::WatchCacheStream>, Status> {
         let from = request.get_ref().from_generation;
-        let current = self.cache.status().await?.state.generation as u64;
-        let sub = self.cache.hub().subscribe(from, current);
+        let sub = self.cache.hub().subscribe(from);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<WatchCacheResponse, Status>>(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {

@@ -719,3 +719,42 @@ async fn zone_file_edits_by_hand_appear_after_a_refresh() {
         .unwrap();
     cache.shutdown().await.unwrap();
 }
+
+/// Someone deletes records while a listing reads the zone page by page: the
+/// records after them shift to earlier pages. The listing notices that the
+/// count does not add up, reads the zone again, and the cache ends whole.
+#[tokio::test]
+async fn a_zone_changing_during_the_listing_is_read_again_not_cached_short() {
+    let fake = fake_with(12_000).await;
+    let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
+    let mut c = cache_client(&cache).await;
+    c.refresh_cache(RefreshCacheRequest { force: true })
+        .await
+        .unwrap();
+    fake.set_delay(Duration::from_millis(300));
+    fake.reset_stats();
+    let mut c2 = c.clone();
+    let call =
+        tokio::spawn(async move { c2.refresh_cache(RefreshCacheRequest { force: true }).await });
+    // Pages 2 and 3 have arrived (page 1 is already answered): delete from page 1.
+    while fake.stats().total < 3 {
+        tokio::task::yield_now().await;
+    }
+    let doomed: Vec<String> = fake
+        .records()
+        .iter()
+        .take(100)
+        .map(|r| r.id.clone())
+        .collect();
+    for id in &doomed {
+        fake.remove(id);
+    }
+    let r = call.await.unwrap().unwrap().into_inner();
+    fake.set_delay(Duration::ZERO);
+    assert_eq!(r.total, 11_900);
+    assert_eq!(r.removed, 100);
+    assert!(fake.stats().list >= 6, "read again: {:?}", fake.stats());
+    let all = list_all(&mut c, 10_000).await;
+    assert_eq!(all.len(), 11_900);
+    cache.shutdown().await.unwrap();
+}

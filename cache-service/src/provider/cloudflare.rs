@@ -376,6 +376,8 @@ struct ResultInfo {
     per_page: Option<u32>,
     #[serde(default)]
     total_pages: Option<u32>,
+    #[serde(default)]
+    total_count: Option<u64>,
 }
 
 /// A zone as `GET /zones?name=` reports it: only what the lookup needs.
@@ -977,13 +979,18 @@ impl CloudflareProvider {
     }
 
     /// Reads the whole zone at `per_page` (records may repeat), or fails.
+    /// Also returns the record count the last page reported, if any, and
+    /// whether the pages disagreed about it (the zone changed meanwhile).
     async fn list_at(
         &self,
         zone_id: &str,
         per_page: u32,
         reqs: &AtomicU64,
-    ) -> Result<Vec<ProviderRecord>, ProviderError> {
+    ) -> Result<(Vec<ProviderRecord>, Option<u64>, bool), ProviderError> {
         let (first, info) = self.fetch_page(zone_id, 1, per_page, reqs).await?;
+        let mut total_count = info.total_count;
+        let first_count = info.total_count;
+        let mut changed = false;
         let mut out: Vec<ProviderRecord> = Vec::new();
         let mut last_len = first.len();
         out.extend(first.into_iter().map(CfRecord::into_provider));
@@ -1009,6 +1016,8 @@ impl CloudflareProvider {
                         .buffered(LIST_CONCURRENCY);
                     done = known;
                     while let Some((records, info)) = pages.try_next().await? {
+                        changed |= info.total_count.is_some() && info.total_count != first_count;
+                        total_count = info.total_count.or(total_count);
                         if let Some(t) = info.total_pages
                             && t > known
                             && t <= MAX_PAGES
@@ -1026,19 +1035,53 @@ impl CloudflareProvider {
                 let mut page = 1u32;
                 while last_len > 0 && last_len >= size && page < MAX_PAGES {
                     page += 1;
-                    let (records, _) = self.fetch_page(zone_id, page, per_page, reqs).await?;
+                    let (records, info) = self.fetch_page(zone_id, page, per_page, reqs).await?;
+                    changed |= info.total_count.is_some() && info.total_count != first_count;
+                    total_count = info.total_count.or(total_count);
                     last_len = records.len();
                     out.extend(records.into_iter().map(CfRecord::into_provider));
                 }
             }
         }
-        Ok(out)
+        Ok((out, total_count, changed))
     }
 
+    /// Reads the whole zone. Pages are read by offset, so records deleted by
+    /// someone else during the listing can shift others past a page boundary.
+    /// When the pages disagree about the zone's size, or the records read do
+    /// not add up to it, the zone is read once more, and a second such listing
+    /// fails (the cache then keeps its previous snapshot whole).
     async fn list_all(&self, reqs: &AtomicU64) -> Result<Vec<ProviderRecord>, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (records, total_count, changed) = self.list_once(reqs).await?;
+            match total_count {
+                Some(expected) if changed || expected != records.len() as u64 => {
+                    if attempt >= 2 {
+                        return Err(ProviderError::Unavailable(format!(
+                            "the zone changed while it was listed: read {} records, the provider reports {expected}",
+                            records.len()
+                        )));
+                    }
+                    tracing::warn!(
+                        read = records.len(),
+                        expected,
+                        "the zone changed during the listing; reading it again"
+                    );
+                }
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    async fn list_once(
+        &self,
+        reqs: &AtomicU64,
+    ) -> Result<(Vec<ProviderRecord>, Option<u64>, bool), ProviderError> {
         let zone_id = self.zone_id(reqs).await?;
         let mut per_page = self.cfg.per_page;
-        let mut records = loop {
+        let (mut records, total_count, changed) = loop {
             match self.list_at(zone_id, per_page, reqs).await {
                 Ok(r) => break r,
                 Err(ProviderError::Invalid(msg)) if per_page > MIN_PER_PAGE => {
@@ -1056,7 +1099,7 @@ impl CloudflareProvider {
         };
         let mut seen: HashSet<String> = HashSet::with_capacity(records.len());
         records.retain(|r| seen.insert(r.id.clone()));
-        Ok(records)
+        Ok((records, total_count, changed))
     }
 
     /// One write through the single-record endpoints.
