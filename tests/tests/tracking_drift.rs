@@ -334,3 +334,58 @@ async fn list_pages_and_status_counts() {
     );
     assert_eq!(st.grace_period_seconds, 900);
 }
+
+/// A record the app created and someone renamed at the provider (same id,
+/// new name) is still the same tracked record: declaring the new name finds
+/// it by id instead of adopting it a second time (which used to break the
+/// reconcile with an internal error after other creates had gone out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_renamed_at_the_provider_is_found_by_its_id() {
+    let mut env = Env::start(vec![], &[]).await;
+    let r = env
+        .reconcile("s", vec![a("a.example.com", "192.0.2.1")])
+        .await;
+    let id = r.changes[0].record_id.clone();
+    env.rename_at_provider(&id, "b.example.com");
+    env.refresh().await;
+    // The check reports the rename as drift.
+    env.sweep(false).await;
+    let t = env.tracked().await;
+    assert_eq!(t.len(), 1);
+    assert!(
+        t[0].metadata.contains("b.example.com"),
+        "drift names the new name: {}",
+        t[0].metadata
+    );
+
+    let recs = vec![
+        a("b.example.com", "192.0.2.1"),
+        a("c.example.com", "192.0.2.3"),
+    ];
+    let r = env
+        .try_reconcile("s", recs.clone(), false, false)
+        .await
+        .expect("no internal error");
+    assert_eq!(
+        actions(&r),
+        vec![ChangeAction::Unchanged, ChangeAction::Create],
+        "{r:?}"
+    );
+    let b = change_of(&r, "b.example.com");
+    assert_eq!(b.record_id, id);
+    assert!(b.reason.contains("renamed"), "{}", b.reason);
+    let t = env.tracked().await;
+    let names: Vec<_> = t.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["b.example.com", "c.example.com"], "{t:?}");
+    assert!(
+        t.iter()
+            .all(|t| t.app_managed && !t.is_orphaned && !t.metadata.contains("drift"))
+    );
+    assert_eq!(t[0].record_id, id);
+    // Idempotent from here, and nothing was created twice.
+    env.fake.reset_stats();
+    let r = env.reconcile("s", recs).await;
+    assert_eq!(actions(&r), vec![ChangeAction::Unchanged; 2]);
+    assert_eq!(writes(&env.fake.stats()), 0);
+    assert_eq!(env.fake.count(), 2);
+}

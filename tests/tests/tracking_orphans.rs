@@ -227,3 +227,75 @@ async fn a_cname_against_an_a_record_is_a_conflict() {
     assert_eq!(env.fake.count(), 1);
     assert!(env.tracked().await.is_empty());
 }
+
+/// An orphaned app record renamed at the provider by someone else (same id)
+/// may be theirs now: after the grace period the sweep keeps it and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_never_deletes_a_record_renamed_at_the_provider() {
+    let mut env = Env::start(vec![], CLEANUP).await;
+    create_then_orphan(&mut env, &["a.example.com", "plain.example.com"]).await;
+    let id = env
+        .tracked()
+        .await
+        .into_iter()
+        .find(|t| t.name == "a.example.com")
+        .unwrap()
+        .record_id;
+    env.rename_at_provider(&id, "someone-elses.example.com");
+    env.refresh().await;
+    env.clock.advance(Duration::from_secs(16 * 60));
+    let dry = env.sweep(true).await;
+    let kept = dry.deleted.iter().find(|d| d.record_id == id).unwrap();
+    assert!(!kept.deleted);
+    assert!(kept.reason.starts_with("not deleted"), "{}", kept.reason);
+    let s = env.sweep(false).await;
+    assert!(s.ran);
+    let kept = s.deleted.iter().find(|d| d.record_id == id).unwrap();
+    assert!(!kept.deleted, "{s:?}");
+    assert!(
+        kept.reason.contains("someone-elses.example.com"),
+        "{}",
+        kept.reason
+    );
+    // The untouched orphan beside it is deleted as usual.
+    let plain = s
+        .deleted
+        .iter()
+        .find(|d| d.name == "plain.example.com")
+        .unwrap();
+    assert!(plain.deleted, "{s:?}");
+    assert_eq!(env.at_provider("someone-elses.example.com").len(), 1);
+    assert!(env.at_provider("plain.example.com").is_empty());
+    // Still tracked, with the rename reported as drift.
+    let t = env.tracked().await;
+    assert_eq!(t.len(), 1);
+    assert!(t[0].metadata.contains("someone-elses.example.com"), "{t:?}");
+}
+
+/// A dry-run sweep writes nothing, not even the missing flags its check finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_sweep_writes_nothing() {
+    let mut env = Env::start(vec![], CLEANUP).await;
+    let r = env
+        .reconcile("s", vec![a("m.example.com", "192.0.2.1")])
+        .await;
+    let before = env.tracked().await;
+    // Deleted through cache-service (no refresh event, so the background
+    // check stays put and only the sweep's own check can notice it).
+    env.cache_client
+        .delete_record(trafego_proto::cache::DeleteRecordRequest {
+            record_id: r.changes[0].record_id.clone(),
+        })
+        .await
+        .unwrap();
+    let s = env.sweep(true).await;
+    assert!(s.ran && s.dry_run);
+    assert_eq!(s.missing, 1, "reported");
+    assert_eq!(env.tracked().await, before, "but not written");
+    assert_eq!(env.status().await.missing, 0);
+    assert!(env.status().await.last_sweep_at.is_none());
+    // The real sweep writes the flag.
+    let s = env.sweep(false).await;
+    assert_eq!(s.missing, 1);
+    assert_eq!(env.status().await.missing, 1);
+}

@@ -382,3 +382,141 @@ async fn unavailable_when_cache_service_is_down_and_nothing_half_written() {
     assert!(env.status().await.cache_service_reachable);
     back.shutdown().await;
 }
+
+/// A caller whose deadline fires while ApplyChanges is in flight: the
+/// provider still gets the create, and the reconcile still records it, so the
+/// next reconcile finds the app's own record app-managed (not adopted as
+/// someone else's) and creates no second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_timing_out_mid_apply_does_not_lose_ownership() {
+    let mut env = Env::start(vec![], &[]).await;
+    env.fake.set_delay(std::time::Duration::from_millis(1500));
+    let mut req = tonic::Request::new(ReconcileRequest {
+        source: "s".into(),
+        records: vec![a("slow.example.com", "192.0.2.5")],
+        dry_run: false,
+        force: false,
+    });
+    req.set_timeout(std::time::Duration::from_millis(300));
+    let e = env.client.reconcile(req).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{e:?}"
+    );
+    // The write lands at the provider after the caller gave up.
+    let fake = env.fake.clone();
+    eventually("the create reaches the provider", || {
+        let f = fake.clone();
+        async move { f.records().iter().any(|r| r.name == "slow.example.com") }
+    })
+    .await;
+    env.fake.set_delay(std::time::Duration::ZERO);
+    env.fake.reset_stats();
+    let r = env
+        .reconcile("s", vec![a("slow.example.com", "192.0.2.5")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Unchanged], "{r:?}");
+    assert_eq!(writes(&env.fake.stats()), 0, "{:?}", env.fake.stats());
+    assert_eq!(env.at_provider("slow.example.com").len(), 1, "no duplicate");
+    let t = env.tracked_named("slow.example.com").await;
+    assert_eq!(t.len(), 1);
+    assert!(t[0].app_managed, "the app's own record: {t:?}");
+    assert_eq!(t[0].source, "s");
+}
+
+/// CACHE_SERVICE_TIMEOUT fires while cache-service is still writing: the
+/// reconcile fails UNAVAILABLE, a retry meanwhile does not send the create
+/// again, and once the record shows up it is claimed as app-managed from the
+/// pending-intent journal instead of adopted as someone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_finishing_after_cache_service_timeout_is_claimed_not_adopted() {
+    let mut env = Env::start(vec![], &["--cache-service-timeout", "400ms"]).await;
+    env.fake.set_delay(std::time::Duration::from_millis(2000));
+    let recs = vec![a("late.example.com", "192.0.2.6")];
+    let e = env
+        .try_reconcile("s", recs.clone(), false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("CACHE_SERVICE_TIMEOUT"), "{e:?}");
+    // A retry while cache-service is still writing: no second create.
+    let r = env
+        .try_reconcile("s", recs.clone(), false, false)
+        .await
+        .unwrap();
+    let c = change_of(&r, "late.example.com");
+    assert!(!c.applied && c.code == Code::Unavailable as i32, "{r:?}");
+    assert!(c.reason.contains("earlier reconcile"), "{r:?}");
+    // (`total` counts a request as it arrives; the delayed one is still in flight.)
+    assert_eq!(
+        env.fake.stats().total,
+        1,
+        "only the first create reached the provider: {:?}",
+        env.fake.stats()
+    );
+    env.fake.set_delay(std::time::Duration::ZERO);
+    eventually("cache-service records the late write", || {
+        let env = &env;
+        async move { !env.in_cache("late.example.com").await.is_empty() }
+    })
+    .await;
+    env.fake.reset_stats();
+    let r = env.reconcile("s", recs.clone()).await;
+    let c = change_of(&r, "late.example.com");
+    assert_eq!(c.action, ChangeAction::Create as i32, "{r:?}");
+    assert!(c.applied && c.code == 0, "{r:?}");
+    assert!(c.reason.contains("did not finish"), "{}", c.reason);
+    assert_eq!(writes(&env.fake.stats()), 0, "claimed, not written again");
+    assert_eq!(env.at_provider("late.example.com").len(), 1, "no duplicate");
+    let t = env.tracked_named("late.example.com").await;
+    assert_eq!(t.len(), 1);
+    assert!(t[0].app_managed, "claimed as the app's own: {t:?}");
+    // And it behaves as any app-managed record from now on.
+    let r = env.reconcile("s", recs).await;
+    assert_eq!(actions(&r), vec![ChangeAction::Unchanged]);
+    let r = env
+        .reconcile("s", vec![a("late.example.com", "192.0.2.7")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Update]);
+}
+
+/// The first declaration stands: a second source declaring a record
+/// differently gets a conflict, but the first source keeps working as if
+/// alone (it recreates the record when it is deleted, and updates it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_declaration_stands_and_keeps_working() {
+    let mut env = Env::start(vec![], &[]).await;
+    let r = env
+        .reconcile("first", vec![a("x.example.com", "192.0.2.1")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Create]);
+    let id = r.changes[0].record_id.clone();
+    let r = env
+        .reconcile("second", vec![a("x.example.com", "192.0.2.2")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Conflict]);
+    assert!(r.changes[0].reason.contains("first"), "{r:?}");
+    // Deleted at the provider: the first source recreates it.
+    assert!(env.fake.remove(&id));
+    env.refresh().await;
+    let r = env
+        .reconcile("first", vec![a("x.example.com", "192.0.2.1")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Create], "{r:?}");
+    assert!(r.changes[0].applied);
+    let x = env.at_provider("x.example.com");
+    assert_eq!(x.len(), 1);
+    assert_eq!(x[0].content, "192.0.2.1");
+    // The first source changes its mind: the record follows it.
+    let r = env
+        .reconcile("first", vec![a("x.example.com", "192.0.2.3")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Update], "{r:?}");
+    assert_eq!(env.at_provider("x.example.com")[0].content, "192.0.2.3");
+    // The second source still loses, and changes nothing.
+    let r = env
+        .reconcile("second", vec![a("x.example.com", "192.0.2.2")])
+        .await;
+    assert_eq!(actions(&r), vec![ChangeAction::Conflict], "{r:?}");
+    assert_eq!(env.at_provider("x.example.com")[0].content, "192.0.2.3");
+}

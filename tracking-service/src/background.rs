@@ -58,7 +58,7 @@ async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
 }
 
 /// Re-checks missing and drifted records, then keeps MANAGED_HOSTNAMES in step.
-async fn recheck(tracker: &Tracker) -> Result<(), crate::error::TrackingError> {
+async fn recheck(tracker: &Arc<Tracker>) -> Result<(), crate::error::TrackingError> {
     tracker.check().await?;
     if !tracker.settings().managed.is_empty() {
         tracker.reconcile_managed().await?;

@@ -133,6 +133,10 @@ pub struct ChangeOutcome {
     pub message: String,
     /// The record as the provider now holds it (creates and updates).
     pub record: Option<DnsRecord>,
+    /// Nobody heard the outcome: the call carrying the change got no answer
+    /// (a time limit, a dropped connection), so the provider may or may not
+    /// have applied it.
+    pub uncertain: bool,
 }
 
 /// A cache-service client that remembers whether the last call got through
@@ -311,9 +315,15 @@ impl CacheClient {
     }
 
     /// Applies `changes` in chunks of at most [`APPLY_CHUNK`]. Returns one
-    /// outcome per change. If the first call fails nothing was applied and the
-    /// error is returned; if a later one fails, the changes of that and later
-    /// chunks are reported failed with its code (the earlier ones stand).
+    /// outcome per change. If the first call fails the error is returned; if a
+    /// later one fails, the changes of that and later chunks are reported
+    /// failed with its code (the earlier ones stand).
+    ///
+    /// A failed call does not mean nothing was applied: when no answer came
+    /// (CACHE_SERVICE_TIMEOUT, a dropped connection), cache-service may still
+    /// complete the writes. Callers journal their writes before calling (the
+    /// tracker's pending intents) and treat such outcomes as unknown
+    /// (`uncertain`), never as refused.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<Vec<ChangeOutcome>, TrackingError> {
         let total = changes.len();
         let mut out: Vec<ChangeOutcome> = Vec::with_capacity(total);
@@ -339,6 +349,7 @@ impl CacheClient {
                                 code: cr.code,
                                 message: cr.message,
                                 record: cr.record,
+                                uncertain: false,
                             });
                         }
                     }
@@ -347,21 +358,25 @@ impl CacheClient {
                             code: Code::Internal as i32,
                             message: "cache-service returned no result for this change".into(),
                             record: None,
+                            uncertain: true,
                         })
                     }));
                 }
                 Err(e) if out.is_empty() => return Err(e),
                 Err(e) => {
-                    let (code, message) = match &e {
-                        TrackingError::Unavailable(m) => (Code::Unavailable, m.clone()),
-                        TrackingError::Cache(s) => (s.code(), s.message().to_string()),
-                        other => (Code::Internal, other.to_string()),
+                    // cache-service's own refusal of a chunk applied nothing;
+                    // no answer at all leaves the chunk's outcome unknown.
+                    let (code, message, uncertain) = match &e {
+                        TrackingError::Unavailable(m) => (Code::Unavailable, m.clone(), true),
+                        TrackingError::Cache(s) => (s.code(), s.message().to_string(), false),
+                        other => (Code::Internal, other.to_string(), true),
                     };
                     let failed = total - out.len();
                     out.extend((0..failed).map(|_| ChangeOutcome {
                         code: code as i32,
                         message: message.clone(),
                         record: None,
+                        uncertain,
                     }));
                     break;
                 }

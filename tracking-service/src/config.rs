@@ -20,7 +20,10 @@ use crate::preserve::Preserved;
 
 /// tracking-service: decides which DNS records should exist, tracks what the
 /// app manages and cleans up orphans, through cache-service.
-#[derive(Debug, Clone, Parser)]
+///
+/// `Debug` is written by hand: it never prints CACHE_SERVICE_TOKEN (nor,
+/// through `MeshArgs`, AUTH_TOKEN).
+#[derive(Clone, Parser)]
 #[command(name = "tracking-service", version, about, long_about = None)]
 pub struct Config {
     /// gRPC listen address. Loopback by default; containers set 0.0.0.0:50052.
@@ -143,6 +146,51 @@ pub struct Config {
     /// Log level or filter directive (e.g. info, debug, tracking_service=debug).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("db_path", &self.db_path)
+            .field("cache_service_url", &self.cache_service_url)
+            .field("zone", &self.zone)
+            .field("default_type", &self.default_type)
+            .field("default_content", &self.default_content)
+            .field("default_ttl", &self.default_ttl)
+            .field("default_proxied", &self.default_proxied)
+            .field("public_ip", &self.public_ip)
+            .field("public_ipv6", &self.public_ipv6)
+            .field("cleanup_orphaned", &self.cleanup_orphaned)
+            .field("cleanup_grace_period", &self.cleanup_grace_period)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("preserved_hostnames", &self.preserved_hostnames)
+            .field("managed_hostnames", &self.managed_hostnames)
+            .field("max_orphan_ratio", &self.max_orphan_ratio)
+            .field("reconcile_max_staleness", &self.reconcile_max_staleness)
+            .field("cache_service_timeout", &self.cache_service_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("db_pool_size", &self.db_pool_size)
+            .field(
+                "cache_service_token",
+                &self.cache_service_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cache_service_token_file", &self.cache_service_token_file)
+            .field("cache_service_ca_file", &self.cache_service_ca_file)
+            .field(
+                "cache_service_client_cert_file",
+                &self.cache_service_client_cert_file,
+            )
+            .field(
+                "cache_service_client_key_file",
+                &self.cache_service_client_key_file,
+            )
+            .field("cache_service_tls_domain", &self.cache_service_tls_domain)
+            .field("mesh", &self.mesh)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
 }
 
 /// One MANAGED_HOSTNAMES entry, validated except for zone membership (the

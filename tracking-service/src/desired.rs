@@ -126,6 +126,89 @@ pub fn validate_all(
     Ok(out)
 }
 
+/// The checks of [`validate_all`] that need no zone, run before
+/// cache-service is asked for it, so bad input is refused with
+/// INVALID_ARGUMENT even while cache-service cannot be reached: names,
+/// types, given contents, TTLs, proxied flags, priorities, and a (name,
+/// type) declared twice or a CNAME beside another type where the type is
+/// known without the zone (given, or from the content). `validate_all`
+/// then repeats them with the zone-dependent ones (zone membership, the
+/// apex, default contents).
+pub fn precheck(
+    prefix: &str,
+    records: &[DesiredRecord],
+    defaults: &Defaults,
+) -> Result<(), FieldError> {
+    if records.len() > MAX_RECORDS {
+        return Err(FieldError::new(
+            prefix,
+            format!("{} records; at most {MAX_RECORDS} per call", records.len()),
+        ));
+    }
+    let mut seen: HashMap<(String, RecordType), usize> = HashMap::with_capacity(records.len());
+    let mut types_at: HashMap<String, (usize, RecordType)> = HashMap::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let field = format!("{prefix}[{i}]");
+        let f = |name: &str| format!("{field}.{name}");
+        let name = Hostname::parse(&f("hostname"), &r.hostname)?;
+        let given_type = r
+            .r#type
+            .as_deref()
+            .map(|t| RecordType::parse(&f("type"), t))
+            .transpose()?;
+        if let Some(c) = &r.content {
+            reject_control(&f("content"), c)?;
+        }
+        // Only the apex without a given type or content may change type
+        // once the zone is known (a CNAME becomes an A or AAAA record, both
+        // proxiable and without priority), so these checks hold either way.
+        let known_type = given_type.or_else(|| {
+            r.content
+                .as_deref()
+                .map(|c| ip_type(c).unwrap_or(defaults.rtype))
+        });
+        let rtype = known_type.unwrap_or(defaults.rtype);
+        if let Some(c) = &r.content {
+            parse_content(&f("content"), rtype, c)?;
+        }
+        if let Some(t) = r.ttl {
+            parse_ttl(&f("ttl"), t)?;
+        }
+        if r.proxied == Some(true) && !rtype.proxiable() {
+            return Err(FieldError::new(
+                f("proxied"),
+                format!("{rtype} records cannot be proxied"),
+            ));
+        }
+        parse_priority(&f("priority"), rtype, r.priority)?;
+        let Some(rtype) = known_type else { continue };
+        let name = name.as_str().to_string();
+        if let Some(j) = seen.insert((name.clone(), rtype), i) {
+            return Err(FieldError::new(
+                format!("{field}.hostname"),
+                format!("{name} {rtype} is declared twice (also {prefix}[{j}])"),
+            ));
+        }
+        match types_at.get(&name) {
+            Some((j, t))
+                if *t != rtype && (*t == RecordType::Cname || rtype == RecordType::Cname) =>
+            {
+                return Err(FieldError::new(
+                    format!("{field}.type"),
+                    format!(
+                        "{name} is declared as {rtype} and as {t} (at {prefix}[{j}]); a CNAME cannot sit beside another record"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                types_at.insert(name, (i, rtype));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn ip_type(content: &str) -> Option<RecordType> {
     match content.parse::<IpAddr>() {
         Ok(IpAddr::V4(_)) => Some(RecordType::A),

@@ -48,14 +48,31 @@ impl From<TrackingError> for Status {
             TrackingError::Unavailable(m) => Status::unavailable(m),
             TrackingError::FailedPrecondition(m) => Status::failed_precondition(m),
             TrackingError::NotFound(m) => Status::not_found(m),
-            TrackingError::Cache(s) => {
-                let code = match s.code() {
-                    // A code that only makes sense between the services would mislead a caller.
-                    Code::Ok | Code::Unknown => Code::Internal,
-                    c => c,
-                };
-                Status::new(code, format!("cache-service: {}", s.message()))
-            }
+            TrackingError::Cache(s) => match s.code() {
+                // The caller authenticated fine: it is this service's own
+                // credentials that cache-service refused. Telling the caller
+                // UNAUTHENTICATED would send them after the wrong token.
+                Code::Unauthenticated | Code::PermissionDenied => {
+                    tracing::error!(
+                        code = ?s.code(),
+                        "cache-service refused tracking-service's credentials (CACHE_SERVICE_TOKEN)"
+                    );
+                    Status::unavailable(format!(
+                        "cache-service refused tracking-service's own credentials for it \
+                         (CACHE_SERVICE_TOKEN, or its client certificate): {}; \
+                         the operator must fix tracking-service's configuration",
+                        s.message()
+                    ))
+                }
+                code => {
+                    let code = match code {
+                        // A code that only makes sense between the services would mislead a caller.
+                        Code::Ok | Code::Unknown => Code::Internal,
+                        c => c,
+                    };
+                    Status::new(code, format!("cache-service: {}", s.message()))
+                }
+            },
             TrackingError::Db(d) => d.into(),
             TrackingError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

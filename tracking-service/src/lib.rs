@@ -67,6 +67,9 @@ pub fn settings(config: &Config) -> anyhow::Result<tracker::Settings> {
         managed: config.managed()?,
         max_orphan_ratio: config.max_orphan_ratio,
         max_staleness: config.reconcile_max_staleness,
+        // A create whose outcome was not heard is not sent again for this
+        // long unless its record shows up (cache-service may still be at it).
+        intent_hold: (config.cache_service_timeout * 4).max(std::time::Duration::from_secs(300)),
     })
 }
 
@@ -109,7 +112,7 @@ pub async fn run_with_clock(
         config.cleanup_interval,
         cancel.clone(),
     ));
-    let svc = TrackingServiceServer::new(grpc::TrackingApi::new(tracker))
+    let svc = TrackingServiceServer::new(grpc::TrackingApi::new(tracker.clone()))
         .max_decoding_message_size(config.mesh.max_message_bytes)
         .max_encoding_message_size(config.mesh.max_message_bytes);
     let res = serve(
@@ -126,11 +129,13 @@ pub async fn run_with_clock(
     )
     .await;
     cancel.cancel();
-    // Background work in flight (a sweep, a re-check) gets the same grace as
-    // calls; it is never cut between a provider write and its record.
+    // Background work in flight (a sweep, a re-check, a reconcile whose
+    // caller hung up) gets the same grace as calls; it is never cut between a
+    // provider write and its record.
     let background = async {
         let _ = follower.await;
         let _ = sweeper.await;
+        tracker.idle().await;
     };
     if tokio::time::timeout(config.shutdown_grace, background)
         .await

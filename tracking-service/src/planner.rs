@@ -6,6 +6,18 @@
 //! `app_managed` makes a record the app's to change. A provider comment is
 //! never looked at, so an untracked record carrying "Managed by TrafegoDNS"
 //! is adopted as not managed or reported as a conflict, never changed.
+//!
+//! Three more rules:
+//! - Tracked rows are matched to provider records by record id, not only by
+//!   (name, type): a tracked record renamed (or retyped) at the provider is
+//!   still the same tracked record, found at its new name.
+//! - The first declaration stands: of two sources declaring one (name, type)
+//!   differently, the one whose declaration is older (`declared_at`, then
+//!   source name) plans as if alone; the later one gets a conflict.
+//! - An untracked record matching a pending intent (a write an earlier
+//!   reconcile sent but never recorded) is the app's own: it is claimed as
+//!   app-managed, not adopted. While an unconfirmed create is young and its
+//!   record has not shown up, the create is not sent again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +26,7 @@ use trafego_proto::tracking::ChangeAction;
 use trafego_proto::validate::{RecordSpec, RecordType};
 
 use crate::desired::same_content;
-use crate::store::{DeclRow, PlanInput, TrackedRow};
+use crate::store::{DeclRow, INTENT_CREATE, IntentRow, PlanInput, TrackedRow};
 
 /// One planned change.
 #[derive(Debug, Clone)]
@@ -34,6 +46,14 @@ pub struct Planned {
     pub tracked: Option<TrackedRow>,
     /// Why this action.
     pub reason: String,
+    /// The provider record `cache` is the app's own, claimed from a pending
+    /// intent: a create needs no write, an update rewrites it.
+    pub claimed: bool,
+    /// A create held back: an earlier create of this (name, type) is not
+    /// confirmed yet. Nothing is written for it.
+    pub held: bool,
+    /// Pending intents this change resolves (cleared when it is recorded).
+    pub clear_intents: Vec<String>,
 }
 
 impl Planned {
@@ -68,6 +88,28 @@ pub struct Plan {
     pub dropped: usize,
 }
 
+/// The clock and the time rules of pending intents.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Now, in unix milliseconds.
+    pub now: i64,
+    /// An unconfirmed create younger than this holds a new create of its
+    /// (name, type) back.
+    pub intent_hold_ms: i64,
+    /// Intents older than this claim nothing (and are purged).
+    pub intent_max_age_ms: i64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            now: 0,
+            intent_hold_ms: 0,
+            intent_max_age_ms: i64::MAX,
+        }
+    }
+}
+
 /// Whether the provider's record `r` is what `spec` asks for. A desired TTL of
 /// 1 (automatic) matches any TTL, and so does any TTL of a proxied record
 /// (the provider sets those itself).
@@ -82,50 +124,105 @@ fn describe(r: &DnsRecord) -> String {
     format!("{} {} {} (id {})", r.r#type, r.name, r.content, r.record_id)
 }
 
+type Key<'a> = (&'a str, &'a str);
+
 /// Plans `source` declaring `desired` against the cache view `cache` (every
-/// record of the zone) and the tracker's `input`.
-pub fn plan(source: &str, desired: &[RecordSpec], cache: &[DnsRecord], input: &PlanInput) -> Plan {
+/// record of the zone) and the tracker's `input`, at `timing`.
+pub fn plan(
+    source: &str,
+    desired: &[RecordSpec],
+    cache: &[DnsRecord],
+    input: &PlanInput,
+    timing: Timing,
+) -> Plan {
     let mut by_name: HashMap<&str, Vec<&DnsRecord>> = HashMap::new();
     for r in cache {
         by_name.entry(r.name.as_str()).or_default().push(r);
     }
-    let mut tracked: HashMap<(&str, &str), Vec<&TrackedRow>> = HashMap::new();
+    let mut tracked: HashMap<Key, Vec<&TrackedRow>> = HashMap::new();
+    let mut tracked_by_id: HashMap<&str, &TrackedRow> = HashMap::new();
     for t in &input.tracked {
         tracked
             .entry((t.name.as_str(), t.rtype.as_str()))
             .or_default()
             .push(t);
+        tracked_by_id.insert(t.record_id.as_str(), t);
     }
-    let mut others: HashMap<(&str, &str), Vec<&DeclRow>> = HashMap::new();
+    let mut others: HashMap<Key, Vec<&DeclRow>> = HashMap::new();
     for d in input.declarations.iter().filter(|d| d.source != source) {
         others
             .entry((d.name.as_str(), d.rtype.as_str()))
             .or_default()
             .push(d);
     }
+    let mine: HashMap<Key, &DeclRow> = input
+        .previous
+        .iter()
+        .map(|d| ((d.name.as_str(), d.rtype.as_str()), d))
+        .collect();
+    let mut intents: HashMap<Key, Vec<&IntentRow>> = HashMap::new();
+    for i in &input.intents {
+        intents
+            .entry((i.name.as_str(), i.rtype.as_str()))
+            .or_default()
+            .push(i);
+    }
+
+    // Tracked records the provider holds at a declared (name, type), whatever
+    // the name and type they are tracked under: they belong to that
+    // declaration, and to no other declaration or orphan of this plan.
+    let mut placed: HashMap<&str, Key> = HashMap::new();
+    for spec in desired {
+        let key = (spec.name.as_str(), spec.rtype.as_str());
+        for r in by_name.get(key.0).into_iter().flatten() {
+            if r.r#type == key.1 && tracked_by_id.contains_key(r.record_id.as_str()) {
+                placed.insert(r.record_id.as_str(), key);
+            }
+        }
+    }
 
     let mut changes = Vec::with_capacity(desired.len());
-    let mut declared: HashSet<(&str, &str)> = HashSet::with_capacity(desired.len());
+    let mut declared: HashSet<Key> = HashSet::with_capacity(desired.len());
     for spec in desired {
         let name = spec.name.as_str();
         let rtype = spec.rtype.as_str();
-        declared.insert((name, rtype));
+        let key = (name, rtype);
+        declared.insert(key);
         let here = decl_of(source, spec, 0);
+        // Only a declaration made before this source's counts against it.
+        let here_at = mine.get(&key).map_or(i64::MAX, |d| d.declared_at);
         let disagreeing = others
-            .get(&(name, rtype))
-            .and_then(|ds| ds.iter().find(|d| !d.same_spec(&here)));
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                !d.same_spec(&here) && (d.declared_at, d.source.as_str()) < (here_at, source)
+            })
+            .min_by_key(|d| (d.declared_at, d.source.as_str()))
+            .copied();
         let at_name: &[&DnsRecord] = by_name.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        let rows: &[&TrackedRow] = tracked
-            .get(&(name, rtype))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        changes.push(plan_one(spec, at_name, rows, disagreeing.copied()));
+        let mut rows: Vec<&TrackedRow> = tracked
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|t| placed.get(t.record_id.as_str()).is_none_or(|k| *k == key))
+            .copied()
+            .collect();
+        for r in at_name.iter().filter(|r| r.r#type == rtype) {
+            if let Some(t) = tracked_by_id.get(r.record_id.as_str())
+                && !rows.iter().any(|x| x.record_id == t.record_id)
+            {
+                rows.push(t);
+            }
+        }
+        let pending: &[&IntentRow] = intents.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        changes.push(plan_one(spec, at_name, &rows, disagreeing, pending, timing));
     }
 
     // Orphans: what this source declared before, no longer declares, and no
     // other source declares.
     let mut dropped = 0;
-    let mut orphan_keys: Vec<(&str, &str)> = Vec::new();
+    let mut orphan_keys: Vec<Key> = Vec::new();
     for d in &input.previous {
         let key = (d.name.as_str(), d.rtype.as_str());
         if declared.contains(&key) {
@@ -139,7 +236,7 @@ pub fn plan(source: &str, desired: &[RecordSpec], cache: &[DnsRecord], input: &P
     orphan_keys.sort_unstable();
     for key in orphan_keys {
         for t in tracked.get(&key).into_iter().flatten() {
-            if t.is_orphaned {
+            if t.is_orphaned || placed.contains_key(t.record_id.as_str()) {
                 continue;
             }
             changes.push(Planned {
@@ -150,6 +247,9 @@ pub fn plan(source: &str, desired: &[RecordSpec], cache: &[DnsRecord], input: &P
                 cache: None,
                 tracked: Some((*t).clone()),
                 reason: format!("{source} no longer declares it and no other source does"),
+                claimed: false,
+                held: false,
+                clear_intents: Vec::new(),
             });
         }
     }
@@ -180,8 +280,22 @@ fn plan_one(
     at_name: &[&DnsRecord],
     rows: &[&TrackedRow],
     disagreeing: Option<&DeclRow>,
+    intents: &[&IntentRow],
+    timing: Timing,
 ) -> Planned {
     let rtype = spec.rtype.as_str();
+    let all_intents = || intents.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let young = |i: &IntentRow| {
+        i.action == INTENT_CREATE && timing.now.saturating_sub(i.created_at) < timing.intent_hold_ms
+    };
+    // Intents no write can still be answering: everything but young creates.
+    let stale = || {
+        intents
+            .iter()
+            .filter(|i| !young(i))
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+    };
     let mk =
         |action, cache: Option<&DnsRecord>, tracked: Option<&TrackedRow>, reason: String| Planned {
             action,
@@ -191,6 +305,9 @@ fn plan_one(
             cache: cache.cloned(),
             tracked: tracked.cloned(),
             reason,
+            claimed: false,
+            held: false,
+            clear_intents: Vec::new(),
         };
     if let Some(d) = disagreeing {
         let present = rows
@@ -201,7 +318,7 @@ fn plan_one(
             present,
             rows.first().copied(),
             format!(
-                "source {} declares {} {} differently (content {}, ttl {}, proxied {}); the first declaration stands",
+                "source {} declared {} {} first, differently (content {}, ttl {}, proxied {}); the first declaration stands",
                 d.source, d.name, d.rtype, d.content, d.ttl, d.proxied
             ),
         );
@@ -212,7 +329,9 @@ fn plan_one(
         .copied()
         .collect();
 
-    // A tracked record of this (name, type) that the provider still holds.
+    // A tracked record that the provider holds at this (name, type), found
+    // by id: it may be tracked under another name or type if it was renamed
+    // at the provider.
     let present = rows.iter().find_map(|t| {
         same_type
             .iter()
@@ -220,20 +339,28 @@ fn plan_one(
             .map(|r| (*t, *r))
     });
     if let Some((t, r)) = present {
-        return if matches(spec, r) {
+        let moved = if t.name != r.name || t.rtype != r.r#type {
+            format!(
+                " (tracked as {} {}: renamed at the provider; now tracked under its new name)",
+                t.rtype, t.name
+            )
+        } else {
+            String::new()
+        };
+        let mut p = if matches(spec, r) {
             if t.is_orphaned {
                 mk(
                     ChangeAction::Unorphan,
                     Some(r),
                     Some(t),
-                    "declared again".into(),
+                    format!("declared again{moved}"),
                 )
             } else {
                 mk(
                     ChangeAction::Unchanged,
                     Some(r),
                     Some(t),
-                    "already as declared".into(),
+                    format!("already as declared{moved}"),
                 )
             }
         } else if t.app_managed {
@@ -242,7 +369,7 @@ fn plan_one(
                 Some(r),
                 Some(t),
                 format!(
-                    "app-managed record drifted: the provider holds {}",
+                    "app-managed record drifted: the provider holds {}{moved}",
                     describe(r)
                 ),
             )
@@ -257,16 +384,48 @@ fn plan_one(
                 ),
             )
         };
+        p.clear_intents = all_intents();
+        return p;
     }
 
-    // Nothing tracked is there: look at what holds the name.
+    // Nothing tracked is there. A record an earlier reconcile wrote but never
+    // recorded is the app's own: claim it.
     let old = rows.first().copied();
+    let live = |i: &&&IntentRow| timing.now.saturating_sub(i.created_at) < timing.intent_max_age_ms;
+    let claim = same_type.iter().copied().find_map(|r| {
+        intents
+            .iter()
+            .filter(live)
+            .find(|i| same_content(&r.r#type, &r.content, &i.content))
+            .map(|i| (r, *i))
+    });
+    if let Some((r, i)) = claim {
+        let why = format!(
+            "created by an earlier reconcile that did not finish (for source {}); claimed as app-managed",
+            i.source
+        );
+        let mut p = if matches(spec, r) {
+            mk(ChangeAction::Create, Some(r), old, why)
+        } else {
+            mk(
+                ChangeAction::Update,
+                Some(r),
+                old,
+                format!("{why}; the provider holds {}", describe(r)),
+            )
+        };
+        p.claimed = true;
+        p.clear_intents = all_intents();
+        return p;
+    }
+
+    // What else holds the name.
     let is_cname = spec.rtype == RecordType::Cname;
     if let Some(r) = at_name
         .iter()
         .find(|r| (is_cname && r.r#type != "CNAME") || (!is_cname && r.r#type == "CNAME"))
     {
-        return mk(
+        let mut p = mk(
             ChangeAction::Conflict,
             Some(r),
             old,
@@ -275,17 +434,21 @@ fn plan_one(
                 describe(r)
             ),
         );
+        p.clear_intents = stale();
+        return p;
     }
     if let Some(r) = same_type.iter().find(|r| matches(spec, r)) {
-        return mk(
+        let mut p = mk(
             ChangeAction::Adopt,
             Some(r),
             old,
             "a matching record already exists at the provider; tracked as not app-managed".into(),
         );
+        p.clear_intents = stale();
+        return p;
     }
     if let Some(r) = same_type.first() {
-        return mk(
+        let mut p = mk(
             ChangeAction::Conflict,
             Some(r),
             old,
@@ -294,6 +457,27 @@ fn plan_one(
                 describe(r)
             ),
         );
+        p.clear_intents = stale();
+        return p;
+    }
+    if let Some(i) = intents.iter().find(|i| young(i)) {
+        let left = timing
+            .intent_hold_ms
+            .saturating_sub(timing.now.saturating_sub(i.created_at));
+        let mut p = mk(
+            ChangeAction::Create,
+            None,
+            old,
+            format!(
+                "an earlier reconcile sent this create (content {}) and did not see its outcome; \
+                 cache-service may still be writing it, so it is not sent again: it is claimed \
+                 once it shows up, or created again after {}s",
+                i.content,
+                (left + 999) / 1000
+            ),
+        );
+        p.held = true;
+        return p;
     }
     let reason = match old {
         Some(t) if t.app_managed => {
@@ -302,7 +486,9 @@ fn plan_one(
         Some(_) => "the adopted record is gone from the provider; creating it".to_string(),
         None => "no record at this name and type".to_string(),
     };
-    mk(ChangeAction::Create, None, old, reason)
+    let mut p = mk(ChangeAction::Create, None, old, reason);
+    p.clear_intents = all_intents();
+    p
 }
 
 #[cfg(test)]
@@ -366,6 +552,7 @@ mod tests {
             &[spec("A", "a.example.com", "192.0.2.2")],
             &cache,
             &PlanInput::default(),
+            Timing::default(),
         );
         assert_eq!(actions(&p), vec![ChangeAction::Conflict]);
         // Same content: adopted as not managed.
@@ -374,6 +561,7 @@ mod tests {
             &[spec("A", "a.example.com", "192.0.2.1")],
             &cache,
             &PlanInput::default(),
+            Timing::default(),
         );
         assert_eq!(actions(&p), vec![ChangeAction::Adopt]);
     }
@@ -397,6 +585,7 @@ mod tests {
             ],
             &cache,
             &input,
+            Timing::default(),
         );
         assert_eq!(
             actions(&p),
@@ -411,6 +600,7 @@ mod tests {
             &[spec("A", "a.example.com", "192.0.2.1")],
             &cache,
             &input,
+            Timing::default(),
         );
         assert_eq!(actions(&p), vec![ChangeAction::Unchanged]);
     }
@@ -423,12 +613,123 @@ mod tests {
             previous: vec![decl_of("s", &s, 0)],
             declarations: vec![decl_of("s", &s, 0), decl_of("other", &s, 0)],
             tracked: vec![row("1", "A", "a.example.com", "192.0.2.1", true)],
+            ..Default::default()
         };
-        let p = plan("s", &[], &cache, &input);
+        let p = plan("s", &[], &cache, &input, Timing::default());
         assert!(actions(&p).is_empty(), "another source still declares it");
         assert_eq!(p.dropped, 1);
         input.declarations.pop();
-        let p = plan("s", &[], &cache, &input);
+        let p = plan("s", &[], &cache, &input, Timing::default());
         assert_eq!(actions(&p), vec![ChangeAction::Orphan]);
+    }
+
+    fn intent(id: &str, n: &str, c: &str, at: i64) -> IntentRow {
+        IntentRow {
+            id: id.into(),
+            source: "s".into(),
+            action: INTENT_CREATE.into(),
+            record_id: String::new(),
+            name: n.into(),
+            rtype: "A".into(),
+            content: c.into(),
+            ttl: 1,
+            proxied: false,
+            priority: None,
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn a_renamed_record_is_found_by_id_and_never_orphaned() {
+        let cache = vec![rec("1", "A", "b.example.com", "192.0.2.1")];
+        let a = spec("A", "a.example.com", "192.0.2.1");
+        let input = PlanInput {
+            previous: vec![decl_of("s", &a, 0)],
+            declarations: vec![decl_of("s", &a, 0)],
+            tracked: vec![row("1", "A", "a.example.com", "192.0.2.1", true)],
+            ..Default::default()
+        };
+        let p = plan(
+            "s",
+            &[spec("A", "b.example.com", "192.0.2.1")],
+            &cache,
+            &input,
+            Timing::default(),
+        );
+        assert_eq!(actions(&p), vec![ChangeAction::Unchanged], "{p:?}");
+        assert_eq!(p.changes[0].record_id(), "1");
+        assert!(p.changes[0].reason.contains("renamed"));
+        // Declared under both names: the old name gets a new record, the
+        // renamed one stays with its new name.
+        let p = plan(
+            "s",
+            &[a.clone(), spec("A", "b.example.com", "192.0.2.1")],
+            &cache,
+            &input,
+            Timing::default(),
+        );
+        assert_eq!(
+            actions(&p),
+            vec![ChangeAction::Create, ChangeAction::Unchanged]
+        );
+        assert!(p.changes[0].tracked.is_none(), "{p:?}");
+    }
+
+    #[test]
+    fn only_an_earlier_declaration_makes_a_conflict() {
+        let x1 = spec("A", "x.example.com", "192.0.2.1");
+        let x2 = spec("A", "x.example.com", "192.0.2.2");
+        let input = PlanInput {
+            previous: vec![decl_of("first", &x1, 10)],
+            declarations: vec![decl_of("first", &x1, 10), decl_of("second", &x2, 20)],
+            ..Default::default()
+        };
+        let p = plan(
+            "first",
+            std::slice::from_ref(&x1),
+            &[],
+            &input,
+            Timing::default(),
+        );
+        assert_eq!(actions(&p), vec![ChangeAction::Create], "the first stands");
+        let input = PlanInput {
+            previous: vec![decl_of("second", &x2, 20)],
+            ..input
+        };
+        let p = plan("second", &[x2], &[], &input, Timing::default());
+        assert_eq!(actions(&p), vec![ChangeAction::Conflict]);
+        assert!(p.changes[0].reason.contains("first"));
+    }
+
+    #[test]
+    fn pending_intents_are_claimed_or_hold_a_create_back() {
+        let cache = vec![rec("9", "A", "p.example.com", "192.0.2.1")];
+        let want = [spec("A", "p.example.com", "192.0.2.1")];
+        let timing = Timing {
+            now: 1_000,
+            intent_hold_ms: 500,
+            intent_max_age_ms: 10_000,
+        };
+        let mut input = PlanInput {
+            intents: vec![intent("r:0", "p.example.com", "192.0.2.1", 900)],
+            ..Default::default()
+        };
+        let p = plan("s", &want, &cache, &input, timing);
+        assert_eq!(actions(&p), vec![ChangeAction::Create]);
+        assert!(p.changes[0].claimed && !p.changes[0].held);
+        assert_eq!(p.changes[0].clear_intents, vec!["r:0".to_string()]);
+        // Not shown up yet, and young: held back.
+        let p = plan("s", &want, &[], &input, timing);
+        assert!(p.changes[0].held, "{p:?}");
+        assert!(p.changes[0].clear_intents.is_empty());
+        // Older than the hold: created again, superseding it.
+        input.intents[0].created_at = 100;
+        let p = plan("s", &want, &[], &input, timing);
+        assert!(!p.changes[0].held && !p.changes[0].claimed);
+        assert_eq!(p.changes[0].clear_intents, vec!["r:0".to_string()]);
+        // Older than the maximum age: claims nothing.
+        input.intents[0].created_at = -20_000;
+        let p = plan("s", &want, &cache, &input, timing);
+        assert_eq!(actions(&p), vec![ChangeAction::Adopt]);
     }
 }

@@ -66,6 +66,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    dns_pending_intents (id) {
+        id -> Text,
+        source -> Text,
+        action -> Text,
+        record_id -> Text,
+        name -> Text,
+        #[sql_name = "type"]
+        rtype -> Text,
+        content -> Text,
+        ttl -> Integer,
+        proxied -> Bool,
+        priority -> Nullable<Integer>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     tracker_state (key) {
         key -> Text,
         value -> Text,

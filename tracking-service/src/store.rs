@@ -1,5 +1,5 @@
 //! The tracker's database: tracked records, per-source declarations, the
-//! orphan history and a little key/value state.
+//! journal of pending writes, the orphan history and a little key/value state.
 //!
 //! Every function takes a connection and runs synchronously; callers run
 //! them through `Db::run`, never holding a connection across an `.await`.
@@ -15,14 +15,17 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel::sqlite::SqliteConnection;
 
 use crate::schema::{
-    dns_declarations, dns_tracked_records, orphaned_records_history, tracker_state,
+    dns_declarations, dns_pending_intents, dns_tracked_records, orphaned_records_history,
+    tracker_state,
 };
 
 /// Rows per multi-row INSERT, kept under SQLite's bound-variable limit.
 const INSERT_CHUNK: usize = 1000;
 
 /// A tracked record as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset, serde::Serialize,
+)]
 #[diesel(table_name = dns_tracked_records, treat_none_as_null = true)]
 pub struct TrackedRow {
     /// The provider holding the record.
@@ -94,7 +97,9 @@ pub struct DeclRow {
     pub proxied: bool,
     /// Declared priority.
     pub priority: Option<i32>,
-    /// When the source first declared it.
+    /// When the source first declared it. Each reconcile stamps its new
+    /// declarations strictly after every stored one, so of two sources
+    /// declaring a record differently the earlier `declared_at` was first.
     pub declared_at: i64,
     /// When the declaration last changed.
     pub updated_at: i64,
@@ -109,6 +114,40 @@ impl DeclRow {
             && self.priority == other.priority
     }
 }
+
+/// A write sent (or about to be sent) to cache-service whose outcome is not
+/// recorded yet: the pending-intent journal.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = dns_pending_intents)]
+pub struct IntentRow {
+    /// `<run>:<index>`, unique per reconcile run and change.
+    pub id: String,
+    /// The source whose reconcile made the write.
+    pub source: String,
+    /// `create` or `update`.
+    pub action: String,
+    /// The record updated; empty for a create.
+    pub record_id: String,
+    /// The hostname.
+    pub name: String,
+    /// The record type.
+    pub rtype: String,
+    /// The content written (canonical).
+    pub content: String,
+    /// The TTL written.
+    pub ttl: i32,
+    /// The proxied flag written.
+    pub proxied: bool,
+    /// The priority written.
+    pub priority: Option<i32>,
+    /// When the write was about to be sent.
+    pub created_at: i64,
+}
+
+/// The `action` of a create in the journal.
+pub const INTENT_CREATE: &str = "create";
+/// The `action` of an update in the journal.
+pub const INTENT_UPDATE: &str = "update";
 
 fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     serde_json::Value::Array(
@@ -130,22 +169,33 @@ macro_rules! in_json {
 }
 
 /// What a reconcile needs from the database: the source's current
-/// declarations, every declaration and tracked row of the names concerned.
+/// declarations, every declaration, tracked row and pending intent of the
+/// names concerned, tracked rows of the provider records found there (a
+/// record renamed at the provider is still tracked under its old name), and
+/// the stamp new declarations get.
 #[derive(Debug, Default)]
 pub struct PlanInput {
     /// This source's declarations before the call.
     pub previous: Vec<DeclRow>,
     /// Every source's declarations of the names concerned.
     pub declarations: Vec<DeclRow>,
-    /// Tracked rows of the names concerned.
+    /// Tracked rows of the names concerned, and of the record ids given.
     pub tracked: Vec<TrackedRow>,
+    /// Pending intents of the names concerned.
+    pub intents: Vec<IntentRow>,
+    /// `declared_at` of declarations this reconcile makes: `now`, or later
+    /// than every stored declaration if the clock has not moved past them.
+    pub decl_stamp: i64,
 }
 
 /// Loads what planning `source` over `names` needs, in one read transaction.
+/// `ids` are the provider ids of the cache records held at `names`.
 pub fn load_plan_input(
     conn: &mut SqliteConnection,
     source: &str,
     names: &[String],
+    ids: &[String],
+    now: i64,
 ) -> QueryResult<PlanInput> {
     conn.transaction(|conn| {
         let previous: Vec<DeclRow> = dns_declarations::table
@@ -162,21 +212,62 @@ pub fn load_plan_input(
             .select(DeclRow::as_select())
             .load(conn)?;
         let tracked = dns_tracked_records::table
-            .filter(in_json!("name", json))
+            .filter(in_json!("name", json.clone()).or(in_json!("record_id", json_list(ids))))
             .select(TrackedRow::as_select())
             .load(conn)?;
+        let intents = dns_pending_intents::table
+            .filter(in_json!("name", json))
+            .select(IntentRow::as_select())
+            .load(conn)?;
+        let decl_stamp = next_decl_stamp(conn, now)?;
         Ok(PlanInput {
             previous,
             declarations,
             tracked,
+            intents,
+            decl_stamp,
         })
     })
+}
+
+/// The `declared_at` of a new declaration: `now`, or one past the latest
+/// stored one, so a later declaration never ties with an earlier one.
+pub fn next_decl_stamp(conn: &mut SqliteConnection, now: i64) -> QueryResult<i64> {
+    let latest: Option<i64> = dns_declarations::table
+        .select(diesel::dsl::max(dns_declarations::declared_at))
+        .first(conn)?;
+    Ok(latest.map_or(now, |l| now.max(l.saturating_add(1))))
+}
+
+/// Journals `intents` in one transaction, before their writes are sent.
+pub fn write_intents(conn: &mut SqliteConnection, intents: &[IntentRow]) -> QueryResult<()> {
+    if intents.is_empty() {
+        return Ok(());
+    }
+    conn.immediate_transaction(|conn| {
+        for chunk in intents.chunks(INSERT_CHUNK) {
+            diesel::insert_into(dns_pending_intents::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Every pending intent, oldest first (for tests and inspection).
+pub fn intents(conn: &mut SqliteConnection) -> QueryResult<Vec<IntentRow>> {
+    dns_pending_intents::table
+        .select(IntentRow::as_select())
+        .order((dns_pending_intents::created_at, dns_pending_intents::id))
+        .load(conn)
 }
 
 /// Everything one reconcile records, written in one transaction.
 #[derive(Debug, Default)]
 pub struct Commit {
-    /// New tracked rows (created or adopted).
+    /// New tracked rows (created, claimed or adopted). Upserted on
+    /// `(provider, record_id)`: a row already holding the id is rewritten,
+    /// keeping `tracked_at`, `first_seen` and (while orphaned) `orphaned_at`.
     pub insert: Vec<TrackedRow>,
     /// Rows rewritten in place, keyed by the record id they had (an update
     /// may give the record a new id; the row keeps its timestamps).
@@ -193,6 +284,11 @@ pub struct Commit {
     pub decl_delete: Vec<(String, String)>,
     /// Declarations new or changed.
     pub decl_insert: Vec<DeclRow>,
+    /// Pending intents resolved: recorded, refused, claimed or superseded.
+    pub clear_intents: Vec<String>,
+    /// Pending intents created before this time are dropped as too old to
+    /// claim anything.
+    pub purge_intents_before: Option<i64>,
 }
 
 impl Commit {
@@ -204,6 +300,8 @@ impl Commit {
             && self.unorphan.is_empty()
             && self.decl_delete.is_empty()
             && self.decl_insert.is_empty()
+            && self.clear_intents.is_empty()
+            && self.purge_intents_before.is_none()
     }
 }
 
@@ -213,15 +311,30 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
         return Ok(());
     }
     conn.immediate_transaction(|conn| {
+        let mut upsert: Vec<&TrackedRow> = Vec::new();
         for (old_id, row) in &c.replace {
-            diesel::update(dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(old_id)))
-                .set(row)
+            if *old_id != row.record_id {
+                // The record got a new id that another row already holds:
+                // that row is the same record; this one takes its place.
+                diesel::delete(
+                    dns_tracked_records::table
+                        .filter(dns_tracked_records::provider.eq(&row.provider))
+                        .filter(dns_tracked_records::record_id.eq(&row.record_id)),
+                )
                 .execute(conn)?;
+            }
+            let n = diesel::update(
+                dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(old_id)),
+            )
+            .set(row)
+            .execute(conn)?;
+            if n == 0 {
+                upsert.push(row);
+            }
         }
-        for chunk in c.insert.chunks(INSERT_CHUNK) {
-            diesel::insert_into(dns_tracked_records::table)
-                .values(chunk)
-                .execute(conn)?;
+        upsert.extend(c.insert.iter());
+        for chunk in upsert.chunks(INSERT_CHUNK) {
+            upsert_rows(conn, chunk)?;
         }
         if !c.orphan.is_empty() {
             diesel::sql_query(
@@ -265,8 +378,56 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
                 .values(chunk)
                 .execute(conn)?;
         }
+        if !c.clear_intents.is_empty() {
+            diesel::delete(dns_pending_intents::table)
+                .filter(in_json!("id", json_list(&c.clear_intents)))
+                .execute(conn)?;
+        }
+        if let Some(before) = c.purge_intents_before {
+            diesel::delete(
+                dns_pending_intents::table.filter(dns_pending_intents::created_at.lt(before)),
+            )
+            .execute(conn)?;
+        }
         Ok(())
     })
+}
+
+/// Inserts `rows`, or rewrites the row already holding each one's
+/// `(provider, record_id)`, keeping its `tracked_at`, `first_seen` and, while
+/// it stays orphaned, its `orphaned_at`: one statement, whatever the count.
+fn upsert_rows(conn: &mut SqliteConnection, rows: &[&TrackedRow]) -> QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let json = serde_json::to_string(rows).unwrap_or_else(|_| "[]".into());
+    diesel::sql_query(
+        "INSERT INTO dns_tracked_records (provider, zone, record_id, type, name, content, ttl, \
+         proxied, priority, fingerprint, app_managed, source, is_orphaned, orphaned_at, \
+         is_missing, missing_since, drift, tracked_at, updated_at, first_seen, metadata) \
+         SELECT json_extract(value, '$.provider'), json_extract(value, '$.zone'), \
+         json_extract(value, '$.record_id'), json_extract(value, '$.rtype'), \
+         json_extract(value, '$.name'), json_extract(value, '$.content'), \
+         json_extract(value, '$.ttl'), json_extract(value, '$.proxied'), \
+         json_extract(value, '$.priority'), json_extract(value, '$.fingerprint'), \
+         json_extract(value, '$.app_managed'), json_extract(value, '$.source'), \
+         json_extract(value, '$.is_orphaned'), json_extract(value, '$.orphaned_at'), \
+         json_extract(value, '$.is_missing'), json_extract(value, '$.missing_since'), \
+         json_extract(value, '$.drift'), json_extract(value, '$.tracked_at'), \
+         json_extract(value, '$.updated_at'), json_extract(value, '$.first_seen'), \
+         json_extract(value, '$.metadata') FROM json_each(?) WHERE true \
+         ON CONFLICT (provider, record_id) DO UPDATE SET zone = excluded.zone, \
+         type = excluded.type, name = excluded.name, content = excluded.content, \
+         ttl = excluded.ttl, proxied = excluded.proxied, priority = excluded.priority, \
+         fingerprint = excluded.fingerprint, app_managed = excluded.app_managed, \
+         source = excluded.source, is_orphaned = excluded.is_orphaned, \
+         orphaned_at = CASE WHEN excluded.is_orphaned \
+           THEN COALESCE(dns_tracked_records.orphaned_at, excluded.orphaned_at) ELSE NULL END, \
+         is_missing = excluded.is_missing, missing_since = excluded.missing_since, \
+         drift = excluded.drift, updated_at = excluded.updated_at, metadata = excluded.metadata",
+    )
+    .bind::<Text, _>(json)
+    .execute(conn)
 }
 
 /// One record of the cache as the missing/drift check needs it.
@@ -274,6 +435,10 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
 pub struct CacheView {
     /// The provider's id.
     pub record_id: String,
+    /// Name: a record renamed at the provider has drifted.
+    pub name: String,
+    /// Type: a record whose type changed at the provider has drifted.
+    pub rtype: String,
     /// Content.
     pub content: String,
     /// TTL.
@@ -303,31 +468,59 @@ struct Count {
     n: i64,
 }
 
+/// Ends the check's transaction: `Db` for a failure, `DryRun` to roll back
+/// what a dry run computed.
+enum CheckEnd {
+    Db(diesel::result::Error),
+    DryRun(CheckOutcome),
+}
+
+impl From<diesel::result::Error> for CheckEnd {
+    fn from(e: diesel::result::Error) -> Self {
+        CheckEnd::Db(e)
+    }
+}
+
 /// Flags tracked records absent from `cache` as missing, clears the flag of
-/// those present, and notes drift (content, proxied, priority, or an explicit
-/// TTL differing), in a fixed number of statements whatever the sizes.
+/// those present, and notes drift (name, type, content, proxied, priority,
+/// or an explicit TTL differing), in a fixed number of statements whatever
+/// the sizes. With `dry_run` the same outcome is computed and rolled back:
+/// nothing is written.
 pub fn check_against_cache(
     conn: &mut SqliteConnection,
     cache: &[CacheView],
     now: i64,
+    dry_run: bool,
 ) -> QueryResult<CheckOutcome> {
-    // One JSON array of `[id, content, ttl, proxied, priority]`, bound once.
+    // One JSON array of `[id, content, ttl, proxied, priority, name, type]`, bound once.
     let rows: Vec<_> = cache
         .iter()
-        .map(|r| (&r.record_id, &r.content, r.ttl, r.proxied, r.priority))
+        .map(|r| {
+            (
+                &r.record_id,
+                &r.content,
+                r.ttl,
+                r.proxied,
+                r.priority,
+                &r.name,
+                &r.rtype,
+            )
+        })
         .collect();
     let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-    conn.immediate_transaction(|conn| {
+    let res = conn.immediate_transaction::<_, CheckEnd, _>(|conn| {
         diesel::sql_query(
             "CREATE TEMP TABLE IF NOT EXISTS cache_view (record_id TEXT PRIMARY KEY NOT NULL, \
-             content TEXT NOT NULL, ttl INTEGER NOT NULL, proxied BOOLEAN NOT NULL, priority INTEGER)",
+             content TEXT NOT NULL, ttl INTEGER NOT NULL, proxied BOOLEAN NOT NULL, priority INTEGER, \
+             name TEXT NOT NULL, type TEXT NOT NULL)",
         )
         .execute(conn)?;
         diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
         diesel::sql_query(
-            "INSERT OR REPLACE INTO cache_view (record_id, content, ttl, proxied, priority) \
+            "INSERT OR REPLACE INTO cache_view (record_id, content, ttl, proxied, priority, name, type) \
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-             json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?)",
+             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+             json_extract(value, '$[6]') FROM json_each(?)",
         )
         .bind::<Text, _>(json)
         .execute(conn)?;
@@ -346,7 +539,11 @@ pub fn check_against_cache(
         .execute(conn)?;
         diesel::sql_query(
             "UPDATE dns_tracked_records AS t SET drift = d.note, updated_at = ? FROM ( \
-               SELECT c.record_id AS rid, CASE WHEN c.content != t2.content OR c.proxied != t2.proxied \
+               SELECT c.record_id AS rid, CASE \
+               WHEN c.name != t2.name OR c.type != t2.type \
+               THEN 'the provider now holds it as ' || c.type || ' ' || c.name || ' ' || c.content || \
+                    ' (tracked as ' || t2.type || ' ' || t2.name || ')' \
+               WHEN c.content != t2.content OR c.proxied != t2.proxied \
                  OR c.priority IS NOT t2.priority OR (t2.ttl != 1 AND c.ttl != t2.ttl) \
                THEN 'the provider holds content ' || c.content || ', ttl ' || c.ttl || \
                     ', proxied ' || CASE WHEN c.proxied THEN 'true' ELSE 'false' END \
@@ -366,13 +563,21 @@ pub fn check_against_cache(
                 .get_result::<Count>(conn)?
                 .n as u64;
         diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
-        Ok(CheckOutcome {
+        let outcome = CheckOutcome {
             newly_missing: newly_missing as u64,
             found_again: found_again as u64,
             drifted,
             missing,
-        })
-    })
+        };
+        if dry_run {
+            return Err(CheckEnd::DryRun(outcome));
+        }
+        Ok(outcome)
+    });
+    match res {
+        Ok(o) | Err(CheckEnd::DryRun(o)) => Ok(o),
+        Err(CheckEnd::Db(e)) => Err(e),
+    }
 }
 
 /// An orphaned record as the sweep weighs it.
@@ -384,6 +589,8 @@ pub struct OrphanRow {
     pub name: String,
     /// The record type.
     pub rtype: String,
+    /// The content as last recorded.
+    pub content: String,
     /// Whether the app may delete it.
     pub app_managed: bool,
     /// When it became orphaned.
@@ -398,6 +605,7 @@ pub fn orphans(conn: &mut SqliteConnection) -> QueryResult<Vec<OrphanRow>> {
             dns_tracked_records::record_id,
             dns_tracked_records::name,
             dns_tracked_records::rtype,
+            dns_tracked_records::content,
             dns_tracked_records::app_managed,
             dns_tracked_records::orphaned_at,
         ))
@@ -609,15 +817,26 @@ pub fn track(
                 .execute(conn)?;
         }
         if let Some(d) = decl {
-            diesel::delete(
-                dns_declarations::table
-                    .filter(dns_declarations::source.eq(&d.source))
-                    .filter(dns_declarations::name.eq(&d.name))
-                    .filter(dns_declarations::rtype.eq(&d.rtype)),
-            )
-            .execute(conn)?;
+            let mine = dns_declarations::table
+                .filter(dns_declarations::source.eq(&d.source))
+                .filter(dns_declarations::name.eq(&d.name))
+                .filter(dns_declarations::rtype.eq(&d.rtype));
+            // A declaration the source already made keeps its place in line;
+            // a new one comes after every stored one.
+            let kept: Option<i64> = mine
+                .select(dns_declarations::declared_at)
+                .first(conn)
+                .optional()?;
+            let declared_at = match kept {
+                Some(at) => at,
+                None => next_decl_stamp(conn, d.declared_at)?,
+            };
+            diesel::delete(mine).execute(conn)?;
             diesel::insert_into(dns_declarations::table)
-                .values(d)
+                .values(DeclRow {
+                    declared_at,
+                    ..d.clone()
+                })
                 .execute(conn)?;
         }
         Ok(())
@@ -678,6 +897,11 @@ mod tests {
     fn view(id: &str, content: &str) -> CacheView {
         CacheView {
             record_id: id.into(),
+            name: format!(
+                "{}.example.com",
+                ["a", "b", "c"][id.parse::<usize>().unwrap() - 1]
+            ),
+            rtype: "A".into(),
             content: content.into(),
             ttl: 300,
             proxied: false,
@@ -717,7 +941,12 @@ mod tests {
             commit(c, &orphan, 30)?;
             assert_eq!(get(c, "1")?.unwrap().orphaned_at, Some(20));
             // "3" is gone from the cache, "1" drifted.
-            let o = check_against_cache(c, &[view("1", "192.0.2.9"), view("2", "192.0.2.1")], 40)?;
+            let o = check_against_cache(
+                c,
+                &[view("1", "192.0.2.9"), view("2", "192.0.2.1")],
+                40,
+                false,
+            )?;
             assert_eq!(o.newly_missing, 1);
             assert_eq!(o.drifted, 1);
             assert!(get(c, "3")?.unwrap().is_missing);
@@ -730,6 +959,7 @@ mod tests {
                     view("3", "192.0.2.1"),
                 ],
                 50,
+                false,
             )?;
             assert_eq!((o.found_again, o.drifted, o.missing), (1, 0, 0));
             let n = counts(c)?;
@@ -756,6 +986,84 @@ mod tests {
             let (page2, more) = list(c, &ListFilter::default(), Some(&key), 10)?;
             assert!(!more);
             assert_eq!(page2.len(), 1);
+            Ok::<_, crate::error::TrackingError>(())
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("t.db"),
+            crate::MIGRATIONS,
+            DbOptions::default(),
+        )
+        .unwrap();
+        db.run(|c| {
+            let mut orphaned = row("2", "b.example.com", true);
+            orphaned.is_orphaned = true;
+            orphaned.orphaned_at = Some(5);
+            let first = Commit {
+                insert: vec![row("1", "a.example.com", true), orphaned.clone()],
+                source: "s".into(),
+                ..Default::default()
+            };
+            commit(c, &first, 10)?;
+            // The same ids again (a record renamed at the provider, one still
+            // orphaned): rewritten in place, never a UNIQUE failure.
+            let mut renamed = row("1", "z.example.com", true);
+            renamed.tracked_at = 99;
+            renamed.first_seen = 99;
+            orphaned.orphaned_at = Some(50);
+            let again = Commit {
+                insert: vec![renamed, orphaned],
+                source: "s".into(),
+                ..Default::default()
+            };
+            commit(c, &again, 20)?;
+            let r = get(c, "1")?.unwrap();
+            assert_eq!(
+                (r.name.as_str(), r.tracked_at, r.first_seen),
+                ("z.example.com", 1, 1)
+            );
+            assert_eq!(
+                get(c, "2")?.unwrap().orphaned_at,
+                Some(5),
+                "the orphan clock is kept"
+            );
+            // A dry check reports the missing record and writes nothing.
+            let o = check_against_cache(c, &[view("2", "192.0.2.1")], 30, true)?;
+            assert_eq!(o.newly_missing, 1);
+            assert!(!get(c, "1")?.unwrap().is_missing);
+            // Intents: written, then cleared or purged by a commit.
+            let intent = |id: &str, at: i64| IntentRow {
+                id: id.into(),
+                source: "s".into(),
+                action: INTENT_CREATE.into(),
+                record_id: String::new(),
+                name: "n.example.com".into(),
+                rtype: "A".into(),
+                content: "192.0.2.1".into(),
+                ttl: 1,
+                proxied: false,
+                priority: None,
+                created_at: at,
+            };
+            write_intents(
+                c,
+                &[intent("r:0", 10), intent("r:1", 40), intent("r:2", 40)],
+            )?;
+            let clear = Commit {
+                source: "s".into(),
+                clear_intents: vec!["r:1".into()],
+                purge_intents_before: Some(20),
+                ..Default::default()
+            };
+            commit(c, &clear, 50)?;
+            let left: Vec<String> = intents(c)?.into_iter().map(|i| i.id).collect();
+            assert_eq!(left, vec!["r:2".to_string()]);
             Ok::<_, crate::error::TrackingError>(())
         })
         .await

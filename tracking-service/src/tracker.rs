@@ -8,8 +8,21 @@
 //! written anywhere before validation and the guards have passed, and a
 //! record is changed or deleted at the provider only when this tracker's
 //! table says it is app-managed.
+//!
+//! Provider writes are never cut off from their record: a reconcile's
+//! writes, and the transaction recording them, run in a task of their own
+//! holding the lock (an owned guard), so a caller that hangs up or times out
+//! cannot split them, and the next reconcile waits for them. Each write is
+//! journaled (a pending intent) before it is sent; if its outcome is never
+//! recorded (cache-service did not answer in time, the process died), the
+//! next reconcile claims the record as app-managed instead of adopting the
+//! app's own record as someone else's, and does not send an unconfirmed
+//! create again while cache-service may still be writing it. The sweep runs
+//! the same way, and never deletes a record whose provider copy no longer
+//! matches what was tracked (renamed, retyped or changed since).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OnceCell};
@@ -28,7 +41,7 @@ use crate::cache_client::CacheClient;
 use crate::config::ManagedEntry;
 use crate::desired::{self, Defaults, MANAGED_SOURCE, ZoneInfo};
 use crate::error::TrackingError;
-use crate::planner::{self, Planned};
+use crate::planner::{self, Planned, Timing};
 use crate::preserve::Preserved;
 use crate::store::{self, CacheView, CheckOutcome, Commit, TrackedRow};
 
@@ -51,6 +64,33 @@ pub struct Settings {
     pub max_orphan_ratio: f64,
     /// RECONCILE_MAX_STALENESS.
     pub max_staleness: Duration,
+    /// How long an unconfirmed create (a pending intent) holds back a new
+    /// create of its (name, type) while its record has not shown up.
+    pub intent_hold: Duration,
+}
+
+/// Pending intents older than this (a day) claim nothing and are purged.
+pub const INTENT_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a missing/drift check found, and the provider's records it saw.
+struct Checked {
+    outcome: CheckOutcome,
+    records: HashMap<String, DnsRecord>,
+}
+
+/// A planned reconcile handed to the task that applies and records it.
+struct Applied {
+    specs: Vec<RecordSpec>,
+    plan: planner::Plan,
+    previous: Vec<store::DeclRow>,
+    decl_stamp: i64,
+    out: Vec<PlannedChange>,
+    generation: u64,
+    t0: Instant,
 }
 
 /// The state key of the last sweep.
@@ -70,7 +110,9 @@ pub struct Tracker {
     client: CacheClient,
     clock: SharedClock,
     settings: Settings,
-    ops: Mutex<()>,
+    /// Held by every reconcile, sweep and check; owned (`lock_owned`) by the
+    /// detached tasks that write, so a dropped caller never releases it early.
+    ops: Arc<Mutex<()>>,
     zone: OnceCell<ZoneInfo>,
 }
 
@@ -152,6 +194,8 @@ fn row_from(
 /// Whether the tracked row already says what the provider holds.
 fn row_current(t: &TrackedRow, r: &DnsRecord) -> bool {
     t.record_id == r.record_id
+        && t.name == r.name
+        && t.rtype == r.r#type
         && t.content == r.content
         && t.ttl == r.ttl as i32
         && t.proxied == r.proxied
@@ -218,7 +262,7 @@ impl Tracker {
             client,
             clock,
             settings,
-            ops: Mutex::new(()),
+            ops: Arc::new(Mutex::new(())),
             zone: OnceCell::new(),
         }
     }
@@ -269,8 +313,10 @@ impl Tracker {
     }
 
     /// Validates and reconciles one source's declaration (the `Reconcile` RPC).
+    /// Everything that can be checked without cache-service is checked
+    /// first, so bad input is INVALID_ARGUMENT even while cache-service is down.
     pub async fn reconcile(
-        &self,
+        self: &Arc<Self>,
         source: &str,
         records: &[trafego_proto::tracking::DesiredRecord],
         dry_run: bool,
@@ -293,6 +339,7 @@ impl Tracker {
                 ),
             ));
         }
+        desired::precheck("records", records, &self.settings.defaults)?;
         let zone = self.zone().await?;
         let specs = desired::validate_all("records", records, &self.settings.defaults, zone)?;
         self.reconcile_specs(&source, specs, dry_run, force).await
@@ -300,7 +347,7 @@ impl Tracker {
 
     /// Reconciles MANAGED_HOSTNAMES (the built-in source). Its entries were
     /// checked at start; here they are checked against the zone.
-    pub async fn reconcile_managed(&self) -> Result<ReconcileResponse, TrackingError> {
+    pub async fn reconcile_managed(self: &Arc<Self>) -> Result<ReconcileResponse, TrackingError> {
         let zone = self.zone().await?;
         let records: Vec<_> = self
             .settings
@@ -316,28 +363,51 @@ impl Tracker {
             .await
     }
 
+    /// Waits until no reconcile, sweep or check is in flight (for shutdown).
+    pub async fn idle(&self) {
+        let _ops = self.ops.lock().await;
+    }
+
     async fn reconcile_specs(
-        &self,
+        self: &Arc<Self>,
         source: &str,
         specs: Vec<RecordSpec>,
         dry_run: bool,
         force: bool,
     ) -> Result<ReconcileResponse, TrackingError> {
         let t0 = Instant::now();
-        let _ops = self.ops.lock().await;
+        let ops = self.ops.clone().lock_owned().await;
         let staleness =
             u32::try_from(self.settings.max_staleness.as_secs().max(1)).unwrap_or(u32::MAX);
         let (cache, generation) = self.client.list_all(staleness).await?;
         let names: Vec<String> = specs.iter().map(|s| s.name.as_str().to_string()).collect();
+        // The provider ids held at the declared names: a tracked record
+        // renamed there is found by its id.
+        let ids: Vec<String> = {
+            let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+            cache
+                .iter()
+                .filter(|r| wanted.contains(r.name.as_str()))
+                .map(|r| r.record_id.clone())
+                .collect()
+        };
+        let now = self.now();
         let src = source.to_string();
         let input = self
             .db
-            .run(move |c| Ok::<_, TrackingError>(store::load_plan_input(c, &src, &names)?))
+            .run(move |c| {
+                Ok::<_, TrackingError>(store::load_plan_input(c, &src, &names, &ids, now)?)
+            })
             .await?;
-        let plan = planner::plan(source, &specs, &cache, &input);
+        let timing = Timing {
+            now,
+            intent_hold_ms: millis(self.settings.intent_hold),
+            intent_max_age_ms: INTENT_MAX_AGE_MS,
+        };
+        let plan = planner::plan(source, &specs, &cache, &input, timing);
         self.guards(source, &plan, specs.len(), force)?;
 
-        let mut out: Vec<PlannedChange> = plan
+        let out: Vec<PlannedChange> = plan
             .changes
             .iter()
             .map(|p| PlannedChange {
@@ -348,7 +418,7 @@ impl Tracker {
                 reason: p.reason.clone(),
                 content: p.content(),
                 applied: false,
-                code: 0,
+                code: if p.held { Code::Unavailable as i32 } else { 0 },
             })
             .collect();
         if dry_run {
@@ -361,29 +431,115 @@ impl Tracker {
             });
         }
 
-        // Provider writes: creates and updates, in one batch (chunked).
+        // From the journal to the record, the work runs in its own task that
+        // holds the lock: a caller that hangs up or times out never cuts it
+        // between the provider's answer and the record of it, and the next
+        // reconcile waits for it.
+        let me = self.clone();
+        let source = source.to_string();
+        let run = Applied {
+            specs,
+            plan,
+            previous: input.previous,
+            decl_stamp: input.decl_stamp,
+            out,
+            generation,
+            t0,
+        };
+        tokio::spawn(async move {
+            let _ops = ops;
+            me.apply_and_record(&source, run).await
+        })
+        .await
+        .map_err(|e| TrackingError::Internal(format!("reconcile task failed: {e}")))?
+    }
+
+    /// Journals the plan's writes, sends them to cache-service, and records
+    /// what the provider accepted, with the plan's other changes, in one
+    /// transaction. Runs under the lock, detached from the caller.
+    async fn apply_and_record(
+        &self,
+        source: &str,
+        run: Applied,
+    ) -> Result<ReconcileResponse, TrackingError> {
+        let Applied {
+            specs,
+            plan,
+            previous,
+            decl_stamp,
+            mut out,
+            generation,
+            t0,
+        } = run;
+        let now = self.now();
+        // Provider writes: creates and updates, in one batch (chunked), each
+        // journaled first.
+        let run_id = format!("{:016x}", rand::random::<u64>());
         let mut writes: Vec<Change> = Vec::new();
         let mut write_of: Vec<usize> = Vec::new();
+        let mut intents: Vec<store::IntentRow> = Vec::new();
         for (i, p) in plan.changes.iter().enumerate() {
             let Some(spec) = &p.spec else { continue };
-            let kind = match p.action {
-                ChangeAction::Create => change::Kind::Create(input_of(spec)),
-                ChangeAction::Update => change::Kind::Update(UpdateChange {
-                    record_id: p.record_id(),
-                    record: Some(input_of(spec)),
-                }),
+            if p.held {
+                continue;
+            }
+            let (kind, action, record_id) = match p.action {
+                ChangeAction::Create if !p.claimed => (
+                    change::Kind::Create(input_of(spec)),
+                    store::INTENT_CREATE,
+                    String::new(),
+                ),
+                ChangeAction::Update => (
+                    change::Kind::Update(UpdateChange {
+                        record_id: p.record_id(),
+                        record: Some(input_of(spec)),
+                    }),
+                    store::INTENT_UPDATE,
+                    p.record_id(),
+                ),
                 _ => continue,
             };
+            intents.push(store::IntentRow {
+                id: format!("{run_id}:{i}"),
+                source: source.to_string(),
+                action: action.to_string(),
+                record_id,
+                name: spec.name.as_str().to_string(),
+                rtype: spec.rtype.as_str().to_string(),
+                content: spec.content.clone(),
+                ttl: spec.ttl as i32,
+                proxied: spec.proxied,
+                priority: spec.priority.map(i32::from),
+                created_at: now,
+            });
             writes.push(Change { kind: Some(kind) });
             write_of.push(i);
         }
+        let intent_ids: Vec<String> = intents.iter().map(|i| i.id.clone()).collect();
+        if !intents.is_empty() {
+            self.db
+                .run(move |c| Ok::<_, TrackingError>(store::write_intents(c, &intents)?))
+                .await?;
+        }
+        // If this fails, nothing is recorded and the journal keeps every
+        // intent: whatever reached the provider is claimed by a later reconcile.
         let outcomes = if writes.is_empty() {
             Vec::new()
         } else {
             self.client.apply(writes).await?
         };
+        let mut commit = Commit {
+            source: source.to_string(),
+            orphan_reason: format!("{source} no longer declares it and no other source does"),
+            purge_intents_before: Some(now.saturating_sub(INTENT_MAX_AGE_MS)),
+            ..Default::default()
+        };
         let mut written: HashMap<usize, DnsRecord> = HashMap::new();
-        for (o, &i) in outcomes.into_iter().zip(&write_of) {
+        for ((o, &i), intent) in outcomes.into_iter().zip(&write_of).zip(intent_ids) {
+            // An outcome nobody heard keeps its intent; any other resolves it.
+            if !o.uncertain {
+                commit.clear_intents.push(intent);
+            }
             match (o.code, o.record) {
                 (0, Some(r)) => {
                     written.insert(i, r);
@@ -401,28 +557,40 @@ impl Tracker {
         }
 
         // One transaction records what the provider accepted.
-        let now = self.now();
-        let mut commit = Commit {
-            source: source.to_string(),
-            orphan_reason: format!("{source} no longer declares it and no other source does"),
-            ..Default::default()
-        };
         for (i, p) in plan.changes.iter().enumerate() {
             let old = p.tracked.as_ref();
+            if !p.held {
+                commit.clear_intents.extend(p.clear_intents.iter().cloned());
+            }
+            let record = |row: TrackedRow, commit: &mut Commit| match old {
+                Some(o) => commit.replace.push((o.record_id.clone(), row)),
+                None => commit.insert.push(row),
+            };
             match p.action {
                 ChangeAction::Create | ChangeAction::Update => {
-                    let Some(r) = written.get(&i) else { continue };
-                    out[i].record_id = r.record_id.clone();
-                    out[i].applied = true;
-                    let why = if p.action == ChangeAction::Create {
-                        format!("created for {source}")
-                    } else {
-                        format!("updated for {source}")
-                    };
-                    let row = row_from(r, old, true, source, &why, now);
-                    match old {
-                        Some(o) => commit.replace.push((o.record_id.clone(), row)),
-                        None => commit.insert.push(row),
+                    if let Some(r) = written.get(&i) {
+                        out[i].record_id = r.record_id.clone();
+                        out[i].applied = true;
+                        let why = match (p.action, p.claimed) {
+                            (ChangeAction::Create, _) => format!("created for {source}"),
+                            (_, true) => format!(
+                                "created by an earlier reconcile that did not finish; updated for {source}"
+                            ),
+                            _ => format!("updated for {source}"),
+                        };
+                        record(row_from(r, old, true, source, &why, now), &mut commit);
+                    } else if p.claimed
+                        && let Some(r) = &p.cache
+                    {
+                        // The app's own record: tracked as app-managed even
+                        // when the update putting it right failed.
+                        if p.action == ChangeAction::Create {
+                            out[i].applied = true;
+                        }
+                        let why = format!(
+                            "created by an earlier reconcile that did not finish; claimed for {source}"
+                        );
+                        record(row_from(r, old, true, source, &why, now), &mut commit);
                     }
                 }
                 ChangeAction::Adopt => {
@@ -436,10 +604,7 @@ impl Tracker {
                         &format!("pre-existing record adopted for {source}; not app-managed"),
                         now,
                     );
-                    match old {
-                        Some(o) => commit.replace.push((o.record_id.clone(), row)),
-                        None => commit.insert.push(row),
-                    }
+                    record(row, &mut commit);
                 }
                 ChangeAction::Unorphan | ChangeAction::Unchanged => {
                     out[i].applied = true;
@@ -467,13 +632,17 @@ impl Tracker {
                 ChangeAction::Conflict | ChangeAction::Unspecified => {}
             }
         }
-        // Declarations: replace this source's with the new set, writing only differences.
-        let previous: HashMap<(&str, &str), &store::DeclRow> = input
-            .previous
+        // Declarations: replace this source's with the new set, writing only
+        // differences. A changed declaration keeps its place in line; a new
+        // one is stamped after every stored one. A declaration that lost a
+        // conflict is stored too: it takes effect once every earlier
+        // disagreeing declaration is gone, and keeps the record from being
+        // orphaned while it stands.
+        let previous: HashMap<(&str, &str), &store::DeclRow> = previous
             .iter()
             .map(|d| ((d.name.as_str(), d.rtype.as_str()), d))
             .collect();
-        let mut kept = std::collections::HashSet::new();
+        let mut kept = HashSet::new();
         for spec in &specs {
             let key = (spec.name.as_str(), spec.rtype.as_str());
             kept.insert(key);
@@ -485,7 +654,10 @@ impl Tracker {
                     commit.decl_delete.push((p.name.clone(), p.rtype.clone()));
                     commit.decl_insert.push(d);
                 }
-                None => commit.decl_insert.push(d),
+                None => {
+                    d.declared_at = decl_stamp;
+                    commit.decl_insert.push(d);
+                }
             }
         }
         for (key, d) in &previous {
@@ -493,6 +665,8 @@ impl Tracker {
                 commit.decl_delete.push((d.name.clone(), d.rtype.clone()));
             }
         }
+        commit.clear_intents.sort_unstable();
+        commit.clear_intents.dedup();
         let commit_res = self
             .db
             .run(move |c| Ok::<_, TrackingError>(store::commit(c, &commit, now)?))
@@ -501,7 +675,7 @@ impl Tracker {
             tracing::error!(
                 error = %e,
                 source,
-                "the provider accepted changes that could not be recorded; the next reconcile will see them as untracked"
+                "the provider accepted changes that could not be recorded; the pending-intent journal lets the next reconcile claim them"
             );
             return Err(e);
         }
@@ -567,10 +741,11 @@ impl Tracker {
     /// when that view is fresh. Returns `None` when the cache is stale.
     pub async fn check(&self) -> Result<Option<CheckOutcome>, TrackingError> {
         let _ops = self.ops.lock().await;
-        self.check_locked().await
+        Ok(self.check_locked(false).await?.map(|c| c.outcome))
     }
 
-    async fn check_locked(&self) -> Result<Option<CheckOutcome>, TrackingError> {
+    /// The check, under the lock. With `dry_run` nothing is written.
+    async fn check_locked(&self, dry_run: bool) -> Result<Option<Checked>, TrackingError> {
         let st = self.client.status().await?;
         if st.stale || !st.last_error.is_empty() {
             return Ok(None);
@@ -579,10 +754,12 @@ impl Tracker {
         let (records, _) = self.client.list_all(0).await?;
         let listed_ms = t0.elapsed().as_millis() as u64;
         let view: Vec<CacheView> = records
-            .into_iter()
+            .iter()
             .map(|r| CacheView {
-                record_id: r.record_id,
-                content: r.content,
+                record_id: r.record_id.clone(),
+                name: r.name.clone(),
+                rtype: r.r#type.clone(),
+                content: r.content.clone(),
                 ttl: r.ttl,
                 proxied: r.proxied,
                 priority: r.priority,
@@ -591,14 +768,17 @@ impl Tracker {
         let now = self.now();
         let o = self
             .db
-            .run(move |c| Ok::<_, TrackingError>(store::check_against_cache(c, &view, now)?))
+            .run(move |c| {
+                Ok::<_, TrackingError>(store::check_against_cache(c, &view, now, dry_run)?)
+            })
             .await?;
         tracing::debug!(
             listed_ms,
             checked_ms = t0.elapsed().as_millis() as u64 - listed_ms,
+            dry_run,
             "missing/drift check timings"
         );
-        if o.newly_missing > 0 || o.found_again > 0 {
+        if !dry_run && (o.newly_missing > 0 || o.found_again > 0) {
             tracing::info!(
                 newly_missing = o.newly_missing,
                 found_again = o.found_again,
@@ -607,13 +787,39 @@ impl Tracker {
                 "checked tracked records against the cache"
             );
         }
-        Ok(Some(o))
+        let records = records
+            .into_iter()
+            .map(|r| (r.record_id.clone(), r))
+            .collect();
+        Ok(Some(Checked {
+            outcome: o,
+            records,
+        }))
     }
 
     /// Runs the orphan sweep (the `RunOrphanSweep` RPC and the periodic loop).
-    pub async fn sweep(&self, dry_run: bool) -> Result<RunOrphanSweepResponse, TrackingError> {
+    /// The sweep runs in its own task holding the lock, so a caller that
+    /// hangs up never cuts it between a deletion and its record.
+    pub async fn sweep(
+        self: &Arc<Self>,
+        dry_run: bool,
+    ) -> Result<RunOrphanSweepResponse, TrackingError> {
         let t0 = Instant::now();
-        let _ops = self.ops.lock().await;
+        let ops = self.ops.clone().lock_owned().await;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ops = ops;
+            me.sweep_locked(dry_run, t0).await
+        })
+        .await
+        .map_err(|e| TrackingError::Internal(format!("sweep task failed: {e}")))?
+    }
+
+    async fn sweep_locked(
+        &self,
+        dry_run: bool,
+        t0: Instant,
+    ) -> Result<RunOrphanSweepResponse, TrackingError> {
         let mut resp = RunOrphanSweepResponse {
             dry_run,
             ..Default::default()
@@ -631,9 +837,14 @@ impl Tracker {
             }
         };
         let fresh = !status.stale && status.last_error.is_empty();
+        // The provider's records as of this sweep, when the cache is fresh.
+        let mut held: Option<HashMap<String, DnsRecord>> = None;
         if fresh {
-            match self.check_locked().await {
-                Ok(Some(o)) => resp.missing = o.newly_missing as u32,
+            match self.check_locked(dry_run).await {
+                Ok(Some(c)) => {
+                    resp.missing = c.outcome.newly_missing as u32;
+                    held = Some(c.records);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     resp.skipped_reason = format!("skipped: {e}");
@@ -666,7 +877,7 @@ impl Tracker {
         }
         let blocked = if !self.settings.cleanup {
             Some("cleanup is disabled (CLEANUP_ORPHANED=false)".to_string())
-        } else if !fresh {
+        } else if !fresh || held.is_none() {
             Some(format!(
                 "the provider cache is not fresh ({}); nothing is deleted until a refresh succeeds",
                 if status.last_error.is_empty() {
@@ -687,23 +898,51 @@ impl Tracker {
             deleted,
             reason,
         };
+        // A record whose provider copy is no longer what was tracked (renamed,
+        // retyped, new content) may be someone else's now: never deleted.
+        if let Some(held) = &held {
+            let mut changed = 0u64;
+            candidates.retain(|o| {
+                let Some(r) = held.get(&o.record_id) else {
+                    return true;
+                };
+                if r.name == o.name
+                    && r.r#type == o.rtype
+                    && desired::same_content(&r.r#type, &r.content, &o.content)
+                {
+                    return true;
+                }
+                changed += 1;
+                resp.deleted.push(swept(
+                    o,
+                    false,
+                    format!(
+                        "not deleted: changed at the provider since it was tracked (tracked as {} {} {}, \
+                         the provider now holds {} {} {}); it may no longer be this app's",
+                        o.rtype, o.name, o.content, r.r#type, r.name, r.content
+                    ),
+                ));
+                false
+            });
+            if changed > 0 && !dry_run {
+                metrics::counter!("trafego_orphans_kept_total", "reason" => "changed_at_provider")
+                    .increment(changed);
+            }
+        }
         if let Some(reason) = &blocked {
             resp.skipped_reason = reason.clone();
         }
         if dry_run || blocked.is_some() {
             if dry_run {
-                resp.deleted = candidates
-                    .iter()
-                    .map(|o| {
-                        swept(
-                            o,
-                            false,
-                            format!(
-                                "would delete: orphaned longer than the grace period ({grace_txt})"
-                            ),
-                        )
-                    })
-                    .collect();
+                resp.deleted.extend(candidates.iter().map(|o| {
+                    swept(
+                        o,
+                        false,
+                        format!(
+                            "would delete: orphaned longer than the grace period ({grace_txt})"
+                        ),
+                    )
+                }));
             }
         } else if !candidates.is_empty() {
             let changes: Vec<Change> = candidates

@@ -130,6 +130,7 @@ pub fn zonefile_args(dir: &Path) -> Vec<String> {
 }
 
 /// Starts tracking-service against `cache_url` with `extra` flags and `clock`.
+/// A default flag below that `extra` also gives is left out (`extra` wins).
 pub async fn start_tracking(
     cache_url: &str,
     dir: &Path,
@@ -137,19 +138,20 @@ pub async fn start_tracking(
     clock: ManualClock,
 ) -> Service {
     let db = dir.join("tracking.db").display().to_string();
-    let mut args: Vec<String> = vec![
-        "--cache-service-url".into(),
-        cache_url.into(),
-        "--db-path".into(),
-        db,
+    let defaults: [(&str, String); 5] = [
+        ("--cache-service-url", cache_url.into()),
+        ("--db-path", db),
         // The periodic sweep stays out of the way; tests sweep by hand.
-        "--cleanup-interval".into(),
-        "1h".into(),
-        "--cache-service-timeout".into(),
-        "10s".into(),
-        "--shutdown-grace".into(),
-        "2s".into(),
+        ("--cleanup-interval", "1h".into()),
+        ("--cache-service-timeout", "10s".into()),
+        ("--shutdown-grace", "2s".into()),
     ];
+    let mut args: Vec<String> = Vec::new();
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value]);
+        }
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let config = tracking_service::Config::for_test(&refs);
@@ -324,6 +326,36 @@ impl Env {
             .expect("cache status")
             .into_inner()
             .stale
+    }
+
+    /// Records cache-service's cache holds with this name.
+    pub async fn in_cache(&self, name: &str) -> Vec<trafego_proto::cache::DnsRecord> {
+        self.cache_client
+            .clone()
+            .list_records(trafego_proto::cache::ListRecordsRequest {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list cache")
+            .into_inner()
+            .records
+    }
+
+    /// The tracked record of `name`, if any.
+    pub async fn tracked_named(&mut self, name: &str) -> Vec<TrackedRecord> {
+        self.tracked()
+            .await
+            .into_iter()
+            .filter(|t| t.name == name)
+            .collect()
+    }
+
+    /// Renames the provider record `id` to `name` behind the app's back (same id).
+    pub fn rename_at_provider(&self, id: &str, name: &str) {
+        let mut r = self.fake.get(id).expect("record to rename");
+        r.name = name.to_string();
+        self.fake.insert(r);
     }
 
     /// Records at the provider with this name.
