@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use trafego_common::db::DbOptions;
 use trafego_common::duration;
-use trafego_common::telemetry::LogFormat;
 use trafego_proto::validate::Hostname;
 
 use crate::cache::CacheSettings;
@@ -108,25 +106,9 @@ pub struct Config {
     #[arg(long, env = "WATCH_BUFFER", default_value_t = 10_000)]
     pub watch_buffer: usize,
 
-    /// How long in-flight calls may finish after SIGTERM (bare numbers are milliseconds).
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = duration::parse_millis)]
-    pub shutdown_grace: Duration,
-
-    /// Database connections in the pool.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 4)]
-    pub db_pool_size: u32,
-
-    /// Authentication, TLS, limits and metrics.
+    /// Shutdown grace, database pool, logging, and mesh settings (auth, TLS, limits, metrics).
     #[command(flatten)]
-    pub mesh: trafego_common::mesh::MeshArgs,
-
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Log level or filter directive (e.g. info, debug, cache_service=debug).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    pub service: trafego_common::service_args::ServiceArgs,
 }
 
 impl std::fmt::Debug for Config {
@@ -223,14 +205,6 @@ impl Config {
                 )
             }
         })
-    }
-
-    /// Pool settings.
-    pub fn db_options(&self) -> DbOptions {
-        DbOptions {
-            pool_size: self.db_pool_size.max(1),
-            ..DbOptions::default()
-        }
     }
 
     /// Cache settings.

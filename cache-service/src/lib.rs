@@ -47,11 +47,11 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send,
     clock: SharedClock,
 ) -> anyhow::Result<()> {
-    let mesh = config.mesh.settings()?;
-    config.mesh.install_metrics()?;
+    let mesh = config.service.mesh.settings()?;
+    config.service.mesh.install_metrics()?;
     metrics::counter!("trafego_cache_refresh_failures_total").increment(0);
     let provider = config.provider()?;
-    let db = Db::open(&config.db_path, MIGRATIONS, config.db_options())?;
+    let db = Db::open(&config.db_path, MIGRATIONS, config.service.db_options())?;
     tracing::info!(
         provider = provider.name(),
         zone = %provider.zone(),
@@ -64,15 +64,15 @@ pub async fn run_with_clock(
     let refresher = tokio::spawn(cache::refresh_loop(cache.clone(), cancel.clone()));
     let api = grpc::CacheApi::new(cache, cancel.clone());
     let svc = CacheServiceServer::new(api)
-        .max_decoding_message_size(config.mesh.max_message_bytes)
-        .max_encoding_message_size(config.mesh.max_message_bytes);
+        .max_decoding_message_size(config.service.mesh.max_message_bytes)
+        .max_encoding_message_size(config.service.mesh.max_message_bytes);
     let res = serve(
         listener,
         svc,
         ServeConfig {
             service_name: SERVICE_NAME,
             descriptor_set: trafego_proto::CACHE_FILE_DESCRIPTOR_SET,
-            grace: config.shutdown_grace,
+            grace: config.service.shutdown_grace,
             mesh,
         },
         shutdown,

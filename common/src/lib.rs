@@ -10,5 +10,6 @@ pub mod duration;
 pub mod mesh;
 pub mod paging;
 pub mod server;
+pub mod service_args;
 pub mod shutdown;
 pub mod telemetry;

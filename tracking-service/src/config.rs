@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use trafego_common::db::DbOptions;
 use trafego_common::duration;
-use trafego_common::telemetry::LogFormat;
 use trafego_proto::validate::{Hostname, RecordType};
 
 use crate::preserve::Preserved;
@@ -103,14 +101,6 @@ pub struct Config {
     #[arg(long, env = "CACHE_SERVICE_TIMEOUT", default_value = "30s", value_parser = duration::parse_millis)]
     pub cache_service_timeout: Duration,
 
-    /// How long in-flight calls may finish after SIGTERM (bare numbers are milliseconds).
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = duration::parse_millis)]
-    pub shutdown_grace: Duration,
-
-    /// Database connections in the pool.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 4)]
-    pub db_pool_size: u32,
-
     /// Bearer token sent to cache-service (its AUTH_TOKEN).
     #[arg(long, env = "CACHE_SERVICE_TOKEN", hide_env_values = true)]
     pub cache_service_token: Option<String>,
@@ -135,17 +125,9 @@ pub struct Config {
     #[arg(long, env = "CACHE_SERVICE_TLS_DOMAIN")]
     pub cache_service_tls_domain: Option<String>,
 
-    /// Authentication, TLS, limits and metrics of this service's own listener.
+    /// Shutdown grace, database pool, logging, and mesh settings (auth, TLS, limits, metrics).
     #[command(flatten)]
-    pub mesh: trafego_common::mesh::MeshArgs,
-
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Log level or filter directive (e.g. info, debug, tracking_service=debug).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    pub service: trafego_common::service_args::ServiceArgs,
 }
 
 impl std::fmt::Debug for Config {
@@ -169,8 +151,6 @@ impl std::fmt::Debug for Config {
             .field("max_orphan_ratio", &self.max_orphan_ratio)
             .field("reconcile_max_staleness", &self.reconcile_max_staleness)
             .field("cache_service_timeout", &self.cache_service_timeout)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .field("db_pool_size", &self.db_pool_size)
             .field(
                 "cache_service_token",
                 &self.cache_service_token.as_ref().map(|_| "<redacted>"),
@@ -186,9 +166,7 @@ impl std::fmt::Debug for Config {
                 &self.cache_service_client_key_file,
             )
             .field("cache_service_tls_domain", &self.cache_service_tls_domain)
-            .field("mesh", &self.mesh)
-            .field("log_format", &self.log_format)
-            .field("log_level", &self.log_level)
+            .field("service", &self.service)
             .finish()
     }
 }
@@ -271,14 +249,6 @@ impl Config {
             .try_get_matches_from(std::iter::once("tracking-service").chain(args.iter().copied()))
             .expect("test configuration");
         <Self as clap::FromArgMatches>::from_arg_matches(&m).expect("test configuration")
-    }
-
-    /// Pool settings.
-    pub fn db_options(&self) -> DbOptions {
-        DbOptions {
-            pool_size: self.db_pool_size.max(1),
-            ..DbOptions::default()
-        }
     }
 
     /// DNS_ZONE, validated, if set.

@@ -81,8 +81,8 @@ pub async fn run_with_clock(
     clock: SharedClock,
 ) -> anyhow::Result<()> {
     let settings = settings(&config)?;
-    let mesh = config.mesh.settings()?;
-    config.mesh.install_metrics()?;
+    let mesh = config.service.mesh.settings()?;
+    config.service.mesh.install_metrics()?;
     // Series that exist from the start, so dashboards and alerts see zeros.
     metrics::counter!("trafego_orphans_deleted_total").increment(0);
     for guard in ["empty_declaration", "max_orphan_ratio"] {
@@ -91,10 +91,10 @@ pub async fn run_with_clock(
     let client = cache_client::CacheClient::new(
         &config.cache_service_url,
         config.cache_service_timeout,
-        config.mesh.max_message_bytes,
+        config.service.mesh.max_message_bytes,
         &config.cache_client_security()?,
     )?;
-    let db = Db::open(&config.db_path, MIGRATIONS, config.db_options())
+    let db = Db::open(&config.db_path, MIGRATIONS, config.service.db_options())
         .with_context(|| format!("opening {}", config.db_path.display()))?;
     tracing::info!(
         db = %config.db_path.display(),
@@ -113,15 +113,15 @@ pub async fn run_with_clock(
         cancel.clone(),
     ));
     let svc = TrackingServiceServer::new(grpc::TrackingApi::new(tracker.clone()))
-        .max_decoding_message_size(config.mesh.max_message_bytes)
-        .max_encoding_message_size(config.mesh.max_message_bytes);
+        .max_decoding_message_size(config.service.mesh.max_message_bytes)
+        .max_encoding_message_size(config.service.mesh.max_message_bytes);
     let res = serve(
         listener,
         svc,
         ServeConfig {
             service_name: SERVICE_NAME,
             descriptor_set: trafego_proto::TRACKING_FILE_DESCRIPTOR_SET,
-            grace: config.shutdown_grace,
+            grace: config.service.shutdown_grace,
             mesh,
         },
         shutdown,
@@ -137,7 +137,7 @@ pub async fn run_with_clock(
         let _ = sweeper.await;
         tracker.idle().await;
     };
-    if tokio::time::timeout(config.shutdown_grace, background)
+    if tokio::time::timeout(config.service.shutdown_grace, background)
         .await
         .is_err()
     {

@@ -8,8 +8,7 @@ async fn main() -> anyhow::Result<()> {
     // First, so a SIGTERM during start-up is handled, not fatal.
     let shutdown = trafego_common::shutdown::signal();
     let config = tracking_service::Config::parse();
-    trafego_common::telemetry::init(config.log_format, &config.log_level)
-        .map_err(anyhow::Error::msg)?;
+    config.service.init_logging()?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen_addr))?;
