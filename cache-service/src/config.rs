@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use trafego_common::duration;
 use trafego_proto::validate::Hostname;
@@ -160,19 +160,16 @@ impl Config {
     }
 
     fn token(&self) -> anyhow::Result<String> {
-        match (&self.cloudflare_token, &self.cloudflare_token_file) {
-            (Some(t), _) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            (_, Some(p)) => {
-                let t = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading CLOUDFLARE_TOKEN_FILE {}", p.display()))?;
-                let t = t.trim().to_string();
-                if t.is_empty() {
-                    bail!("CLOUDFLARE_TOKEN_FILE {} is empty", p.display());
-                }
-                Ok(t)
-            }
-            _ => bail!("DNS_PROVIDER=cloudflare needs CLOUDFLARE_TOKEN or CLOUDFLARE_TOKEN_FILE"),
-        }
+        trafego_common::mesh::read_secret(
+            "CLOUDFLARE_TOKEN",
+            self.cloudflare_token.as_deref(),
+            self.cloudflare_token_file.as_ref(),
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "DNS_PROVIDER=cloudflare needs CLOUDFLARE_TOKEN or CLOUDFLARE_TOKEN_FILE"
+            )
+        })
     }
 
     /// Builds the configured provider.

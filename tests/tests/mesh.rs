@@ -46,6 +46,20 @@ async fn tls_channel(
         .await
 }
 
+/// Waits until the start-up refresh has finished, so a later call cannot join it.
+async fn first_refresh_done(c: &mut CacheServiceClient<Channel>) {
+    while c
+        .get_cache_status(GetCacheStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_refreshed
+        .is_none()
+    {
+        tokio::task::yield_now().await;
+    }
+}
+
 fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut()
@@ -177,7 +191,8 @@ async fn a_burst_over_the_concurrency_limit_is_shed_not_queued() {
         .connect()
         .await
         .unwrap();
-    let c = CacheServiceClient::new(ch);
+    let mut c = CacheServiceClient::new(ch);
+    first_refresh_done(&mut c).await;
     fake.set_delay(Duration::from_millis(700));
     let calls: Vec<_> = (0..10)
         .map(|_| {
@@ -227,6 +242,7 @@ async fn a_short_client_deadline_wins_over_the_server_timeout() {
         .await
         .unwrap();
     let mut c = CacheServiceClient::new(ch);
+    first_refresh_done(&mut c).await;
     fake.set_delay(Duration::from_secs(3));
     let mut req = tonic::Request::new(RefreshCacheRequest { force: true });
     req.set_timeout(Duration::from_millis(200));
