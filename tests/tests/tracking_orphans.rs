@@ -252,6 +252,7 @@ async fn the_sweep_never_deletes_a_record_renamed_at_the_provider() {
     assert!(s.ran);
     let kept = s.deleted.iter().find(|d| d.record_id == id).unwrap();
     assert!(!kept.deleted, "{s:?}");
+    assert_eq!(s.changed_at_provider, 1, "{s:?}");
     assert!(
         kept.reason.contains("someone-elses.example.com"),
         "{}",

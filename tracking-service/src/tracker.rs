@@ -924,6 +924,7 @@ impl Tracker {
                 ));
                 false
             });
+            resp.changed_at_provider = changed as u32;
             if changed > 0 && !dry_run {
                 metrics::counter!("trafego_orphans_kept_total", "reason" => "changed_at_provider")
                     .increment(changed);
