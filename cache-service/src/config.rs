@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "WATCH_BUFFER", default_value_t = 10_000)]
     pub watch_buffer: usize,
 
+    /// How long the outcome of a change sent with a change_id is kept for
+    /// GetChangeOutcomes (durations: 7d, 24h; a bare number is milliseconds).
+    #[arg(long, env = "CHANGE_JOURNAL_RETENTION", default_value = "7d", value_parser = duration::parse_millis)]
+    pub change_journal_retention: Duration,
+
     /// Shutdown grace, database pool, logging, and mesh settings (auth, TLS, limits, metrics).
     #[command(flatten)]
     pub service: trafego_common::service_args::ServiceArgs,
@@ -210,6 +215,7 @@ impl Config {
             refresh_interval: self.refresh_interval.max(Duration::from_secs(1)),
             refresh_timeout: self.refresh_timeout,
             watch_buffer: self.watch_buffer.max(16),
+            journal_retention: self.change_journal_retention,
         }
     }
 }

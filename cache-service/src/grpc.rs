@@ -14,8 +14,9 @@ use trafego_proto::cache::{change, *};
 use trafego_proto::timestamp_ms;
 use trafego_proto::validate::{self, FieldError, Hostname, RecordType};
 
-use crate::cache::{Cache, CacheError, row_to_proto};
-use crate::provider::{ProviderRecord, WriteOp, WriteResult};
+use crate::cache::{Cache, CacheError, ChangeStateOf, row_to_proto};
+use crate::journal::{self, ChangeReq, Outcome};
+use crate::provider::{ProviderRecord, WriteOp};
 use crate::store::{self, ListFilter, PageKey};
 
 /// Most changes accepted in one `ApplyChanges`.
@@ -41,21 +42,46 @@ impl CacheApi {
         self.cache.to_proto(r, now, now)
     }
 
-    fn single(&self, res: WriteResult) -> Result<Option<DnsRecord>, Status> {
-        match res {
-            Ok(r) => Ok(r.as_ref().map(|r| self.record(r))),
-            Err(e) => Err(e.into()),
+    async fn write_one(&self, op: WriteOp) -> Result<(Option<DnsRecord>, u64), Status> {
+        let mut report = self.cache.write(vec![ChangeReq::plain(op)]).await?;
+        match report.outcomes.pop() {
+            Some(Outcome::Applied(r)) => {
+                Ok((r.as_ref().map(|r| self.record(r)), report.generation))
+            }
+            Some(o) => Err(Status::new(o.code(), o.message())),
+            None => Err(Status::internal("the provider returned no result")),
         }
     }
+}
 
-    async fn write_one(&self, op: WriteOp) -> Result<(Option<DnsRecord>, u64), Status> {
-        let (mut results, generation, _) = self.cache.write(vec![op]).await?;
-        let res = results
-            .pop()
-            .ok_or_else(|| Status::internal("the provider returned no result"))?;
-        Ok((self.single(res)?, generation))
+/// The wire state of an outcome.
+fn state_of(o: &Outcome) -> ChangeState {
+    match o {
+        Outcome::Applied(_) => ChangeState::Applied,
+        Outcome::Failed { .. } => ChangeState::Failed,
+        Outcome::Unsettled(_) => ChangeState::Unsettled,
     }
 }
+
+/// Validates a change id field.
+fn change_id(field: &str, id: &str) -> Result<String, FieldError> {
+    if journal::valid_change_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!(
+                "must be 1 to {} characters of A-Z a-z 0-9 . _ : -",
+                journal::MAX_CHANGE_ID_LEN
+            ),
+        ))
+    }
+}
+
+/// Most change ids asked about in one GetChangeOutcomes.
+pub const MAX_OUTCOME_IDS: usize = 100_000;
+/// Longest wait GetChangeOutcomes accepts.
+pub const MAX_OUTCOME_WAIT_MS: u32 = 60_000;
 
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
@@ -170,6 +196,7 @@ impl CacheService for CacheApi {
             refresh_interval_seconds: self.cache.settings().refresh_interval.as_secs(),
             last_refresh_duration_ms: s.state.last_refresh_duration_ms as u64,
             last_attempt: s.state.last_attempt.map(timestamp_ms),
+            journal_id: self.cache.journal_id().to_string(),
         }))
     }
 
@@ -226,7 +253,24 @@ impl CacheService for CacheApi {
         }
         let zone = self.cache.zone_name();
         let mut ops = Vec::with_capacity(req.changes.len());
+        let mut ids: Vec<Option<String>> = Vec::with_capacity(req.changes.len());
+        let mut seen = std::collections::HashSet::new();
         for (i, c) in req.changes.iter().enumerate() {
+            let id = if c.change_id.is_empty() {
+                None
+            } else {
+                let field = format!("changes[{i}].change_id");
+                let id = change_id(&field, &c.change_id)?;
+                if !seen.insert(id.clone()) {
+                    return Err(FieldError::new(
+                        field,
+                        "is used by another change of this request",
+                    )
+                    .into());
+                }
+                Some(id)
+            };
+            ids.push(id);
             let op = match &c.kind {
                 Some(change::Kind::Create(input)) => WriteOp::Create(validate::record_input(
                     &format!("changes[{i}].create"),
@@ -260,44 +304,128 @@ impl CacheService for CacheApi {
             };
             ops.push(op);
         }
-        let ids: Vec<String> = ops
+        let targets: Vec<String> = ops
             .iter()
             .map(|o| o.id().unwrap_or_default().to_string())
             .collect();
-        let (results, generation, provider_requests) = self.cache.write(ops).await?;
-        let mut succeeded = 0;
-        let results: Vec<ChangeResult> = results
+        let changes: Vec<ChangeReq> = ops
             .into_iter()
             .zip(ids)
+            .map(|(op, change_id)| ChangeReq { op, change_id })
+            .collect();
+        let change_ids: Vec<String> = changes
+            .iter()
+            .map(|c| c.change_id.clone().unwrap_or_default())
+            .collect();
+        let report = self.cache.write(changes).await?;
+        let mut succeeded = 0u32;
+        let mut failed = 0u32;
+        let results: Vec<ChangeResult> = report
+            .outcomes
+            .iter()
+            .zip(targets)
+            .zip(change_ids)
             .enumerate()
-            .map(|(i, (res, id))| match res {
-                Ok(rec) => {
-                    succeeded += 1;
-                    let record = rec.as_ref().map(|r| self.record(r));
-                    ChangeResult {
-                        index: i as u32,
-                        code: 0,
-                        message: String::new(),
-                        record_id: record.as_ref().map(|r| r.record_id.clone()).unwrap_or(id),
-                        record,
+            .map(|(i, ((o, target), change_id))| {
+                let record = match o {
+                    Outcome::Applied(rec) => {
+                        succeeded += 1;
+                        rec.as_ref().map(|r| self.record(r))
                     }
+                    _ => {
+                        failed += 1;
+                        None
+                    }
+                };
+                ChangeResult {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    code: o.code() as i32,
+                    message: o.message(),
+                    record_id: record.as_ref().map_or(target, |r| r.record_id.clone()),
+                    record,
+                    change_id,
+                    state: state_of(o) as i32,
                 }
-                Err(e) => ChangeResult {
-                    index: i as u32,
-                    code: e.code() as i32,
-                    message: e.to_string(),
-                    record: None,
-                    record_id: id,
-                },
             })
             .collect();
-        let failed = results.len() as u32 - succeeded;
         Ok(Response::new(ApplyChangesResponse {
             results,
             succeeded,
             failed,
+            generation: report.generation,
+            provider_requests: report.requests,
+            journal_id: self.cache.journal_id().to_string(),
+        }))
+    }
+
+    async fn get_change_outcomes(
+        &self,
+        request: Request<GetChangeOutcomesRequest>,
+    ) -> Result<Response<GetChangeOutcomesResponse>, Status> {
+        let req = request.into_inner();
+        if req.change_ids.len() > MAX_OUTCOME_IDS {
+            return Err(FieldError::new(
+                "change_ids",
+                format!(
+                    "{} ids; at most {MAX_OUTCOME_IDS} per call",
+                    req.change_ids.len()
+                ),
+            )
+            .into());
+        }
+        if req.wait_ms > MAX_OUTCOME_WAIT_MS {
+            return Err(FieldError::new(
+                "wait_ms",
+                format!("{} ms; at most {MAX_OUTCOME_WAIT_MS}", req.wait_ms),
+            )
+            .into());
+        }
+        let ids = req
+            .change_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| change_id(&format!("change_ids[{i}]"), id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (states, generation) = self
+            .cache
+            .outcomes_of(ids.clone(), Duration::from_millis(u64::from(req.wait_ms)))
+            .await?;
+        let outcomes = ids
+            .into_iter()
+            .zip(states)
+            .map(|(change_id, st)| match st {
+                ChangeStateOf::Unknown => ChangeOutcome {
+                    change_id,
+                    state: ChangeState::Unknown as i32,
+                    message: "cache-service holds no journal entry for this change id: it was never sent to the provider through it".into(),
+                    ..Default::default()
+                },
+                ChangeStateOf::InFlight => ChangeOutcome {
+                    change_id,
+                    state: ChangeState::InFlight as i32,
+                    message: "being applied now".into(),
+                    ..Default::default()
+                },
+                ChangeStateOf::Done { outcome, record_id } => {
+                    let record = match &outcome {
+                        Outcome::Applied(Some(r)) => Some(self.record(r)),
+                        _ => None,
+                    };
+                    ChangeOutcome {
+                        change_id,
+                        state: state_of(&outcome) as i32,
+                        code: outcome.code() as i32,
+                        message: outcome.message(),
+                        record,
+                        record_id,
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(GetChangeOutcomesResponse {
+            outcomes,
             generation,
-            provider_requests,
+            journal_id: self.cache.journal_id().to_string(),
         }))
     }
 

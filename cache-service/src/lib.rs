@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod events;
 pub mod grpc;
+pub mod journal;
 pub mod provider;
 pub mod schema;
 pub mod store;

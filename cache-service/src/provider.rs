@@ -19,7 +19,7 @@ pub const MANAGED_COMMENT: &str = "Managed by TrafegoDNS";
 
 /// A record as a provider holds it. Fields are as the provider reports them,
 /// so records of types this project does not manage are cached too.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProviderRecord {
     /// The provider's id, stable across refreshes and restarts.
     pub id: String,
@@ -126,6 +126,12 @@ pub enum ProviderError {
     /// The provider could not be reached, or kept failing.
     #[error("the provider is unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent and its answer was lost (a timeout, a connection
+    /// broken after sending, a server error): the provider may or may not
+    /// have applied it. Never retried blindly: the cache settles it by
+    /// looking (a targeted read) before anything is sent again.
+    #[error("the provider's answer was lost: {0}")]
+    Unanswered(String),
     /// Anything else the provider said.
     #[error("provider error: {0}")]
     Other(String),
@@ -140,7 +146,9 @@ impl ProviderError {
             ProviderError::NotFound(_) => tonic::Code::NotFound,
             ProviderError::Conflict(_) => tonic::Code::AlreadyExists,
             ProviderError::Invalid(_) => tonic::Code::InvalidArgument,
-            ProviderError::Unavailable(_) => tonic::Code::Unavailable,
+            ProviderError::Unavailable(_) | ProviderError::Unanswered(_) => {
+                tonic::Code::Unavailable
+            }
             ProviderError::Other(_) => tonic::Code::Internal,
         }
     }
@@ -176,5 +184,27 @@ pub trait DnsProvider: Send + Sync + 'static {
 
     /// Applies writes with the provider's batching. Returns exactly one result
     /// per op, in the order given, and the number of provider requests made.
+    /// A write whose answer was lost is reported as
+    /// [`ProviderError::Unanswered`], never re-sent by the provider itself.
     fn apply(&self, ops: Vec<WriteOp>) -> BoxFuture<'_, (Vec<WriteResult>, u64)>;
+
+    /// Reads what the provider holds at one name and type, now: the targeted
+    /// read that settles a write whose answer was lost. Returns the records
+    /// and the provider requests made. The default reads the whole zone;
+    /// providers with a filtered read override it.
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: &'a str,
+    ) -> BoxFuture<'a, Result<(Vec<ProviderRecord>, u64), ProviderError>> {
+        Box::pin(async move {
+            let listing = self.list().await?;
+            let held = listing
+                .records
+                .into_iter()
+                .filter(|r| r.name == name && r.rtype == rtype)
+                .collect();
+            Ok((held, listing.requests))
+        })
+    }
 }

@@ -34,5 +34,29 @@ diesel::table! {
         last_attempt -> Nullable<BigInt>,
         last_error -> Text,
         last_refresh_duration_ms -> BigInt,
+        journal_id -> Text,
+    }
+}
+
+diesel::table! {
+    change_journal (change_id) {
+        change_id -> Text,
+        op -> Text,
+        op_fingerprint -> Text,
+        target_id -> Text,
+        #[sql_name = "type"]
+        rtype -> Text,
+        name -> Text,
+        content -> Text,
+        ttl -> Integer,
+        priority -> Nullable<Integer>,
+        prior_ids -> Text,
+        state -> Text,
+        code -> Integer,
+        message -> Text,
+        record_id -> Text,
+        record -> Text,
+        created_at -> BigInt,
+        settled_at -> Nullable<BigInt>,
     }
 }

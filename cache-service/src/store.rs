@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
 use crate::provider::ProviderRecord;
-use crate::schema::{cache_state, dns_records};
+use crate::schema::{cache_state, change_journal, dns_records};
 
 /// Rows per multi-row INSERT, kept well under SQLite's variable limit.
 const INSERT_CHUNK: usize = 1000;
@@ -124,8 +124,12 @@ pub fn claim(conn: &mut SqliteConnection, provider: &str, zone: &str) -> QueryRe
             return Ok(0);
         }
         let dropped = diesel::delete(dns_records::table).execute(conn)?;
+        // The journal speaks of another provider or zone: a new one starts,
+        // under a new id, so no old change id is vouched for.
+        diesel::delete(change_journal::table).execute(conn)?;
         diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
             .set((
+                cache_state::journal_id.eq(""),
                 cache_state::provider.eq(provider),
                 cache_state::zone.eq(zone),
                 cache_state::last_refreshed.eq(None::<i64>),
@@ -258,7 +262,18 @@ pub fn apply_written(
     written: &[Written],
     now_ms: i64,
 ) -> QueryResult<u64> {
-    conn.immediate_transaction(|conn| {
+    conn.immediate_transaction(|conn| write_rows(conn, provider, zone, written, now_ms))
+}
+
+/// The body of [`apply_written`], inside the caller's transaction.
+fn write_rows(
+    conn: &mut SqliteConnection,
+    provider: &str,
+    zone: &str,
+    written: &[Written],
+    now_ms: i64,
+) -> QueryResult<u64> {
+    {
         for w in written {
             match w {
                 Written::Upsert { record, replaces } => {
@@ -283,8 +298,8 @@ pub fn apply_written(
         diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
             .set(cache_state::generation.eq(cache_state::generation + 1))
             .execute(conn)?;
-        Ok(state(conn)?.generation as u64)
-    })
+        Ok(u64::try_from(state(conn)?.generation).unwrap_or_default())
+    }
 }
 
 /// Filters of a listing.
@@ -368,4 +383,198 @@ pub fn count(conn: &mut SqliteConnection) -> QueryResult<u64> {
         .count()
         .get_result::<i64>(conn)
         .map(|n| n as u64)
+}
+
+/// One entry of the change journal, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = change_journal, treat_none_as_null = true)]
+pub struct JournalRow {
+    /// The caller's change id.
+    pub change_id: String,
+    /// `create`, `update` or `delete`.
+    pub op: String,
+    /// SHA-256 of the change, so a reused id for another change is refused.
+    pub op_fingerprint: String,
+    /// The record updated or deleted; empty for a create.
+    pub target_id: String,
+    /// The type looked for when settling by looking.
+    pub rtype: String,
+    /// The name looked for when settling by looking ("" when unknown).
+    pub name: String,
+    /// The content the change writes ("" for a delete).
+    pub content: String,
+    /// The TTL the change writes (1: any).
+    pub ttl: i32,
+    /// The priority the change writes.
+    pub priority: Option<i32>,
+    /// JSON array of the ids cached at (name, type) when the change was sent.
+    pub prior_ids: String,
+    /// `pending`, `applied` or `failed`.
+    pub state: String,
+    /// gRPC code of a failure.
+    pub code: i32,
+    /// Why it failed.
+    pub message: String,
+    /// The record the change produced, or was about.
+    pub record_id: String,
+    /// JSON of the provider record the change produced ("" when none).
+    pub record: String,
+    /// When the change was journaled.
+    pub created_at: i64,
+    /// When its outcome was recorded.
+    pub settled_at: Option<i64>,
+}
+
+/// A journal entry not settled yet.
+pub const JOURNAL_PENDING: &str = "pending";
+/// A journal entry whose change the provider holds.
+pub const JOURNAL_APPLIED: &str = "applied";
+/// A journal entry whose change was not applied.
+pub const JOURNAL_FAILED: &str = "failed";
+
+/// The journal's id, made at random the first time it is asked for (a new
+/// database gets a new id).
+pub fn journal_id(conn: &mut SqliteConnection) -> QueryResult<String> {
+    conn.immediate_transaction(|conn| {
+        let id: String = cache_state::table
+            .filter(cache_state::id.eq(1))
+            .select(cache_state::journal_id)
+            .first(conn)?;
+        if !id.is_empty() {
+            return Ok(id);
+        }
+        let id = format!("{:032x}", rand::random::<u128>());
+        diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+            .set(cache_state::journal_id.eq(&id))
+            .execute(conn)?;
+        Ok(id)
+    })
+}
+
+/// Journal entries of `ids` (those that exist).
+pub fn journal_get(conn: &mut SqliteConnection, ids: &[String]) -> QueryResult<Vec<JournalRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        out.extend(
+            change_journal::table
+                .filter(change_journal::change_id.eq_any(chunk))
+                .select(JournalRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Every pending journal entry, oldest first.
+pub fn journal_pending(conn: &mut SqliteConnection) -> QueryResult<Vec<JournalRow>> {
+    change_journal::table
+        .filter(change_journal::state.eq(JOURNAL_PENDING))
+        .order((change_journal::created_at, change_journal::change_id))
+        .select(JournalRow::as_select())
+        .load(conn)
+}
+
+/// The ids the cache holds at each `(name, type)` asked for.
+pub fn ids_at(
+    conn: &mut SqliteConnection,
+    keys: &[(String, String)],
+) -> QueryResult<HashMap<(String, String), Vec<String>>> {
+    let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
+    let mut names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for chunk in names.chunks(INSERT_CHUNK) {
+        let rows: Vec<(String, String, String)> = dns_records::table
+            .filter(dns_records::name.eq_any(chunk))
+            .select((
+                dns_records::name,
+                dns_records::rtype,
+                dns_records::record_id,
+            ))
+            .load(conn)?;
+        for (name, rtype, id) in rows {
+            out.entry((name, rtype)).or_default().push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Journals `rows` as pending in one transaction, before their changes are
+/// sent; an entry of the same id left by a failed change is replaced.
+pub fn journal_begin(conn: &mut SqliteConnection, rows: &[JournalRow]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    conn.immediate_transaction(|conn| {
+        for chunk in rows.chunks(INSERT_CHUNK / 4) {
+            diesel::replace_into(change_journal::table)
+                .values(chunk)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// The outcome of one journaled change, as recorded.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The change id.
+    pub change_id: String,
+    /// `applied` or `failed`.
+    pub state: &'static str,
+    /// gRPC code of a failure (0 when applied).
+    pub code: i32,
+    /// Why it failed.
+    pub message: String,
+    /// The record produced or concerned.
+    pub record_id: String,
+    /// JSON of the record produced ("" when none).
+    pub record: String,
+}
+
+/// Writes accepted changes into the cache and settles their journal entries
+/// in one `IMMEDIATE` transaction, so the journal never says "applied"
+/// without the cache row, nor the reverse. Bumps the generation once when the
+/// cache changed. Returns the generation after it.
+pub fn apply_settled(
+    conn: &mut SqliteConnection,
+    provider: &str,
+    zone: &str,
+    written: &[Written],
+    settled: &[Settled],
+    now_ms: i64,
+) -> QueryResult<u64> {
+    conn.immediate_transaction(|conn| {
+        let generation = if written.is_empty() {
+            u64::try_from(state(conn)?.generation).unwrap_or_default()
+        } else {
+            write_rows(conn, provider, zone, written, now_ms)?
+        };
+        for s in settled {
+            diesel::update(
+                change_journal::table.filter(change_journal::change_id.eq(&s.change_id)),
+            )
+            .set((
+                change_journal::state.eq(s.state),
+                change_journal::code.eq(s.code),
+                change_journal::message.eq(&s.message),
+                change_journal::record_id.eq(&s.record_id),
+                change_journal::record.eq(&s.record),
+                change_journal::settled_at.eq(Some(now_ms)),
+            ))
+            .execute(conn)?;
+        }
+        Ok(generation)
+    })
+}
+
+/// Drops settled journal entries created before `before`. Pending entries
+/// stay until they are settled.
+pub fn journal_purge(conn: &mut SqliteConnection, before: i64) -> QueryResult<usize> {
+    diesel::delete(
+        change_journal::table
+            .filter(change_journal::state.ne(JOURNAL_PENDING))
+            .filter(change_journal::created_at.lt(before)),
+    )
+    .execute(conn)
 }

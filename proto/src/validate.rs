@@ -606,6 +606,19 @@ pub fn page_size(field: &str, size: u32, default: u32, max: u32) -> Result<u32, 
     }
 }
 
+/// Whether `content`, as a provider reports it for type `rtype`, is the
+/// canonical content `canonical` (a provider may quote, case or dot a value
+/// differently from the canonical form validation produces).
+pub fn same_content(rtype: &str, content: &str, canonical: &str) -> bool {
+    if content == canonical {
+        return true;
+    }
+    match rtype.parse::<RecordType>() {
+        Ok(t) => parse_content("content", t, content).is_ok_and(|c| c == canonical),
+        Err(()) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -140,6 +140,19 @@ pub struct FakeStats {
     pub faults: u64,
     /// Requests refused for a missing, malformed or wrong token.
     pub unauthorized: u64,
+    /// Writes applied whose answer was then lost (`lose_write_answers`).
+    pub answers_lost: u64,
+}
+
+/// How a write's answer is lost after the write was applied (`lose_write_answers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// The client gets this HTTP status (e.g. 502) with an error body, as from
+    /// a proxy that lost the origin's answer.
+    Status(u16),
+    /// The answer never comes: the connection stays open until the client
+    /// gives up (its timeout) or dies.
+    Hang,
 }
 
 /// Handle on a running fake Cloudflare API. Cheap to clone; every clone controls the same
@@ -166,6 +179,8 @@ struct Inner {
     faults: Mutex<Faults>,
     stats: Mutex<FakeStats>,
     shutdown: CancellationToken,
+    /// Bumped each time a write's answer is lost, for tests to wait on.
+    lost: tokio::sync::watch::Sender<u64>,
 }
 
 /// Records by id (ordered, so pages are stable) plus an index name -> ids (each list kept
@@ -197,6 +212,9 @@ struct Faults {
     refuse_batches: bool,
     /// Normalized record name -> (Cloudflare error code, HTTP status).
     fail_names: HashMap<String, (u32, u16)>,
+    /// Writes whose answer is still to be lost, and how.
+    lose_left: u32,
+    lose_how: Option<LostAnswer>,
 }
 
 impl Store {
@@ -291,6 +309,7 @@ impl FakeCloudflare {
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(FakeStats::default()),
             shutdown: CancellationToken::new(),
+            lost: tokio::sync::watch::channel(0).0,
         });
         let app = router(inner.clone());
         let stop = inner.shutdown.clone();
@@ -432,6 +451,21 @@ impl FakeCloudflare {
         lock(&self.inner.faults)
             .fail_names
             .insert(normalize_name(name), (code, status));
+    }
+
+    /// The next `n` writes (create, update, delete, batch) are applied, and
+    /// then their answer is lost as `how` says: what a client sees when a
+    /// timeout or a broken connection hits after Cloudflare did the work.
+    pub fn lose_write_answers(&self, n: u32, how: LostAnswer) {
+        let mut f = lock(&self.inner.faults);
+        f.lose_left = n;
+        f.lose_how = Some(how);
+    }
+
+    /// Waits until `n` write answers in all have been lost.
+    pub async fn wait_answers_lost(&self, n: u64) {
+        let mut rx = self.inner.lost.subscribe();
+        let _ = rx.wait_for(|&lost| lost >= n).await;
     }
 
     /// A snapshot of the request counters.
@@ -731,8 +765,33 @@ async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response 
             Gate::Pass
         }
     };
+    let write = req.method() != Method::GET && req.uri().path().contains("/dns_records");
+    let lose = {
+        let mut f = lock(&inner.faults);
+        match (&gate, f.lose_how) {
+            (Gate::Pass, Some(how)) if write && f.lose_left > 0 => {
+                f.lose_left -= 1;
+                Some(how)
+            }
+            _ => None,
+        }
+    };
     match gate {
-        Gate::Pass => next.run(req).await,
+        Gate::Pass => {
+            let resp = next.run(req).await;
+            let Some(how) = lose else {
+                return resp;
+            };
+            inner.bump(|s| s.answers_lost += 1);
+            inner.lost.send_modify(|n| *n += 1);
+            match how {
+                LostAnswer::Status(status) => ApiError::injected(status).into_response(),
+                LostAnswer::Hang => {
+                    inner.shutdown.cancelled().await;
+                    ApiError::injected(503).into_response()
+                }
+            }
+        }
         Gate::RateLimited(secs) => {
             inner.bump(|s| s.rate_limited += 1);
             let mut resp = ApiError::new(

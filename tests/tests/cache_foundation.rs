@@ -205,6 +205,7 @@ async fn bad_inputs_are_refused_at_the_edge_and_nothing_is_written() {
                         300,
                         None,
                     ))),
+                    change_id: String::new(),
                 },
                 Change {
                     kind: Some(change::Kind::Create(input(
@@ -214,6 +215,7 @@ async fn bad_inputs_are_refused_at_the_edge_and_nothing_is_written() {
                         300,
                         None,
                     ))),
+                    change_id: String::new(),
                 },
             ],
         })

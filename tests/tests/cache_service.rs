@@ -42,6 +42,7 @@ fn create(name: &str, content: &str) -> Change {
             ttl: 300,
             ..Default::default()
         })),
+        change_id: String::new(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use cache_service::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
 use cache_service::provider::{DnsProvider, MANAGED_COMMENT, ProviderError, WriteOp, WriteResult};
 use trafego_proto::validate::{Hostname, RecordSpec, ValidRecordInput};
-use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
+use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord, LostAnswer};
 
 const TOKEN: &str = "cf-secret-token-7Hq2Lx9Vb";
 const ZONE: &str = "example.com";
@@ -484,7 +484,7 @@ async fn a_batch_refused_as_a_whole_falls_back_to_single_calls() {
 }
 
 #[tokio::test]
-async fn a_batch_failing_with_5xx_fails_its_ops_as_unavailable() {
+async fn a_write_answered_with_5xx_is_reported_unanswered_and_never_resent() {
     let fake = fake().await;
     let mut cfg = config(&fake);
     cfg.zone_id = Some(fake.zone_id());
@@ -503,9 +503,51 @@ async fn a_batch_failing_with_5xx_fails_its_ops_as_unavailable() {
             .all(|r| op_code(r) == Some(tonic::Code::Unavailable)),
         "{results:?}"
     );
-    // The first chunk is tried 3 times; later chunks are not sent to a provider that is down.
-    assert_eq!(requests, 3);
+    // A 5xx to a write may come after the write was applied: the first chunk
+    // is sent once and reported unanswered (the cache settles it by looking);
+    // later chunks are not sent to a provider in that state.
+    assert_eq!(requests, 1);
+    assert!(
+        matches!(results[0], Err(ProviderError::Unanswered(_))),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        results[3..]
+            .iter()
+            .all(|r| matches!(r, Err(ProviderError::Unavailable(_)))),
+        "never sent: {results:?}"
+    );
     assert_eq!(fake.count(), 0);
+}
+
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_not_sent_twice() {
+    let fake = fake().await;
+    let mut cfg = config(&fake);
+    cfg.zone_id = Some(fake.zone_id());
+    cfg.max_retries = 3;
+    let p = provider(cfg);
+    fake.lose_write_answers(1, LostAnswer::Status(502));
+    let (results, requests) = p
+        .apply(vec![
+            create("l1.example.com", "192.0.2.1"),
+            create("l2.example.com", "192.0.2.1"),
+        ])
+        .await;
+    assert_eq!(requests, 1, "sent once");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(ProviderError::Unanswered(_))))
+    );
+    // The fake applied it: two records, not four.
+    assert_eq!(fake.count(), 2);
+    // A targeted read finds them.
+    let (held, reqs) = p.lookup("l1.example.com", "A").await.unwrap();
+    assert_eq!(reqs, 1);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].content, "192.0.2.1");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -734,6 +734,7 @@ async fn counts_requests_by_kind() {
             rate_limited: 0,
             faults: 1,
             unauthorized: 1,
+            answers_lost: 0,
         }
     );
     fake.reset_stats();

@@ -480,6 +480,7 @@ async fn a_request_over_the_size_limit_is_refused() {
                 content: "192.0.2.1".into(),
                 ..Default::default()
             })),
+            change_id: String::new(),
         })
         .collect();
     let err = c

@@ -437,13 +437,24 @@ async fn a_write_finishing_after_cache_service_timeout_is_claimed_not_adopted() 
         .try_reconcile("s", recs.clone(), false, false)
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    // The call cannot look like success: it ends with the transient code,
+    // and the per-change detail rides in the status details.
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
     assert!(e.message().contains("CACHE_SERVICE_TIMEOUT"), "{e:?}");
-    // A retry while cache-service is still writing: no second create.
-    let r = env
+    let r = tracking_service::error::reconcile_response_of(&e).expect("details");
+    let c = change_of(&r, "late.example.com");
+    assert!(
+        !c.applied && c.code == Code::DeadlineExceeded as i32,
+        "{r:?}"
+    );
+    // A retry while cache-service is still writing: no second create, and
+    // the call says it could not finish.
+    let e = env
         .try_reconcile("s", recs.clone(), false, false)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let r = tracking_service::error::reconcile_response_of(&e).expect("details");
     let c = change_of(&r, "late.example.com");
     assert!(!c.applied && c.code == Code::Unavailable as i32, "{r:?}");
     assert!(c.reason.contains("earlier reconcile"), "{r:?}");

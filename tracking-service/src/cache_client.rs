@@ -7,8 +7,8 @@
 //! message naming its host (never the full URL, which may one day carry
 //! credentials). This module never writes to the tracker's database.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,8 +19,9 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::{
-    ApplyChangesRequest, Change, DnsRecord, GetCacheStatusRequest, GetCacheStatusResponse,
-    GetRecordRequest, ListRecordsRequest, WatchCacheRequest, WatchCacheResponse,
+    ApplyChangesRequest, Change, ChangeState, DnsRecord, GetCacheStatusRequest,
+    GetCacheStatusResponse, GetChangeOutcomesRequest, GetRecordRequest, ListRecordsRequest,
+    WatchCacheRequest, WatchCacheResponse,
 };
 
 use crate::error::TrackingError;
@@ -133,10 +134,24 @@ pub struct ChangeOutcome {
     pub message: String,
     /// The record as the provider now holds it (creates and updates).
     pub record: Option<DnsRecord>,
-    /// Nobody heard the outcome: the call carrying the change got no answer
-    /// (a time limit, a dropped connection), so the provider may or may not
-    /// have applied it.
+    /// Nobody knows the outcome yet: the call carrying the change got no
+    /// answer (a time limit, a dropped connection), or cache-service could
+    /// not settle it (CHANGE_STATE_UNSETTLED). The provider may or may not
+    /// have applied it: ask GetChangeOutcomes later.
     pub uncertain: bool,
+}
+
+/// What cache-service says became of one change id (GetChangeOutcomes).
+#[derive(Debug, Clone)]
+pub struct KnownOutcome {
+    /// The state.
+    pub state: ChangeState,
+    /// The record it produced, when applied.
+    pub record: Option<DnsRecord>,
+    /// The record it produced or concerned.
+    pub record_id: String,
+    /// Why it failed or is unsettled.
+    pub message: String,
 }
 
 /// A cache-service client that remembers whether the last call got through
@@ -148,6 +163,8 @@ pub struct CacheClient {
     timeout: Duration,
     reachable: Arc<AtomicBool>,
     generation: Arc<AtomicU64>,
+    /// cache-service's change-journal id, from its last answer that carried one.
+    journal_id: Arc<Mutex<String>>,
 }
 
 impl std::fmt::Debug for CacheClient {
@@ -173,7 +190,26 @@ impl CacheClient {
             timeout,
             reachable: Arc::new(AtomicBool::new(false)),
             generation: Arc::new(AtomicU64::new(0)),
+            journal_id: Arc::new(Mutex::new(String::new())),
         })
+    }
+
+    /// cache-service's change-journal id as last seen ("" before any answer
+    /// carried one): a change sent now is vouched for by that journal.
+    pub fn journal_id(&self) -> String {
+        self.journal_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn saw_journal(&self, id: &str) {
+        if !id.is_empty() {
+            let mut j = self.journal_id.lock().unwrap_or_else(|e| e.into_inner());
+            if *j != id {
+                *j = id.to_string();
+            }
+        }
     }
 
     /// cache-service's `host:port`.
@@ -210,7 +246,7 @@ impl CacheClient {
             Ok(Err(s)) => Err(self.map_status(what, s)),
             Err(_) => {
                 self.reachable.store(false, Ordering::Relaxed);
-                Err(TrackingError::Unavailable(format!(
+                Err(TrackingError::DeadlineExceeded(format!(
                     "cache-service at {} did not answer {what} within {} (CACHE_SERVICE_TIMEOUT)",
                     self.host,
                     humantime::format_duration(self.timeout)
@@ -251,6 +287,7 @@ impl CacheClient {
             )
             .await?;
         self.seen(r.generation);
+        self.saw_journal(&r.journal_id);
         Ok(r)
     }
 
@@ -321,9 +358,10 @@ impl CacheClient {
     ///
     /// A failed call does not mean nothing was applied: when no answer came
     /// (CACHE_SERVICE_TIMEOUT, a dropped connection), cache-service may still
-    /// complete the writes. Callers journal their writes before calling (the
-    /// tracker's pending intents) and treat such outcomes as unknown
-    /// (`uncertain`), never as refused.
+    /// complete the writes. Callers give each change a `change_id`, journal
+    /// it before calling (the tracker's pending intents), treat such outcomes
+    /// as unknown (`uncertain`), never as refused, and learn them later with
+    /// [`CacheClient::outcomes`].
     pub async fn apply(&self, changes: Vec<Change>) -> Result<Vec<ChangeOutcome>, TrackingError> {
         let total = changes.len();
         let mut out: Vec<ChangeOutcome> = Vec::with_capacity(total);
@@ -342,14 +380,19 @@ impl CacheClient {
             match res {
                 Ok(r) => {
                     self.seen(r.generation);
+                    self.saw_journal(&r.journal_id);
                     let mut results: Vec<Option<ChangeOutcome>> = vec![None; n];
                     for cr in r.results {
-                        if let Some(slot) = results.get_mut(cr.index as usize) {
+                        let uncertain = cr.state == ChangeState::Unsettled as i32;
+                        if let Some(slot) = usize::try_from(cr.index)
+                            .ok()
+                            .and_then(|i| results.get_mut(i))
+                        {
                             *slot = Some(ChangeOutcome {
                                 code: cr.code,
                                 message: cr.message,
                                 record: cr.record,
-                                uncertain: false,
+                                uncertain,
                             });
                         }
                     }
@@ -368,6 +411,9 @@ impl CacheClient {
                     // no answer at all leaves the chunk's outcome unknown.
                     let (code, message, uncertain) = match &e {
                         TrackingError::Unavailable(m) => (Code::Unavailable, m.clone(), true),
+                        TrackingError::DeadlineExceeded(m) => {
+                            (Code::DeadlineExceeded, m.clone(), true)
+                        }
                         TrackingError::Cache(s) => (s.code(), s.message().to_string(), false),
                         other => (Code::Internal, other.to_string(), true),
                     };
@@ -383,6 +429,61 @@ impl CacheClient {
             }
         }
         Ok(out)
+    }
+
+    /// What became of changes sent with these ids (`GetChangeOutcomes`),
+    /// waiting up to `wait` for those still in flight. Returns one outcome
+    /// per id and the journal id that vouches for `UNKNOWN`.
+    pub async fn outcomes(
+        &self,
+        ids: &[String],
+        wait: Duration,
+    ) -> Result<(Vec<KnownOutcome>, String), TrackingError> {
+        let wait_ms = u32::try_from(wait.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(60_000);
+        let mut out = Vec::with_capacity(ids.len());
+        let mut journal = String::new();
+        for chunk in ids.chunks(APPLY_CHUNK) {
+            let mut c = self.inner.clone();
+            let r = self
+                .call(
+                    "GetChangeOutcomes",
+                    c.get_change_outcomes(GetChangeOutcomesRequest {
+                        change_ids: chunk.to_vec(),
+                        wait_ms,
+                    }),
+                )
+                .await?;
+            self.seen(r.generation);
+            self.saw_journal(&r.journal_id);
+            journal = r.journal_id;
+            let mut by_id: std::collections::HashMap<String, KnownOutcome> = r
+                .outcomes
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.change_id,
+                        KnownOutcome {
+                            state: ChangeState::try_from(o.state)
+                                .unwrap_or(ChangeState::Unspecified),
+                            record: o.record,
+                            record_id: o.record_id,
+                            message: o.message,
+                        },
+                    )
+                })
+                .collect();
+            out.extend(chunk.iter().map(|id| {
+                by_id.remove(id).unwrap_or(KnownOutcome {
+                    state: ChangeState::Unspecified,
+                    record: None,
+                    record_id: String::new(),
+                    message: "cache-service said nothing of this change".into(),
+                })
+            }));
+        }
+        Ok((out, journal))
     }
 
     /// Opens a `WatchCache` stream from `from_generation`.

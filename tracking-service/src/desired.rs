@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use trafego_proto::tracking::DesiredRecord;
 use trafego_proto::validate::{
-    self, FieldError, Hostname, RecordSpec, RecordType, parse_content, parse_priority, parse_ttl,
+    FieldError, Hostname, RecordSpec, RecordType, parse_content, parse_priority, parse_ttl,
     reject_control,
 };
 
@@ -354,18 +354,9 @@ pub fn from_managed(e: &crate::config::ManagedEntry) -> DesiredRecord {
     }
 }
 
-/// Whether the provider's copy `content` of a record of type `rtype` is, once
-/// made canonical, `canonical` (providers may report names with a trailing
-/// dot or in another case).
-pub fn same_content(rtype: &str, content: &str, canonical: &str) -> bool {
-    if content == canonical {
-        return true;
-    }
-    match rtype.parse::<RecordType>() {
-        Ok(t) => validate::parse_content("content", t, content).is_ok_and(|c| c == canonical),
-        Err(()) => false,
-    }
-}
+/// Whether the provider's copy of a record's content is, once made
+/// canonical, the canonical content (shared with cache-service).
+pub use trafego_proto::validate::same_content;
 
 #[cfg(test)]
 mod tests {

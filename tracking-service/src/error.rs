@@ -15,9 +15,25 @@ pub enum TrackingError {
     /// Bad input, refused at the edge; names the field.
     #[error(transparent)]
     Invalid(#[from] FieldError),
-    /// cache-service could not be reached (or did not answer in time).
+    /// cache-service could not be reached.
     #[error("{0}")]
     Unavailable(String),
+    /// cache-service did not answer in time (CACHE_SERVICE_TIMEOUT).
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A reconcile ran but some of its changes failed for a transient reason
+    /// (cache-service or the provider unreachable, rate limited, too slow):
+    /// the call ends with that code, what was applied is recorded, and the
+    /// whole response rides in the status details.
+    #[error("{message}")]
+    Incomplete {
+        /// The transient code: UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED.
+        code: Code,
+        /// What failed, in words.
+        message: String,
+        /// The response, every change with its outcome.
+        response: Box<trafego_proto::tracking::ReconcileResponse>,
+    },
     /// A guard refused, or the state does not allow the operation.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -46,6 +62,12 @@ impl From<TrackingError> for Status {
         match e {
             TrackingError::Invalid(f) => Status::invalid_argument(f.to_string()),
             TrackingError::Unavailable(m) => Status::unavailable(m),
+            TrackingError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+            TrackingError::Incomplete {
+                code,
+                message,
+                response,
+            } => incomplete_status(code, message, &response),
             TrackingError::FailedPrecondition(m) => Status::failed_precondition(m),
             TrackingError::NotFound(m) => Status::not_found(m),
             TrackingError::Cache(s) => match s.code() {
@@ -80,4 +102,42 @@ impl From<TrackingError> for Status {
             }
         }
     }
+}
+
+/// The type URL under which a reconcile's response rides in status details.
+pub const RECONCILE_RESPONSE_TYPE_URL: &str =
+    "type.googleapis.com/trafego.tracking.v1.ReconcileResponse";
+
+/// A status carrying `response` in its details, as the gRPC richer error
+/// model does: a `google.rpc.Status` whose one detail is an `Any` holding
+/// the `trafego.tracking.v1.ReconcileResponse` (grpcurl shows it).
+fn incomplete_status(
+    code: Code,
+    message: String,
+    response: &trafego_proto::tracking::ReconcileResponse,
+) -> Status {
+    use prost::Message;
+    let details = tonic_types::pb::Status {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any {
+            type_url: RECONCILE_RESPONSE_TYPE_URL.to_string(),
+            value: response.encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, details.encode_to_vec().into())
+}
+
+/// The reconcile response a status carries in its details, if it carries one
+/// (for clients and tests).
+pub fn reconcile_response_of(
+    status: &Status,
+) -> Option<trafego_proto::tracking::ReconcileResponse> {
+    use prost::Message;
+    let details = tonic_types::pb::Status::decode(status.details()).ok()?;
+    details
+        .details
+        .iter()
+        .find(|a| a.type_url == RECONCILE_RESPONSE_TYPE_URL)
+        .and_then(|a| trafego_proto::tracking::ReconcileResponse::decode(a.value.as_slice()).ok())
 }

@@ -67,9 +67,9 @@ pub fn settings(config: &Config) -> anyhow::Result<tracker::Settings> {
         managed: config.managed()?,
         max_orphan_ratio: config.max_orphan_ratio,
         max_staleness: config.reconcile_max_staleness,
-        // A create whose outcome was not heard is not sent again for this
-        // long unless its record shows up (cache-service may still be at it).
-        intent_hold: (config.cache_service_timeout * 4).max(std::time::Duration::from_secs(300)),
+        // How long a reconcile waits for cache-service to finish changes an
+        // earlier one left in flight before planning around them.
+        outcome_wait: (config.cache_service_timeout / 2).min(std::time::Duration::from_secs(10)),
     })
 }
 

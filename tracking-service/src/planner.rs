@@ -14,10 +14,14 @@
 //! - The first declaration stands: of two sources declaring one (name, type)
 //!   differently, the one whose declaration is older (`declared_at`, then
 //!   source name) plans as if alone; the later one gets a conflict.
-//! - An untracked record matching a pending intent (a write an earlier
-//!   reconcile sent but never recorded) is the app's own: it is claimed as
-//!   app-managed, not adopted. While an unconfirmed create is young and its
-//!   record has not shown up, the create is not sent again.
+//! - A pending intent (a write an earlier reconcile sent but never recorded)
+//!   is settled by what cache-service's change journal says of it
+//!   ([`IntentState`]): applied with record X → X is the app's own and is
+//!   claimed as app-managed (by id, never by content); not applied → it is
+//!   planned afresh (a create re-sent under the same change id); still in
+//!   flight → nothing is planned for its (name, type) until it ends. Only
+//!   when cache-service cannot vouch (another journal) is a record claimed by
+//!   matching content, as the best guess left.
 
 use std::collections::{HashMap, HashSet};
 
@@ -54,6 +58,25 @@ pub struct Planned {
     pub held: bool,
     /// Pending intents this change resolves (cleared when it is recorded).
     pub clear_intents: Vec<String>,
+    /// A create sent again under the change id of an earlier one that was
+    /// not applied (cache-service dedups on it, so a copy of the earlier
+    /// request still on its way can never make a second record).
+    pub change_id: Option<String>,
+}
+
+/// What cache-service's change journal says became of a pending intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentState {
+    /// Applied: the provider holds the record with this id, the app's own.
+    Applied(String),
+    /// Not applied (refused, found absent, never received): planned afresh.
+    NotApplied,
+    /// Still being applied, or its outcome could not be settled yet: nothing
+    /// is planned for its (name, type) until it is known.
+    Pending(String),
+    /// cache-service cannot vouch for it (another journal, or no answer):
+    /// a record is claimed by matching content, the best guess left.
+    Unvouched,
 }
 
 impl Planned {
@@ -88,15 +111,12 @@ pub struct Plan {
     pub dropped: usize,
 }
 
-/// The clock and the time rules of pending intents.
+/// The clock and the time rule of pending intents.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// Now, in unix milliseconds.
     pub now: i64,
-    /// An unconfirmed create younger than this holds a new create of its
-    /// (name, type) back.
-    pub intent_hold_ms: i64,
-    /// Intents older than this claim nothing (and are purged).
+    /// Unvouched intents older than this claim nothing (and are purged).
     pub intent_max_age_ms: i64,
 }
 
@@ -104,7 +124,6 @@ impl Default for Timing {
     fn default() -> Self {
         Self {
             now: 0,
-            intent_hold_ms: 0,
             intent_max_age_ms: i64::MAX,
         }
     }
@@ -160,12 +179,13 @@ pub fn plan(
         .iter()
         .map(|d| ((d.name.as_str(), d.rtype.as_str()), d))
         .collect();
-    let mut intents: HashMap<Key, Vec<&IntentRow>> = HashMap::new();
+    let unvouched = IntentState::Unvouched;
+    let mut intents: HashMap<Key, Vec<(&IntentRow, &IntentState)>> = HashMap::new();
     for i in &input.intents {
         intents
             .entry((i.name.as_str(), i.rtype.as_str()))
             .or_default()
-            .push(i);
+            .push((i, input.outcomes.get(&i.id).unwrap_or(&unvouched)));
     }
 
     // Tracked records the provider holds at a declared (name, type), whatever
@@ -215,7 +235,8 @@ pub fn plan(
                 rows.push(t);
             }
         }
-        let pending: &[&IntentRow] = intents.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let pending: &[(&IntentRow, &IntentState)] =
+            intents.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         changes.push(plan_one(spec, at_name, &rows, disagreeing, pending, timing));
     }
 
@@ -250,6 +271,7 @@ pub fn plan(
                 claimed: false,
                 held: false,
                 clear_intents: Vec::new(),
+                change_id: None,
             });
         }
     }
@@ -280,20 +302,18 @@ fn plan_one(
     at_name: &[&DnsRecord],
     rows: &[&TrackedRow],
     disagreeing: Option<&DeclRow>,
-    intents: &[&IntentRow],
+    intents: &[(&IntentRow, &IntentState)],
     timing: Timing,
 ) -> Planned {
     let rtype = spec.rtype.as_str();
-    let all_intents = || intents.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
-    let young = |i: &IntentRow| {
-        i.action == INTENT_CREATE && timing.now.saturating_sub(i.created_at) < timing.intent_hold_ms
-    };
-    // Intents no write can still be answering: everything but young creates.
-    let stale = || {
+    let in_doubt = |st: &IntentState| matches!(st, IntentState::Pending(_));
+    // Intents whose outcome is known (or past knowing): everything but those
+    // still in flight or unsettled, which stay journaled.
+    let resolved = || {
         intents
             .iter()
-            .filter(|i| !young(i))
-            .map(|i| i.id.clone())
+            .filter(|(_, st)| !in_doubt(st))
+            .map(|(i, _)| i.id.clone())
             .collect::<Vec<_>>()
     };
     let mk =
@@ -308,6 +328,7 @@ fn plan_one(
             claimed: false,
             held: false,
             clear_intents: Vec::new(),
+            change_id: None,
         };
     if let Some(d) = disagreeing {
         let present = rows
@@ -384,20 +405,29 @@ fn plan_one(
                 ),
             )
         };
-        p.clear_intents = all_intents();
+        p.clear_intents = resolved();
         return p;
     }
 
     // Nothing tracked is there. A record an earlier reconcile wrote but never
-    // recorded is the app's own: claim it.
+    // recorded is the app's own: claim it, by the id cache-service's journal
+    // gives, or (only when it cannot vouch) by content.
     let old = rows.first().copied();
-    let live = |i: &&&IntentRow| timing.now.saturating_sub(i.created_at) < timing.intent_max_age_ms;
-    let claim = same_type.iter().copied().find_map(|r| {
+    let live = |i: &IntentRow| timing.now.saturating_sub(i.created_at) < timing.intent_max_age_ms;
+    let by_id = same_type.iter().copied().find_map(|r| {
         intents
             .iter()
-            .filter(live)
-            .find(|i| same_content(&r.r#type, &r.content, &i.content))
-            .map(|i| (r, *i))
+            .find(|(_, st)| matches!(st, IntentState::Applied(id) if *id == r.record_id))
+            .map(|(i, _)| (r, *i))
+    });
+    let claim = by_id.or_else(|| {
+        same_type.iter().copied().find_map(|r| {
+            intents
+                .iter()
+                .filter(|(i, st)| **st == IntentState::Unvouched && live(i))
+                .find(|(i, _)| same_content(&r.r#type, &r.content, &i.content))
+                .map(|(i, _)| (r, *i))
+        })
     });
     if let Some((r, i)) = claim {
         let why = format!(
@@ -415,7 +445,25 @@ fn plan_one(
             )
         };
         p.claimed = true;
-        p.clear_intents = all_intents();
+        p.clear_intents = resolved();
+        return p;
+    }
+
+    // A change for this (name, type) is still being applied (or could not be
+    // settled): whatever the listing shows may be its doing, so nothing is
+    // planned until its outcome is known.
+    if let Some((i, IntentState::Pending(why))) = intents.iter().find(|(_, st)| in_doubt(st)) {
+        let mut p = mk(
+            ChangeAction::Create,
+            None,
+            old,
+            format!(
+                "an earlier reconcile sent a {} of it (content {}) whose outcome is not known yet                  ({why}); nothing is sent until cache-service settles it",
+                i.action, i.content
+            ),
+        );
+        p.held = true;
+        p.clear_intents = resolved();
         return p;
     }
 
@@ -434,7 +482,7 @@ fn plan_one(
                 describe(r)
             ),
         );
-        p.clear_intents = stale();
+        p.clear_intents = resolved();
         return p;
     }
     if let Some(r) = same_type.iter().find(|r| matches(spec, r)) {
@@ -444,7 +492,7 @@ fn plan_one(
             old,
             "a matching record already exists at the provider; tracked as not app-managed".into(),
         );
-        p.clear_intents = stale();
+        p.clear_intents = resolved();
         return p;
     }
     if let Some(r) = same_type.first() {
@@ -457,26 +505,7 @@ fn plan_one(
                 describe(r)
             ),
         );
-        p.clear_intents = stale();
-        return p;
-    }
-    if let Some(i) = intents.iter().find(|i| young(i)) {
-        let left = timing
-            .intent_hold_ms
-            .saturating_sub(timing.now.saturating_sub(i.created_at));
-        let mut p = mk(
-            ChangeAction::Create,
-            None,
-            old,
-            format!(
-                "an earlier reconcile sent this create (content {}) and did not see its outcome; \
-                 cache-service may still be writing it, so it is not sent again: it is claimed \
-                 once it shows up, or created again after {}s",
-                i.content,
-                (left + 999) / 1000
-            ),
-        );
-        p.held = true;
+        p.clear_intents = resolved();
         return p;
     }
     let reason = match old {
@@ -487,7 +516,23 @@ fn plan_one(
         None => "no record at this name and type".to_string(),
     };
     let mut p = mk(ChangeAction::Create, None, old, reason);
-    p.clear_intents = all_intents();
+    // An earlier create of the same record that was not applied is sent
+    // again under its own change id.
+    p.change_id = intents
+        .iter()
+        .find(|(i, st)| {
+            i.action == INTENT_CREATE
+                && matches!(st, IntentState::NotApplied)
+                && i.content == spec.content
+                && i.ttl == i32::try_from(spec.ttl).unwrap_or(i32::MAX)
+                && i.proxied == spec.proxied
+                && i.priority == spec.priority.map(i32::from)
+        })
+        .map(|(i, _)| i.id.clone());
+    p.clear_intents = resolved()
+        .into_iter()
+        .filter(|id| Some(id) != p.change_id.as_ref())
+        .collect();
     p
 }
 
@@ -636,6 +681,7 @@ mod tests {
             proxied: false,
             priority: None,
             created_at: at,
+            journal_id: String::new(),
         }
     }
 
@@ -702,12 +748,11 @@ mod tests {
     }
 
     #[test]
-    fn pending_intents_are_claimed_or_hold_a_create_back() {
+    fn unvouched_intents_are_claimed_by_content_until_too_old() {
         let cache = vec![rec("9", "A", "p.example.com", "192.0.2.1")];
         let want = [spec("A", "p.example.com", "192.0.2.1")];
         let timing = Timing {
             now: 1_000,
-            intent_hold_ms: 500,
             intent_max_age_ms: 10_000,
         };
         let mut input = PlanInput {
@@ -718,18 +763,65 @@ mod tests {
         assert_eq!(actions(&p), vec![ChangeAction::Create]);
         assert!(p.changes[0].claimed && !p.changes[0].held);
         assert_eq!(p.changes[0].clear_intents, vec!["r:0".to_string()]);
-        // Not shown up yet, and young: held back.
+        // Not there: created again at once (nothing can still be writing it).
         let p = plan("s", &want, &[], &input, timing);
-        assert!(p.changes[0].held, "{p:?}");
-        assert!(p.changes[0].clear_intents.is_empty());
-        // Older than the hold: created again, superseding it.
-        input.intents[0].created_at = 100;
-        let p = plan("s", &want, &[], &input, timing);
-        assert!(!p.changes[0].held && !p.changes[0].claimed);
+        assert!(!p.changes[0].held && !p.changes[0].claimed, "{p:?}");
         assert_eq!(p.changes[0].clear_intents, vec!["r:0".to_string()]);
         // Older than the maximum age: claims nothing.
         input.intents[0].created_at = -20_000;
         let p = plan("s", &want, &cache, &input, timing);
         assert_eq!(actions(&p), vec![ChangeAction::Adopt]);
+    }
+
+    #[test]
+    fn the_journal_decides_what_an_intent_became() {
+        let want = [spec("A", "p.example.com", "192.0.2.1")];
+        let theirs = rec("8", "A", "p.example.com", "192.0.2.1");
+        let ours = rec("9", "A", "p.example.com", "192.0.2.1");
+        let with = |st: IntentState| PlanInput {
+            intents: vec![intent("r:0", "p.example.com", "192.0.2.1", 900)],
+            outcomes: [("r:0".to_string(), st)].into_iter().collect(),
+            ..Default::default()
+        };
+        // Applied with record 9: record 9 is claimed, record 8 is not ours.
+        let input = with(IntentState::Applied("9".into()));
+        let p = plan(
+            "s",
+            &want,
+            &[theirs.clone(), ours.clone()],
+            &input,
+            Timing::default(),
+        );
+        assert_eq!(actions(&p), vec![ChangeAction::Create]);
+        assert!(p.changes[0].claimed);
+        assert_eq!(p.changes[0].record_id(), "9");
+        // Not applied: a matching record there is someone else's (adopted,
+        // never claimed), and with nothing there the create is sent again
+        // under the same change id.
+        let input = with(IntentState::NotApplied);
+        let p = plan(
+            "s",
+            &want,
+            std::slice::from_ref(&theirs),
+            &input,
+            Timing::default(),
+        );
+        assert_eq!(actions(&p), vec![ChangeAction::Adopt]);
+        assert!(!p.changes[0].claimed);
+        let p = plan("s", &want, &[], &input, Timing::default());
+        assert_eq!(actions(&p), vec![ChangeAction::Create]);
+        assert_eq!(p.changes[0].change_id.as_deref(), Some("r:0"));
+        assert!(p.changes[0].clear_intents.is_empty());
+        // Still in flight: nothing planned, even if a matching record shows.
+        let input = with(IntentState::Pending("in flight".into()));
+        let p = plan(
+            "s",
+            &want,
+            std::slice::from_ref(&ours),
+            &input,
+            Timing::default(),
+        );
+        assert!(p.changes[0].held, "{p:?}");
+        assert!(p.changes[0].clear_intents.is_empty());
     }
 }

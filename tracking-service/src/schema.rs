@@ -79,6 +79,7 @@ diesel::table! {
         proxied -> Bool,
         priority -> Nullable<Integer>,
         created_at -> BigInt,
+        journal_id -> Text,
     }
 }
 

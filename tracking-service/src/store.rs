@@ -142,6 +142,9 @@ pub struct IntentRow {
     pub priority: Option<i32>,
     /// When the write was about to be sent.
     pub created_at: i64,
+    /// cache-service's change-journal id when it was sent ("" before the
+    /// change-id protocol): an UNKNOWN answer from another journal proves nothing.
+    pub journal_id: String,
 }
 
 /// The `action` of a create in the journal.
@@ -183,6 +186,9 @@ pub struct PlanInput {
     pub tracked: Vec<TrackedRow>,
     /// Pending intents of the names concerned.
     pub intents: Vec<IntentRow>,
+    /// What cache-service's change journal says of them, by intent id (an
+    /// intent without an entry is unvouched).
+    pub outcomes: HashMap<String, crate::planner::IntentState>,
     /// `declared_at` of declarations this reconcile makes: `now`, or later
     /// than every stored declaration if the clock has not moved past them.
     pub decl_stamp: i64,
@@ -225,6 +231,7 @@ pub fn load_plan_input(
             declarations,
             tracked,
             intents,
+            outcomes: HashMap::new(),
             decl_stamp,
         })
     })
@@ -239,14 +246,15 @@ pub fn next_decl_stamp(conn: &mut SqliteConnection, now: i64) -> QueryResult<i64
     Ok(latest.map_or(now, |l| now.max(l.saturating_add(1))))
 }
 
-/// Journals `intents` in one transaction, before their writes are sent.
+/// Journals `intents` in one transaction, before their writes are sent. An
+/// intent sent again under its own id is rewritten.
 pub fn write_intents(conn: &mut SqliteConnection, intents: &[IntentRow]) -> QueryResult<()> {
     if intents.is_empty() {
         return Ok(());
     }
     conn.immediate_transaction(|conn| {
-        for chunk in intents.chunks(INSERT_CHUNK) {
-            diesel::insert_into(dns_pending_intents::table)
+        for chunk in intents.chunks(INSERT_CHUNK / 2) {
+            diesel::replace_into(dns_pending_intents::table)
                 .values(chunk)
                 .execute(conn)?;
         }
@@ -1050,6 +1058,7 @@ mod tests {
                 proxied: false,
                 priority: None,
                 created_at: at,
+                journal_id: String::new(),
             };
             write_intents(
                 c,

@@ -29,7 +29,9 @@ use tokio::sync::{Mutex, OnceCell};
 use tonic::Code;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
-use trafego_proto::cache::{Change, DeleteChange, DnsRecord, RecordInput, UpdateChange, change};
+use trafego_proto::cache::{
+    Change, ChangeState, DeleteChange, DnsRecord, RecordInput, UpdateChange, change,
+};
 use trafego_proto::timestamp_ms;
 use trafego_proto::tracking::{
     ChangeAction, GetTrackerStatusResponse, PlannedChange, ReconcileResponse, ReconcileSummary,
@@ -37,11 +39,11 @@ use trafego_proto::tracking::{
 };
 use trafego_proto::validate::{Hostname, RecordSpec};
 
-use crate::cache_client::CacheClient;
+use crate::cache_client::{self, CacheClient};
 use crate::config::ManagedEntry;
 use crate::desired::{self, Defaults, MANAGED_SOURCE, ZoneInfo};
 use crate::error::TrackingError;
-use crate::planner::{self, Planned, Timing};
+use crate::planner::{self, IntentState, Planned, Timing};
 use crate::preserve::Preserved;
 use crate::store::{self, CacheView, CheckOutcome, Commit, TrackedRow};
 
@@ -64,9 +66,9 @@ pub struct Settings {
     pub max_orphan_ratio: f64,
     /// RECONCILE_MAX_STALENESS.
     pub max_staleness: Duration,
-    /// How long an unconfirmed create (a pending intent) holds back a new
-    /// create of its (name, type) while its record has not shown up.
-    pub intent_hold: Duration,
+    /// How long a reconcile waits for changes an earlier one left in flight
+    /// at cache-service (GetChangeOutcomes' wait) before planning around them.
+    pub outcome_wait: Duration,
 }
 
 /// Pending intents older than this (a day) claim nothing and are purged.
@@ -363,6 +365,57 @@ impl Tracker {
             .await
     }
 
+    /// What cache-service's change journal says became of every pending
+    /// intent (the change-id protocol), waiting up to `outcome_wait` for
+    /// changes still in flight. An intent it cannot vouch for (another
+    /// journal, or no answer) is unvouched: claimed by content at best.
+    async fn resolve_intents(&self) -> Result<HashMap<String, IntentState>, TrackingError> {
+        let intents = self
+            .db
+            .run(|c| Ok::<_, TrackingError>(store::intents(c)?))
+            .await?;
+        if intents.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<String> = intents.iter().map(|i| i.id.clone()).collect();
+        let (known, journal) = match self.client.outcomes(&ids, self.settings.outcome_wait).await {
+            Ok(k) => k,
+            Err(e @ (TrackingError::Unavailable(_) | TrackingError::DeadlineExceeded(_))) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cache-service could not say what became of earlier writes; they are matched by content");
+                return Ok(HashMap::new());
+            }
+        };
+        let mut out = HashMap::with_capacity(intents.len());
+        for (i, k) in intents.iter().zip(known) {
+            let state = match k.state {
+                ChangeState::Applied => IntentState::Applied(k.record_id),
+                ChangeState::Failed => IntentState::NotApplied,
+                ChangeState::Unknown if !journal.is_empty() && i.journal_id == journal => {
+                    IntentState::NotApplied
+                }
+                ChangeState::InFlight => {
+                    IntentState::Pending("cache-service is still applying it".into())
+                }
+                ChangeState::Unsettled => IntentState::Pending(k.message),
+                ChangeState::Unknown | ChangeState::Unspecified => IntentState::Unvouched,
+            };
+            out.insert(i.id.clone(), state);
+        }
+        let applied = out
+            .values()
+            .filter(|s| matches!(s, IntentState::Applied(_)))
+            .count();
+        tracing::info!(
+            pending = intents.len(),
+            applied,
+            "asked cache-service what became of writes earlier reconciles did not hear back about"
+        );
+        Ok(out)
+    }
+
     /// Waits until no reconcile, sweep or check is in flight (for shutdown).
     pub async fn idle(&self) {
         let _ops = self.ops.lock().await;
@@ -377,6 +430,10 @@ impl Tracker {
     ) -> Result<ReconcileResponse, TrackingError> {
         let t0 = Instant::now();
         let ops = self.ops.clone().lock_owned().await;
+        // First learn what became of writes earlier reconciles never heard
+        // back about (waiting for those still in flight), so the listing
+        // below already holds what they produced.
+        let outcomes = self.resolve_intents().await?;
         let staleness =
             u32::try_from(self.settings.max_staleness.as_secs().max(1)).unwrap_or(u32::MAX);
         let (cache, generation) = self.client.list_all(staleness).await?;
@@ -393,15 +450,15 @@ impl Tracker {
         };
         let now = self.now();
         let src = source.to_string();
-        let input = self
+        let mut input = self
             .db
             .run(move |c| {
                 Ok::<_, TrackingError>(store::load_plan_input(c, &src, &names, &ids, now)?)
             })
             .await?;
+        input.outcomes = outcomes;
         let timing = Timing {
             now,
-            intent_hold_ms: millis(self.settings.intent_hold),
             intent_max_age_ms: INTENT_MAX_AGE_MS,
         };
         let plan = planner::plan(source, &specs, &cache, &input, timing);
@@ -475,6 +532,7 @@ impl Tracker {
         // Provider writes: creates and updates, in one batch (chunked), each
         // journaled first.
         let run_id = format!("{:016x}", rand::random::<u64>());
+        let journal_id = self.client.journal_id();
         let mut writes: Vec<Change> = Vec::new();
         let mut write_of: Vec<usize> = Vec::new();
         let mut intents: Vec<store::IntentRow> = Vec::new();
@@ -499,8 +557,12 @@ impl Tracker {
                 ),
                 _ => continue,
             };
+            let change_id = p
+                .change_id
+                .clone()
+                .unwrap_or_else(|| format!("{run_id}:{i}"));
             intents.push(store::IntentRow {
-                id: format!("{run_id}:{i}"),
+                id: change_id.clone(),
                 source: source.to_string(),
                 action: action.to_string(),
                 record_id,
@@ -511,8 +573,12 @@ impl Tracker {
                 proxied: spec.proxied,
                 priority: spec.priority.map(i32::from),
                 created_at: now,
+                journal_id: journal_id.clone(),
             });
-            writes.push(Change { kind: Some(kind) });
+            writes.push(Change {
+                kind: Some(kind),
+                change_id,
+            });
             write_of.push(i);
         }
         let intent_ids: Vec<String> = intents.iter().map(|i| i.id.clone()).collect();
@@ -521,12 +587,33 @@ impl Tracker {
                 .run(move |c| Ok::<_, TrackingError>(store::write_intents(c, &intents)?))
                 .await?;
         }
-        // If this fails, nothing is recorded and the journal keeps every
-        // intent: whatever reached the provider is claimed by a later reconcile.
+        // A call that got no answer leaves every change of it unknown: the
+        // intents stay journaled, the rest of the plan is recorded, and a
+        // later reconcile asks cache-service what became of them.
         let outcomes = if writes.is_empty() {
             Vec::new()
         } else {
-            self.client.apply(writes).await?
+            let n = writes.len();
+            match self.client.apply(writes).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let code = match &e {
+                        TrackingError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+                        TrackingError::Cache(s) => s.code(),
+                        _ => Code::Unavailable,
+                    };
+                    let uncertain = !matches!(e, TrackingError::Cache(_));
+                    let message = e.to_string();
+                    (0..n)
+                        .map(|_| cache_client::ChangeOutcome {
+                            code: code as i32,
+                            message: message.clone(),
+                            record: None,
+                            uncertain,
+                        })
+                        .collect()
+                }
+            }
         };
         let mut commit = Commit {
             source: source.to_string(),
@@ -548,6 +635,14 @@ impl Tracker {
                     out[i].code = Code::Internal as i32;
                     out[i].reason =
                         "cache-service accepted the change but returned no record".into();
+                }
+                (code, _) if o.uncertain => {
+                    out[i].code = code;
+                    out[i].reason = format!(
+                        "outcome not known yet ({}); cache-service settles it and the next \
+                         reconcile learns what became of it",
+                        o.message
+                    );
                 }
                 (code, _) => {
                     out[i].code = code;
@@ -695,12 +790,20 @@ impl Tracker {
             "reconciled"
         );
         self.export_counts().await;
-        Ok(ReconcileResponse {
+        let response = ReconcileResponse {
             changes: out,
             summary: Some(summary),
             dry_run: false,
             cache_generation: generation,
-        })
+        };
+        match incomplete(&response) {
+            Some((code, message)) => Err(TrackingError::Incomplete {
+                code,
+                message,
+                response: Box::new(response),
+            }),
+            None => Ok(response),
+        }
     }
 
     /// Invariant 7: refuses a source that suddenly declares nothing, or a
@@ -862,7 +965,7 @@ impl Tracker {
             .run(|c| Ok::<_, TrackingError>(store::orphans(c)?))
             .await?;
         let now = self.now();
-        let grace = self.settings.grace.as_millis() as i64;
+        let grace = millis(self.settings.grace);
         let mut candidates = Vec::new();
         for o in orphans {
             if !o.app_managed {
@@ -952,6 +1055,9 @@ impl Tracker {
                     kind: Some(change::Kind::Delete(DeleteChange {
                         record_id: o.record_id.clone(),
                     })),
+                    // A deletion is safe to send again (a second one finds
+                    // nothing): no journal entry needed.
+                    change_id: String::new(),
                 })
                 .collect();
             let outcomes = match self.client.apply(changes).await {
@@ -1137,6 +1243,34 @@ impl Tracker {
         tracing::info!(record_id, "record untracked (left at the provider)");
         Ok(())
     }
+}
+
+/// Whether a reconcile's changes failed for a transient reason (cache-service
+/// or the provider unreachable, rate limited, too slow): the code the call
+/// must end with and why. Refusals and conflicts are results, not failures.
+fn incomplete(r: &ReconcileResponse) -> Option<(Code, String)> {
+    let transient = |c: i32| {
+        matches!(
+            Code::from_i32(c),
+            Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
+        )
+    };
+    let failed: Vec<&PlannedChange> = r.changes.iter().filter(|c| transient(c.code)).collect();
+    let first = failed.first()?;
+    let code = Code::from_i32(first.code);
+    Some((
+        code,
+        format!(
+            "{} of {} changes did not go through ({code:?}: {} {}: {}); everything else was \
+             applied and recorded, and the same call again picks up where this one stopped; \
+             each change's outcome is in the status details (trafego.tracking.v1.ReconcileResponse)",
+            failed.len(),
+            r.changes.len(),
+            first.r#type,
+            first.hostname,
+            first.reason
+        ),
+    ))
 }
 
 fn desired_error(field: &str, msg: String) -> TrackingError {

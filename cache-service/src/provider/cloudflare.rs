@@ -265,6 +265,7 @@ fn scrub(e: ProviderError, token: &str) -> ProviderError {
         ProviderError::Conflict(m) => ProviderError::Conflict(s(m)),
         ProviderError::Invalid(m) => ProviderError::Invalid(s(m)),
         ProviderError::Unavailable(m) => ProviderError::Unavailable(s(m)),
+        ProviderError::Unanswered(m) => ProviderError::Unanswered(s(m)),
         ProviderError::Other(m) => ProviderError::Other(s(m)),
     }
 }
@@ -742,6 +743,18 @@ impl CloudflareProvider {
         let path = url.path();
         let token = self.cfg.token.as_str();
         let op = operation(method, path);
+        // A write whose answer is lost after it was sent may have been
+        // applied: it is reported as unanswered, never sent again from here.
+        let write = *method != Method::GET;
+        let lost = |fault: String| {
+            tracing::warn!(
+                %method,
+                path,
+                fault = %fault,
+                "Cloudflare write sent but its answer was lost; not retried blindly",
+            );
+            ProviderError::Unanswered(format!("{method} {path}: {fault}"))
+        };
         let mut attempt: u32 = 0;
         loop {
             let now = Instant::now();
@@ -793,6 +806,9 @@ impl CloudflareProvider {
                     if status.is_success() {
                         match resp.bytes().await {
                             Ok(b) => return Ok(Vec::from(b)),
+                            Err(e) if write => {
+                                return Err(lost(format!("reading the answer: {}", describe(&e))));
+                            }
                             Err(e) => format!("reading the answer: {}", describe(&e)),
                         }
                     } else if status == StatusCode::TOO_MANY_REQUESTS {
@@ -835,6 +851,9 @@ impl CloudflareProvider {
                         tokio::time::sleep(delay).await;
                         continue;
                     } else if status.is_server_error() {
+                        if write {
+                            return Err(lost(format!("HTTP {}", status.as_u16())));
+                        }
                         format!("HTTP {}", status.as_u16())
                     } else {
                         let bytes = resp.bytes().await.unwrap_or_default();
@@ -852,6 +871,10 @@ impl CloudflareProvider {
                 }
                 Err(e) => {
                     count_request(op, "network_error");
+                    // A connection never made carried nothing: safe to retry.
+                    if write && !e.is_connect() {
+                        return Err(lost(describe(&e)));
+                    }
                     describe(&e)
                 }
             };
@@ -1206,10 +1229,14 @@ impl CloudflareProvider {
             }
             if let [op] = chunk {
                 let r = self.apply_one(zone_id, op, reqs).await;
-                if let Err(e) = &r
-                    && provider_wide(e)
-                {
-                    stop = Some(e.clone());
+                match &r {
+                    Err(ProviderError::Unanswered(m)) => {
+                        stop = Some(ProviderError::Unavailable(format!(
+                            "not sent: an earlier write's answer was lost ({m})"
+                        )));
+                    }
+                    Err(e) if provider_wide(e) => stop = Some(e.clone()),
+                    _ => {}
                 }
                 results.push(r);
                 continue;
@@ -1227,7 +1254,13 @@ impl CloudflareProvider {
                     }
                 }
                 Err(e) => {
-                    if provider_wide(&e) {
+                    if let ProviderError::Unanswered(m) = &e {
+                        // Later chunks were never sent: say so plainly, so
+                        // they are not taken for writes whose answer was lost.
+                        stop = Some(ProviderError::Unavailable(format!(
+                            "not sent: an earlier batch's answer was lost ({m})"
+                        )));
+                    } else if provider_wide(&e) {
                         stop = Some(e.clone());
                     }
                     results.extend(chunk.iter().map(|_| Err(e.clone())));
@@ -1292,6 +1325,35 @@ impl DnsProvider for CloudflareProvider {
             let reqs = AtomicU64::new(0);
             let results = self.apply_all(ops, &reqs).await;
             (results, reqs.load(Ordering::Relaxed))
+        })
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+        rtype: &'a str,
+    ) -> BoxFuture<'a, Result<(Vec<ProviderRecord>, u64), ProviderError>> {
+        Box::pin(async move {
+            let reqs = AtomicU64::new(0);
+            let zone_id = self.zone_id(&reqs).await?;
+            // One (name, type) holds a handful of records: one page at the
+            // largest size reads them all.
+            let per_page = self.cfg.per_page.max(1).to_string();
+            let url = self.url(
+                &["zones", zone_id, "dns_records"],
+                &[
+                    ("name.exact", name),
+                    ("type", rtype),
+                    ("per_page", &per_page),
+                ],
+            );
+            let (records, _): (Vec<CfRecord>, _) = self.call(Method::GET, url, None, &reqs).await?;
+            let held = records
+                .into_iter()
+                .map(CfRecord::into_provider)
+                .filter(|r| r.name == name && r.rtype == rtype)
+                .collect();
+            Ok((held, reqs.load(Ordering::Relaxed)))
         })
     }
 }

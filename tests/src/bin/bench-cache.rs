@@ -184,6 +184,7 @@ async fn run_creates(n: usize) -> anyhow::Result<()> {
                 ttl: 300,
                 ..Default::default()
             })),
+            change_id: String::new(),
         })
         .collect();
     let t = Instant::now();
