@@ -1198,3 +1198,83 @@ pub async fn refresh_loop(cache: Arc<Cache>, cancel: tokio_util::sync::Cancellat
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::future::BoxFuture;
+    use trafego_proto::validate::Hostname;
+
+    use super::*;
+    use crate::provider::{Listing, WriteResult};
+
+    /// A provider whose first listing panics.
+    struct PanicsOnce {
+        zone: Hostname,
+        lists: AtomicU32,
+    }
+
+    impl DnsProvider for PanicsOnce {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        fn zone(&self) -> &Hostname {
+            &self.zone
+        }
+
+        fn list(&self) -> BoxFuture<'_, Result<Listing, ProviderError>> {
+            Box::pin(async move {
+                if self.lists.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("a bug in a provider");
+                }
+                Ok(Listing::default())
+            })
+        }
+
+        fn apply(&self, ops: Vec<WriteOp>) -> BoxFuture<'_, (Vec<WriteResult>, u64)> {
+            Box::pin(async move { (ops.iter().map(|_| Ok(None)).collect(), 0) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_refresh_is_a_failed_refresh_and_the_next_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("cache.db"),
+            crate::MIGRATIONS,
+            Default::default(),
+        )
+        .unwrap();
+        let provider = Arc::new(PanicsOnce {
+            zone: Hostname::parse("zone", "example.com").unwrap(),
+            lists: AtomicU32::new(0),
+        });
+        let settings = CacheSettings {
+            refresh_interval: Duration::from_secs(3600),
+            refresh_timeout: Duration::from_secs(10),
+            watch_buffer: 100,
+            journal_retention: Duration::from_secs(3600),
+        };
+        let cache = Cache::open(
+            db,
+            provider.clone(),
+            trafego_common::clock::system(),
+            settings,
+        )
+        .await
+        .unwrap();
+        let e = cache.refresh().await.unwrap_err();
+        assert_eq!(e.code, Code::Internal);
+        assert!(e.message.contains("unexpectedly"), "{e:?}");
+        let st = cache.status().await.unwrap();
+        assert!(st.stale);
+        assert!(st.state.last_error.contains("unexpectedly"), "{st:?}");
+        // Not wedged: the next refresh runs and succeeds.
+        cache.refresh().await.unwrap();
+        assert_eq!(provider.lists.load(Ordering::SeqCst), 2);
+        let st = cache.status().await.unwrap();
+        assert!(!st.stale && st.state.last_error.is_empty(), "{st:?}");
+    }
+}

@@ -181,6 +181,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Bumped each time a write's answer is lost, for tests to wait on.
     lost: tokio::sync::watch::Sender<u64>,
+    /// Bumped each time a counter changes, for tests to wait on.
+    counted: tokio::sync::watch::Sender<u64>,
 }
 
 /// Records by id (ordered, so pages are stable) plus an index name -> ids (each list kept
@@ -285,6 +287,7 @@ impl Inner {
     }
     fn bump(&self, f: impl FnOnce(&mut FakeStats)) {
         f(&mut lock(&self.stats));
+        self.counted.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -310,6 +313,7 @@ impl FakeCloudflare {
             stats: Mutex::new(FakeStats::default()),
             shutdown: CancellationToken::new(),
             lost: tokio::sync::watch::channel(0).0,
+            counted: tokio::sync::watch::channel(0).0,
         });
         let app = router(inner.clone());
         let stop = inner.shutdown.clone();
@@ -466,6 +470,20 @@ impl FakeCloudflare {
     pub async fn wait_answers_lost(&self, n: u64) {
         let mut rx = self.inner.lost.subscribe();
         let _ = rx.wait_for(|&lost| lost >= n).await;
+    }
+
+    /// Waits until the request counters satisfy `pred` (e.g. a first batch
+    /// arrived), without polling on a timer.
+    pub async fn wait_stats(&self, pred: impl Fn(&FakeStats) -> bool) {
+        let mut rx = self.inner.counted.subscribe();
+        loop {
+            if pred(&self.stats()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// A snapshot of the request counters.

@@ -24,7 +24,8 @@ pub enum TrackingError {
     /// A reconcile ran but some of its changes failed for a transient reason
     /// (cache-service or the provider unreachable, rate limited, too slow):
     /// the call ends with that code, what was applied is recorded, and the
-    /// whole response rides in the status details.
+    /// response (its summary and the changes that did not succeed) rides in
+    /// the status details.
     #[error("{message}")]
     Incomplete {
         /// The transient code: UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED.
@@ -117,6 +118,7 @@ fn incomplete_status(
     response: &trafego_proto::tracking::ReconcileResponse,
 ) -> Status {
     use prost::Message;
+    let response = details_of(response);
     let details = tonic_types::pb::Status {
         code: code as i32,
         message: message.clone(),
@@ -126,6 +128,33 @@ fn incomplete_status(
         }],
     };
     Status::with_details(code, message, details.encode_to_vec().into())
+}
+
+/// Most bytes of a reconcile response carried in status details: they travel
+/// in a trailer, and HTTP/2 peers refuse header blocks much over 16 KiB.
+pub const MAX_DETAIL_BYTES: usize = 8 * 1024;
+
+/// The response as the details carry it: the summary and the changes that
+/// did not succeed, as many as fit in [`MAX_DETAIL_BYTES`] (the same call
+/// again, or a dry run, shows the rest).
+fn details_of(
+    response: &trafego_proto::tracking::ReconcileResponse,
+) -> trafego_proto::tracking::ReconcileResponse {
+    use prost::Message;
+    let mut out = trafego_proto::tracking::ReconcileResponse {
+        changes: Vec::new(),
+        ..response.clone()
+    };
+    let mut size = out.encoded_len();
+    for c in response.changes.iter().filter(|c| c.code != 0) {
+        let n = c.encoded_len() + 4;
+        if size + n > MAX_DETAIL_BYTES {
+            break;
+        }
+        size += n;
+        out.changes.push(c.clone());
+    }
+    out
 }
 
 /// The reconcile response a status carries in its details, if it carries one

@@ -1263,7 +1263,8 @@ fn incomplete(r: &ReconcileResponse) -> Option<(Code, String)> {
         format!(
             "{} of {} changes did not go through ({code:?}: {} {}: {}); everything else was \
              applied and recorded, and the same call again picks up where this one stopped; \
-             each change's outcome is in the status details (trafego.tracking.v1.ReconcileResponse)",
+             the summary and the changes that did not succeed are in the status details \
+             (trafego.tracking.v1.ReconcileResponse)",
             failed.len(),
             r.changes.len(),
             first.r#type,
