@@ -165,6 +165,11 @@ impl Cache {
         self.provider.name()
     }
 
+    /// What the provider can hold and do.
+    pub fn capabilities(&self) -> crate::provider::Capabilities {
+        self.provider.capabilities()
+    }
+
     /// The zone.
     pub fn zone(&self) -> &str {
         &self.zone

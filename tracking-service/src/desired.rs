@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use trafego_proto::tracking::DesiredRecord;
 use trafego_proto::validate::{
-    self, FieldError, Hostname, RecordSpec, RecordType, parse_content, parse_priority, parse_ttl,
-    reject_control,
+    self, FieldError, Hostname, ProviderRules, RecordSpec, RecordType, check_null_mx,
+    parse_content, parse_priority, parse_ttl, reject_control,
 };
 
 /// Longest source name.
@@ -40,20 +40,22 @@ pub struct Defaults {
     pub public_ipv6: Option<Ipv6Addr>,
 }
 
-/// The zone and provider, as cache-service reports them.
+/// The zone and what its provider can hold, as cache-service reports them
+/// (`GetCacheStatus`: the zone and the capabilities). Declarations are
+/// validated with these data, never with the provider's name.
 #[derive(Debug, Clone)]
 pub struct ZoneInfo {
     /// The zone managed.
     pub zone: Hostname,
-    /// The provider's name ("cloudflare", "zonefile").
-    pub provider: String,
+    /// The provider's capabilities that decide what a declaration may ask for.
+    pub rules: ProviderRules,
 }
 
 impl ZoneInfo {
     /// Whether the provider can proxy records; elsewhere proxied is always
     /// false, or a record would look drifted forever.
     pub fn can_proxy(&self) -> bool {
-        self.provider == "cloudflare"
+        self.rules.proxied
     }
 }
 
@@ -168,9 +170,11 @@ pub fn precheck(
                 .map(|c| ip_type(c).unwrap_or(defaults.rtype))
         });
         let rtype = known_type.unwrap_or(defaults.rtype);
-        if let Some(c) = &r.content {
-            parse_content(&f("content"), rtype, c)?;
-        }
+        let content = r
+            .content
+            .as_deref()
+            .map(|c| parse_content(&f("content"), rtype, c))
+            .transpose()?;
         if let Some(t) = r.ttl {
             parse_ttl(&f("ttl"), t)?;
         }
@@ -180,7 +184,10 @@ pub fn precheck(
                 format!("{rtype} records cannot be proxied"),
             ));
         }
-        parse_priority(&f("priority"), rtype, r.priority)?;
+        let priority = parse_priority(&f("priority"), rtype, r.priority)?;
+        if let Some(c) = &content {
+            check_null_mx(&f("priority"), rtype, c, priority)?;
+        }
         let Some(rtype) = known_type else { continue };
         let name = name.as_str().to_string();
         if let Some(j) = seen.insert((name.clone(), rtype), i) {
@@ -258,14 +265,17 @@ pub fn one(
         None => defaults.proxied && rtype.proxiable(),
     } && zone.can_proxy();
     let priority = parse_priority(&f("priority"), rtype, r.priority)?;
-    Ok(RecordSpec {
+    let spec = RecordSpec {
         rtype,
         name,
         content,
         ttl,
         proxied,
         priority,
-    })
+    };
+    spec.check_consistent(field)?;
+    spec.check_for(field, "hostname", &zone.zone, &zone.rules)?;
+    Ok(spec)
 }
 
 fn default_content(
@@ -277,15 +287,18 @@ fn default_content(
     defaults: &Defaults,
     zone: &ZoneInfo,
 ) -> Result<String, FieldError> {
-    // The apex cannot be a CNAME: without an explicit type it becomes an
-    // address record, as in TrafegoDNS.
-    if is_apex && *rtype == RecordType::Cname {
-        if given_type.is_some() {
-            return Err(FieldError::new(
-                f("type"),
-                format!("the zone apex {name} cannot be a CNAME; declare an A or AAAA record"),
-            ));
-        }
+    // Without an explicit type the apex becomes an address record, as in
+    // TrafegoDNS (its default CNAME content, the apex, would point to itself).
+    // A CNAME declared at the apex needs a provider that flattens it.
+    if is_apex && *rtype == RecordType::Cname && given_type.is_some() && !zone.rules.cname_at_apex {
+        return Err(FieldError::new(
+            f("type"),
+            format!(
+                "the zone apex {name} cannot be a CNAME with this provider (it cannot flatten one); declare an A or AAAA record"
+            ),
+        ));
+    }
+    if is_apex && *rtype == RecordType::Cname && given_type.is_none() {
         if let Some(ip) = defaults.public_ip {
             *rtype = RecordType::A;
             return Ok(ip.to_string());
@@ -371,10 +384,19 @@ pub fn same_content(rtype: &str, content: &str, canonical: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn zone(provider: &str) -> ZoneInfo {
+    /// A zone whose provider proxies and flattens an apex CNAME, with a 60 s
+    /// minimum TTL (`full`), or does neither and takes 30 s.
+    fn zone(full: bool) -> ZoneInfo {
         ZoneInfo {
             zone: Hostname::parse("z", "example.com").unwrap(),
-            provider: provider.into(),
+            rules: ProviderRules {
+                record_types: RecordType::ALL.to_vec(),
+                proxied: full,
+                min_ttl: if full { 60 } else { 30 },
+                max_ttl: 86_400,
+                cname_at_apex: full,
+                id_format: validate::IdFormat::HEX32,
+            },
         }
     }
 
@@ -398,7 +420,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_trafegodns() {
-        let z = zone("cloudflare");
+        let z = zone(true);
         let d = defaults();
         let s = one("r", &rec("app.example.com"), &d, &z).unwrap();
         assert_eq!(
@@ -414,7 +436,7 @@ mod tests {
             (s.rtype, s.content.as_str()),
             (RecordType::Aaaa, "2001:db8::1")
         );
-        let s = one("r", &rec("app.example.com"), &d, &zone("zonefile")).unwrap();
+        let s = one("r", &rec("app.example.com"), &d, &zone(false)).unwrap();
         assert!(!s.proxied);
         let mut nd = d.clone();
         nd.public_ip = None;
@@ -425,7 +447,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let z = zone("cloudflare");
+        let z = zone(true);
         let d = defaults();
         let e = one("records[2]", &rec("a.example.org"), &d, &z).unwrap_err();
         assert_eq!(e.field, "records[2].hostname");
