@@ -479,6 +479,87 @@ mod tests {
         assert!(source("source", &"x".repeat(129)).is_err());
     }
 
+    fn typed(h: &str, t: &str, content: Option<&str>) -> DesiredRecord {
+        DesiredRecord {
+            hostname: h.into(),
+            r#type: Some(t.into()),
+            content: content.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn declarations_follow_the_provider_capabilities() {
+        let d = defaults();
+        let (full, plain) = (zone(true), zone(false));
+        let field = |r: &DesiredRecord, z: &ZoneInfo| one("records[0]", r, &d, z).unwrap_err();
+
+        // A CNAME at the apex only where the provider flattens it.
+        let apex = typed("example.com", "CNAME", Some("target.example.net"));
+        let e = field(&apex, &plain);
+        assert_eq!(e.field, "records[0].type");
+        assert!(e.message.contains("apex"), "{e}");
+        let s = one("records[0]", &apex, &d, &full).unwrap();
+        assert_eq!(
+            (s.rtype, s.content.as_str()),
+            (RecordType::Cname, "target.example.net")
+        );
+        let bare = typed("example.com", "CNAME", None);
+        assert_eq!(field(&bare, &plain).field, "records[0].type");
+        let e = field(&bare, &full);
+        assert_eq!(e.field, "records[0].content");
+        assert!(e.message.contains("itself"), "{e}");
+
+        // NS at the apex never; below it, yes.
+        let ns = typed("example.com", "NS", Some("ns1.example.net"));
+        assert_eq!(field(&ns, &full).field, "records[0].type");
+        one(
+            "r",
+            &typed("sub.example.com", "NS", Some("ns1.example.net")),
+            &d,
+            &full,
+        )
+        .unwrap();
+
+        // The provider's minimum TTL, named; automatic always passes.
+        let mut r = rec("a.example.com");
+        r.ttl = Some(45);
+        let e = field(&r, &full);
+        assert_eq!(e.field, "records[0].ttl");
+        assert!(e.message.contains("minimum of 60"), "{e}");
+        one("r", &r, &d, &plain).unwrap();
+        r.ttl = Some(1);
+        one("r", &r, &d, &full).unwrap();
+
+        // Targets are names, not addresses, and not the record's own name.
+        let e = field(&typed("a.example.com", "CNAME", Some("192.0.2.1")), &full);
+        assert_eq!(e.field, "records[0].content");
+        let e = field(
+            &typed("a.example.com", "CNAME", Some("a.example.com.")),
+            &full,
+        );
+        assert_eq!(e.field, "records[0].content");
+        assert!(e.message.contains("itself"), "{e}");
+
+        // The null MX, with priority 0 only; also before the zone is known.
+        let mut mx = typed("nomail.example.com", "MX", Some("."));
+        mx.priority = Some(0);
+        let s = one("r", &mx, &d, &plain).unwrap();
+        assert_eq!((s.content.as_str(), s.priority), (".", Some(0)));
+        precheck("records", std::slice::from_ref(&mx), &d).unwrap();
+        mx.priority = Some(10);
+        assert_eq!(field(&mx, &plain).field, "records[0].priority");
+        let e = precheck("records", &[mx], &d).unwrap_err();
+        assert_eq!(e.field, "records[0].priority");
+        let e = precheck(
+            "records",
+            &[typed("a.example.com", "MX", Some("192.0.2.1"))],
+            &d,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "records[0].content");
+    }
+
     #[test]
     fn content_comparison_is_canonical() {
         assert!(same_content(
