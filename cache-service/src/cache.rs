@@ -376,6 +376,11 @@ impl Cache {
         self.provider.name()
     }
 
+    /// What the provider can hold and do.
+    pub fn capabilities(&self) -> crate::provider::Capabilities {
+        self.provider.capabilities()
+    }
+
     /// The zone.
     pub fn zone(&self) -> &str {
         &self.zone
@@ -1222,6 +1227,19 @@ mod tests {
 
         fn zone(&self) -> &Hostname {
             &self.zone
+        }
+
+        fn capabilities(&self) -> crate::provider::Capabilities {
+            crate::provider::Capabilities {
+                record_types: trafego_proto::validate::RecordType::ALL.to_vec(),
+                proxied: false,
+                min_ttl: 30,
+                max_ttl: 86_400,
+                cname_at_apex: false,
+                batch_size: 0,
+                comments: false,
+                id_format: trafego_proto::validate::IdFormat::HEX32,
+            }
         }
 
         fn list(&self) -> BoxFuture<'_, Result<Listing, ProviderError>> {

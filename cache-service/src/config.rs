@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long, env = "CLOUDFLARE_BATCH_SIZE", default_value_t = 200)]
     pub cloudflare_batch_size: usize,
 
+    /// Shortest explicit TTL the Cloudflare zone accepts (60; 30 on Enterprise zones).
+    /// Shorter TTLs are refused with INVALID_ARGUMENT; 1 (automatic) always passes.
+    #[arg(long, env = "CLOUDFLARE_MIN_TTL", default_value_t = crate::provider::cloudflare::DEFAULT_MIN_TTL)]
+    pub cloudflare_min_ttl: u32,
+
     /// Client-side request budget per window (Cloudflare allows 1200 per 5 minutes).
     #[arg(long, env = "CLOUDFLARE_RATE_LIMIT", default_value_t = 1200)]
     pub cloudflare_rate_limit: u32,
@@ -196,12 +201,20 @@ impl Config {
                 )
             }
             ProviderKind::Cloudflare => {
+                use trafego_proto::validate::{TTL_MAX, TTL_MIN};
+                if !(TTL_MIN..=TTL_MAX).contains(&self.cloudflare_min_ttl) {
+                    bail!(
+                        "CLOUDFLARE_MIN_TTL {} is out of range {TTL_MIN} to {TTL_MAX}",
+                        self.cloudflare_min_ttl
+                    );
+                }
                 let mut cfg = CloudflareConfig::new(&self.cloudflare_api_url, &self.token()?, zone);
                 cfg.zone_id = self.cloudflare_zone_id.clone().filter(|z| !z.is_empty());
                 cfg.per_page = self.cloudflare_per_page;
                 cfg.batch_size = self.cloudflare_batch_size.max(1);
                 cfg.budget_requests = self.cloudflare_rate_limit.max(1);
                 cfg.budget_window = self.cloudflare_rate_window;
+                cfg.min_ttl = self.cloudflare_min_ttl;
                 Arc::new(
                     CloudflareProvider::new(cfg).map_err(|e| anyhow::anyhow!("cloudflare: {e}"))?,
                 )

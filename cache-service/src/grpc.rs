@@ -12,11 +12,13 @@ use tonic::{Request, Response, Status};
 use trafego_proto::cache::cache_service_server::CacheService;
 use trafego_proto::cache::{change, *};
 use trafego_proto::timestamp_ms;
-use trafego_proto::validate::{self, FieldError, Hostname, RecordType};
+use trafego_proto::validate::{
+    self, FieldError, Hostname, ProviderRules, RecordType, ValidRecordInput,
+};
 
 use crate::cache::{Cache, CacheError, ChangeStateOf, row_to_proto};
 use crate::journal::{self, ChangeReq, Outcome};
-use crate::provider::{ProviderRecord, WriteOp};
+use crate::provider::{Capabilities, ProviderRecord, WriteOp};
 use crate::store::{self, ListFilter, PageKey};
 
 /// Most changes accepted in one `ApplyChanges`.
@@ -29,12 +31,42 @@ const MAX_PAGE: u32 = 10_000;
 pub struct CacheApi {
     cache: Arc<Cache>,
     shutdown: CancellationToken,
+    /// The provider's capabilities (fixed for its lifetime), reported by
+    /// `GetCacheStatus`.
+    capabilities: Arc<Capabilities>,
+    /// The part of them every write and record id is checked against.
+    rules: Arc<ProviderRules>,
 }
 
 impl CacheApi {
     /// Serves `cache`; streams end when `shutdown` is cancelled.
     pub fn new(cache: Arc<Cache>, shutdown: CancellationToken) -> Self {
-        Self { cache, shutdown }
+        let capabilities = cache.capabilities();
+        let rules = Arc::new(capabilities.rules());
+        Self {
+            cache,
+            shutdown,
+            capabilities: Arc::new(capabilities),
+            rules,
+        }
+    }
+
+    /// Validates a record to write at `field`: the contract's rules, the
+    /// zone's, then the provider's capabilities.
+    fn valid_input(
+        &self,
+        field: &str,
+        input: Option<&RecordInput>,
+    ) -> Result<ValidRecordInput, FieldError> {
+        let zone = self.cache.zone_name();
+        let valid = validate::record_input(field, input, zone)?;
+        valid.spec.check_for(field, "name", zone, &self.rules)?;
+        Ok(valid)
+    }
+
+    /// Validates a record id at `field` against the provider's id format.
+    fn valid_id(&self, field: &str, id: &str) -> Result<String, FieldError> {
+        self.rules.id_format.check(field, id)
     }
 
     fn record(&self, r: &ProviderRecord) -> DnsRecord {
@@ -147,7 +179,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<GetRecordRequest>,
     ) -> Result<Response<GetRecordResponse>, Status> {
-        let id = validate::record_id("record_id", &request.get_ref().record_id)?;
+        let id = self.valid_id("record_id", &request.get_ref().record_id)?;
         self.cache.ensure_fresh(None).await?;
         let lookup = id.clone();
         let row = self
@@ -197,6 +229,7 @@ impl CacheService for CacheApi {
             last_refresh_duration_ms: s.state.last_refresh_duration_ms as u64,
             last_attempt: s.state.last_attempt.map(timestamp_ms),
             journal_id: self.cache.journal_id().to_string(),
+            capabilities: Some(self.capabilities.to_proto()),
         }))
     }
 
@@ -204,11 +237,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<CreateRecordRequest>,
     ) -> Result<Response<CreateRecordResponse>, Status> {
-        let input = validate::record_input(
-            "record",
-            request.get_ref().record.as_ref(),
-            self.cache.zone_name(),
-        )?;
+        let input = self.valid_input("record", request.get_ref().record.as_ref())?;
         let (record, generation) = self.write_one(WriteOp::Create(input)).await?;
         Ok(Response::new(CreateRecordResponse { record, generation }))
     }
@@ -218,8 +247,8 @@ impl CacheService for CacheApi {
         request: Request<UpdateRecordRequest>,
     ) -> Result<Response<UpdateRecordResponse>, Status> {
         let req = request.get_ref();
-        let id = validate::record_id("record_id", &req.record_id)?;
-        let input = validate::record_input("record", req.record.as_ref(), self.cache.zone_name())?;
+        let id = self.valid_id("record_id", &req.record_id)?;
+        let input = self.valid_input("record", req.record.as_ref())?;
         let (record, generation) = self.write_one(WriteOp::Update { id, input }).await?;
         Ok(Response::new(UpdateRecordResponse { record, generation }))
     }
@@ -228,7 +257,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<DeleteRecordRequest>,
     ) -> Result<Response<DeleteRecordResponse>, Status> {
-        let id = validate::record_id("record_id", &request.get_ref().record_id)?;
+        let id = self.valid_id("record_id", &request.get_ref().record_id)?;
         let (_, generation) = self.write_one(WriteOp::Delete { id: id.clone() }).await?;
         Ok(Response::new(DeleteRecordResponse {
             record_id: id,
@@ -251,7 +280,6 @@ impl CacheService for CacheApi {
             )
             .into());
         }
-        let zone = self.cache.zone_name();
         let mut ops = Vec::with_capacity(req.changes.len());
         let mut ids: Vec<Option<String>> = Vec::with_capacity(req.changes.len());
         let mut seen = std::collections::HashSet::new();
@@ -272,27 +300,16 @@ impl CacheService for CacheApi {
             };
             ids.push(id);
             let op = match &c.kind {
-                Some(change::Kind::Create(input)) => WriteOp::Create(validate::record_input(
-                    &format!("changes[{i}].create"),
-                    Some(input),
-                    zone,
-                )?),
+                Some(change::Kind::Create(input)) => {
+                    WriteOp::Create(self.valid_input(&format!("changes[{i}].create"), Some(input))?)
+                }
                 Some(change::Kind::Update(u)) => WriteOp::Update {
-                    id: validate::record_id(
-                        &format!("changes[{i}].update.record_id"),
-                        &u.record_id,
-                    )?,
-                    input: validate::record_input(
-                        &format!("changes[{i}].update.record"),
-                        u.record.as_ref(),
-                        zone,
-                    )?,
+                    id: self.valid_id(&format!("changes[{i}].update.record_id"), &u.record_id)?,
+                    input: self
+                        .valid_input(&format!("changes[{i}].update.record"), u.record.as_ref())?,
                 },
                 Some(change::Kind::Delete(d)) => WriteOp::Delete {
-                    id: validate::record_id(
-                        &format!("changes[{i}].delete.record_id"),
-                        &d.record_id,
-                    )?,
+                    id: self.valid_id(&format!("changes[{i}].delete.record_id"), &d.record_id)?,
                 },
                 None => {
                     return Err(FieldError::new(

@@ -10,7 +10,9 @@ pub mod zonefile;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use trafego_proto::validate::{self, Hostname, ValidRecordInput};
+use trafego_proto::validate::{
+    self, Hostname, IdFormat, ProviderRules, RecordType, ValidRecordInput,
+};
 
 /// The comment the app writes on records it creates. It says who wrote the
 /// record for people reading the provider's dashboard; it is never taken as
@@ -169,6 +171,61 @@ pub struct Listing {
     pub requests: u64,
 }
 
+/// What a provider can hold and do, declared by the provider itself. The rest
+/// of the service (validation, `GetCacheStatus`) reads these data and never
+/// the provider's name, so a new provider is described, not special-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Record types the provider serves; writes of other types are refused.
+    pub record_types: Vec<RecordType>,
+    /// Whether it can proxy traffic (A, AAAA, CNAME).
+    pub proxied: bool,
+    /// Shortest explicit TTL it accepts (1, automatic, always passes).
+    pub min_ttl: u32,
+    /// Longest TTL it accepts.
+    pub max_ttl: u32,
+    /// Whether a CNAME may sit at the zone apex (CNAME flattening).
+    pub cname_at_apex: bool,
+    /// Changes it takes in one request; 0 means no limit.
+    pub batch_size: u32,
+    /// Whether records carry a comment at the provider.
+    pub comments: bool,
+    /// The exact shape of its record ids, checked before an id is used.
+    pub id_format: IdFormat,
+}
+
+impl Capabilities {
+    /// The part validation needs, shared with tracking-service's checks.
+    pub fn rules(&self) -> ProviderRules {
+        ProviderRules {
+            record_types: self.record_types.clone(),
+            proxied: self.proxied,
+            min_ttl: self.min_ttl,
+            max_ttl: self.max_ttl,
+            cname_at_apex: self.cname_at_apex,
+            id_format: self.id_format,
+        }
+    }
+
+    /// The capabilities as `GetCacheStatus` reports them.
+    pub fn to_proto(&self) -> trafego_proto::cache::Capabilities {
+        trafego_proto::cache::Capabilities {
+            record_types: self
+                .record_types
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
+            proxied: self.proxied,
+            min_ttl: self.min_ttl,
+            max_ttl: self.max_ttl,
+            cname_at_apex: self.cname_at_apex,
+            batch_size: self.batch_size,
+            comments: self.comments,
+            record_id_format: Some(self.id_format.to_proto()),
+        }
+    }
+}
+
 /// A DNS provider: Cloudflare, a zone file, or anything else that can list a
 /// zone and apply writes.
 pub trait DnsProvider: Send + Sync + 'static {
@@ -177,6 +234,9 @@ pub trait DnsProvider: Send + Sync + 'static {
 
     /// The zone this provider manages.
     fn zone(&self) -> &Hostname;
+
+    /// What this provider can hold and do; validation reads it.
+    fn capabilities(&self) -> Capabilities;
 
     /// Reads every record of the zone. Either the whole zone or an error:
     /// never a partial listing.

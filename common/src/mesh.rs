@@ -20,7 +20,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
-use tonic::codegen::http::{HeaderValue, Request, Response};
+use tonic::codegen::http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -332,6 +332,38 @@ fn code_of(v: Option<&HeaderValue>) -> Option<tonic::Code> {
         .map(tonic::Code::from)
 }
 
+/// How tonic's decoder begins the OUT_OF_RANGE message of a request message
+/// over `max_decoding_message_size` (tonic 0.14, `codec/decode.rs`).
+const TONIC_REQUEST_TOO_LARGE: &str = "Error, decoded message length too large: ";
+
+/// Turns tonic's answer to a request message over MAX_MESSAGE_BYTES
+/// (OUT_OF_RANGE, decided while decoding, past this layer) into the
+/// contract's code for a limit, RESOURCE_EXHAUSTED, with a plain message.
+/// The answer is trailers-only, so the status is in the headers. Any other
+/// status is left as it is.
+fn map_oversized_request(headers: &mut HeaderMap) {
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return;
+    };
+    if status.code() != tonic::Code::OutOfRange {
+        return;
+    }
+    let Some(detail) = status.message().strip_prefix(TONIC_REQUEST_TOO_LARGE) else {
+        return;
+    };
+    let mapped = tonic::Status::resource_exhausted(format!(
+        "the request message is larger than MAX_MESSAGE_BYTES allows ({})",
+        detail.replace("the limit is: ", "the limit is ")
+    ));
+    for h in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(h);
+    }
+    if mapped.add_header(headers).is_err() {
+        // Cannot happen for this plain ASCII message; keep a valid answer.
+        headers.insert("grpc-status", HeaderValue::from_static("8"));
+    }
+}
+
 fn refuse(status: tonic::Status, finish: Finish) -> Response<ObservedBody> {
     finish.done(status.code());
     status.into_http::<Body>().map(|b| ObservedBody {
@@ -417,6 +449,7 @@ where
                 .map_err(Into::into)?;
             drop(permit);
             let (mut parts, body) = resp.into_parts();
+            map_oversized_request(&mut parts.headers);
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 parts.headers.insert(REQUEST_ID_HEADER, v);
             }
@@ -518,6 +551,33 @@ mod tests {
         assert!(!t.accepts(Some(&HeaderValue::from_static("Basic s3cret"))));
         assert!(!t.accepts(None));
         assert!(!format!("{t:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_oversized_request_becomes_resource_exhausted() {
+        let mut h = HeaderMap::new();
+        tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 9000 bytes, the limit is: 4096 bytes",
+        )
+        .add_header(&mut h)
+        .unwrap();
+        map_oversized_request(&mut h);
+        let s = tonic::Status::from_header_map(&h).unwrap();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            s.message(),
+            "the request message is larger than MAX_MESSAGE_BYTES allows (found 9000 bytes, the limit is 4096 bytes)"
+        );
+        // Any other OUT_OF_RANGE (a handler's own) is left alone.
+        let mut h = HeaderMap::new();
+        tonic::Status::out_of_range("page 9 is past the end")
+            .add_header(&mut h)
+            .unwrap();
+        map_oversized_request(&mut h);
+        assert_eq!(
+            tonic::Status::from_header_map(&h).unwrap().code(),
+            tonic::Code::OutOfRange
+        );
     }
 
     #[test]

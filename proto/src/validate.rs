@@ -7,7 +7,7 @@
 //! file, a log line or a provider request.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
@@ -28,6 +28,8 @@ pub const TTL_MAX: u32 = 86_400;
 pub const MAX_TXT_LEN: usize = 2048;
 /// Longest record comment (Cloudflare's limit on its free plans).
 pub const MAX_COMMENT_LEN: usize = 100;
+/// Longest record id any provider may use (the shared conservative check).
+pub const MAX_RECORD_ID_LEN: usize = 128;
 
 /// A value refused at the edge, with the path of the field that held it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,6 +268,14 @@ impl Hostname {
                     format!("label {label:?} must not start or end with '-'"),
                 ));
             }
+            if label.starts_with("xn--") && !is_valid_a_label(label) {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "label {label:?} starts with \"xn--\" but is not a valid internationalised (punycode) label"
+                    ),
+                ));
+            }
         }
         Ok(Hostname(ascii))
     }
@@ -294,6 +304,16 @@ impl Hostname {
             ))
         }
     }
+}
+
+/// Whether an `xn--` label (lowercase) is an A-label: valid punycode that
+/// decodes to a valid IDNA name and encodes back to exactly this label. A
+/// provider or a DNS server would refuse the others, or show them as garbage.
+fn is_valid_a_label(label: &str) -> bool {
+    let (unicode, decoded) = idna::domain_to_unicode(label);
+    decoded.is_ok()
+        && unicode != label
+        && idna::domain_to_ascii(&unicode).is_ok_and(|back| back == label)
 }
 
 impl fmt::Display for Hostname {
@@ -328,7 +348,11 @@ pub fn parse_content(field: &str, rtype: RecordType, content: &str) -> Result<St
         RecordType::Aaaa => Ipv6Addr::from_str(content)
             .map(|a| a.to_string())
             .map_err(|_| FieldError::new(field, format!("{content:?} is not an IPv6 address"))),
+        // The null MX of RFC 7505: "this name accepts no mail" (priority 0,
+        // checked with the priority by `check_null_mx`).
+        RecordType::Mx if content == "." => Ok(".".to_string()),
         RecordType::Cname | RecordType::Ns | RecordType::Mx => {
+            reject_ip_target(field, rtype, content)?;
             Hostname::parse_target(field, content).map(|h| h.0)
         }
         RecordType::Txt => {
@@ -346,6 +370,38 @@ pub fn parse_content(field: &str, rtype: RecordType, content: &str) -> Result<St
         RecordType::Srv => parse_srv(field, content),
         RecordType::Caa => parse_caa(field, content),
     }
+}
+
+/// Refuses an IP address where a record points to a name (CNAME, MX, NS and
+/// SRV targets): `192.0.2.1` parses as a name of digit labels, which no
+/// resolver would take as the address it looks like.
+fn reject_ip_target(field: &str, rtype: RecordType, target: &str) -> Result<(), FieldError> {
+    let bare = target.strip_suffix('.').unwrap_or(target);
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{target:?} is an IP address; a {rtype} record points to a host name (use an A or AAAA record for an address)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a null MX (content ".", RFC 7505) with a priority other than 0.
+pub fn check_null_mx(
+    field: &str,
+    rtype: RecordType,
+    content: &str,
+    priority: Option<u16>,
+) -> Result<(), FieldError> {
+    if rtype == RecordType::Mx && content == "." && priority != Some(0) {
+        return Err(FieldError::new(
+            field,
+            "a null MX (content \".\", RFC 7505) must have priority 0",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_u16(field: &str, what: &str, s: &str) -> Result<u16, FieldError> {
@@ -371,6 +427,7 @@ fn parse_srv(field: &str, content: &str) -> Result<String, FieldError> {
     let target = if *target == "." {
         ".".to_string()
     } else {
+        reject_ip_target(field, RecordType::Srv, target)?;
         Hostname::parse_target(field, target)?.0
     };
     Ok(format!("{weight} {port} {target}"))
@@ -486,14 +543,91 @@ impl RecordSpec {
             ));
         }
         let priority = parse_priority(&path("priority"), rtype, priority)?;
-        Ok(RecordSpec {
+        let spec = RecordSpec {
             rtype,
             name,
             content,
             ttl,
             proxied,
             priority,
-        })
+        };
+        spec.check_consistent(parent)?;
+        Ok(spec)
+    }
+
+    /// The checks that tie fields together, whatever the zone and provider:
+    /// a CNAME must not point to its own name, and a null MX must have
+    /// priority 0. `parent` prefixes field paths.
+    pub fn check_consistent(&self, parent: &str) -> Result<(), FieldError> {
+        if self.rtype == RecordType::Cname && self.content == self.name.as_str() {
+            return Err(FieldError::new(
+                child(parent, "content"),
+                format!("{} would be a CNAME to itself", self.name),
+            ));
+        }
+        check_null_mx(
+            &child(parent, "priority"),
+            self.rtype,
+            &self.content,
+            self.priority,
+        )
+    }
+
+    /// The checks that need the zone, for every provider: the name lies in
+    /// `zone`, and it is not an NS record at the apex (the zone's own
+    /// delegation, which this app never touches). `name_field` is the name's
+    /// field below `parent` (`name`, or `hostname` in a declaration).
+    pub fn check_in_zone(
+        &self,
+        parent: &str,
+        name_field: &str,
+        zone: &Hostname,
+    ) -> Result<(), FieldError> {
+        self.name
+            .require_in_zone(&child(parent, name_field), zone)?;
+        if self.rtype == RecordType::Ns && self.name == *zone {
+            return Err(FieldError::new(
+                child(parent, "type"),
+                format!(
+                    "NS records at the zone apex {zone} are the zone's own delegation, which this app never changes"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every check of a write to a provider with these `rules`: those of
+    /// [`RecordSpec::check_in_zone`], then the type served, a CNAME at the
+    /// apex, proxying and the TTL range.
+    pub fn check_for(
+        &self,
+        parent: &str,
+        name_field: &str,
+        zone: &Hostname,
+        rules: &ProviderRules,
+    ) -> Result<(), FieldError> {
+        self.check_in_zone(parent, name_field, zone)?;
+        if !rules.record_types.contains(&self.rtype) {
+            return Err(FieldError::new(
+                child(parent, "type"),
+                format!("the provider does not serve {} records", self.rtype),
+            ));
+        }
+        if self.rtype == RecordType::Cname && self.name == *zone && !rules.cname_at_apex {
+            return Err(FieldError::new(
+                child(parent, "type"),
+                format!(
+                    "the zone apex {zone} cannot be a CNAME with this provider (it cannot flatten one); use an A or AAAA record"
+                ),
+            ));
+        }
+        if self.proxied && !rules.proxied {
+            return Err(FieldError::new(
+                child(parent, "proxied"),
+                "the provider cannot proxy records; set proxied to false",
+            ));
+        }
+        rules.check_ttl(&child(parent, "ttl"), self.ttl)
     }
 
     /// Lowercase hex SHA-256 over a canonical encoding of the defining fields.
@@ -546,8 +680,17 @@ pub struct ValidRecordInput {
     pub comment: String,
 }
 
+fn child(parent: &str, field: &str) -> String {
+    if parent.is_empty() {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    }
+}
+
 /// Validates a [`RecordInput`] found at `field` (e.g. `record`, `changes[2].create`),
-/// requiring its name to lie in `zone`.
+/// requiring its name to lie in `zone` (see [`RecordSpec::check_in_zone`]).
+/// The provider's own rules are checked apart, with [`RecordSpec::check_for`].
 pub fn record_input(
     field: &str,
     input: Option<&RecordInput>,
@@ -563,7 +706,7 @@ pub fn record_input(
         input.proxied,
         input.priority,
     )?;
-    spec.name.require_in_zone(&format!("{field}.name"), zone)?;
+    spec.check_in_zone(field, "name", zone)?;
     let comment_field = format!("{field}.comment");
     reject_control(&comment_field, &input.comment)?;
     if input.comment.chars().count() > MAX_COMMENT_LEN {
@@ -578,20 +721,211 @@ pub fn record_input(
     })
 }
 
-/// Validates a provider record id: non-empty, at most 128 printable ASCII
-/// characters without spaces.
+/// The shared conservative check of a record id, which every edge runs
+/// whatever the provider: 1 to 128 characters of letters, digits, `.`, `_`,
+/// `:` and `-`, never `..`. No id that passes can change a URL path or query
+/// (`../../zones`, `abc?x=1`) or a log line. cache-service then checks the
+/// provider's exact format ([`IdFormat::check`]).
 pub fn record_id(field: &str, id: &str) -> Result<String, FieldError> {
     reject_control(field, id)?;
     if id.is_empty() {
         return Err(FieldError::new(field, "is required"));
     }
-    if id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) {
+    if id.len() > MAX_RECORD_ID_LEN {
         return Err(FieldError::new(
             field,
-            "must be at most 128 printable ASCII characters without spaces",
+            format!(
+                "is {} characters long; at most {MAX_RECORD_ID_LEN} allowed",
+                id.len()
+            ),
         ));
     }
+    if let Some(c) = id.chars().find(|c| !IdCharset::Safe.allows(*c)) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "contains {c:?}; a record id holds only letters, digits, '.', '_', ':' and '-'"
+            ),
+        ));
+    }
+    if id.contains("..") {
+        return Err(FieldError::new(field, "must not contain \"..\""));
+    }
     Ok(id.to_string())
+}
+
+/// The characters a provider's record ids are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdCharset {
+    /// `0-9a-f`: Cloudflare's ids and the zone-file provider's derived ids.
+    LowerHex,
+    /// Letters, digits, `.`, `_`, `:` and `-`: the shared conservative set.
+    Safe,
+}
+
+impl IdCharset {
+    /// Whether `c` may appear in an id of this charset.
+    pub fn allows(self, c: char) -> bool {
+        match self {
+            IdCharset::LowerHex => matches!(c, '0'..='9' | 'a'..='f'),
+            IdCharset::Safe => c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            IdCharset::LowerHex => "lowercase hexadecimal digits",
+            IdCharset::Safe => "letters, digits, '.', '_', ':' or '-'",
+        }
+    }
+}
+
+/// The exact shape of a provider's record ids, as data (no regular
+/// expression), so both services check an id the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdFormat {
+    /// The characters of an id.
+    pub charset: IdCharset,
+    /// Fewest characters.
+    pub min_len: u32,
+    /// Most characters.
+    pub max_len: u32,
+}
+
+impl IdFormat {
+    /// What any provider's ids satisfy: the check of [`record_id`].
+    pub const CONSERVATIVE: IdFormat = IdFormat {
+        charset: IdCharset::Safe,
+        min_len: 1,
+        max_len: 128,
+    };
+
+    /// 32 lowercase hex digits (Cloudflare's ids; the zone-file provider's).
+    pub const HEX32: IdFormat = IdFormat {
+        charset: IdCharset::LowerHex,
+        min_len: 32,
+        max_len: 32,
+    };
+
+    /// Runs [`record_id`], then checks `id` against this format.
+    pub fn check(&self, field: &str, id: &str) -> Result<String, FieldError> {
+        let id = record_id(field, id)?;
+        let len = u32::try_from(id.len()).unwrap_or(u32::MAX);
+        let fits = len >= self.min_len
+            && len <= self.max_len
+            && id.chars().all(|c| self.charset.allows(c));
+        if !fits {
+            let size = if self.min_len == self.max_len {
+                format!("{}", self.min_len)
+            } else {
+                format!("{} to {}", self.min_len, self.max_len)
+            };
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "{id:?} is not an id of this provider: its ids are {size} {}",
+                    self.charset.describe()
+                ),
+            ));
+        }
+        Ok(id)
+    }
+
+    /// The format as `GetCacheStatus` reports it.
+    pub fn to_proto(&self) -> crate::cache::RecordIdFormat {
+        use crate::cache::RecordIdCharset;
+        crate::cache::RecordIdFormat {
+            charset: match self.charset {
+                IdCharset::LowerHex => RecordIdCharset::LowerHex,
+                IdCharset::Safe => RecordIdCharset::Safe,
+            } as i32,
+            min_length: self.min_len,
+            max_length: self.max_len,
+        }
+    }
+
+    /// The format `GetCacheStatus` reported; [`IdFormat::CONSERVATIVE`] when
+    /// absent or of a charset this build does not know. Lengths are clamped
+    /// to the conservative 1 to 128.
+    pub fn from_proto(f: Option<&crate::cache::RecordIdFormat>) -> IdFormat {
+        use crate::cache::RecordIdCharset;
+        let Some(f) = f else {
+            return IdFormat::CONSERVATIVE;
+        };
+        let charset = match RecordIdCharset::try_from(f.charset) {
+            Ok(RecordIdCharset::LowerHex) => IdCharset::LowerHex,
+            Ok(RecordIdCharset::Safe) => IdCharset::Safe,
+            _ => return IdFormat::CONSERVATIVE,
+        };
+        let max = f.max_length.clamp(1, 128);
+        IdFormat {
+            charset,
+            min_len: f.min_length.clamp(1, max),
+            max_len: max,
+        }
+    }
+}
+
+/// What a provider can hold, as far as validation needs to know: the part of
+/// its capabilities that decides whether a write is refused. cache-service
+/// builds it from its provider's capabilities; tracking-service from what
+/// `GetCacheStatus` reports. Both validate with it, never with a provider's
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRules {
+    /// Record types the provider serves.
+    pub record_types: Vec<RecordType>,
+    /// Whether it can proxy records.
+    pub proxied: bool,
+    /// Shortest explicit TTL (1, automatic, is always accepted).
+    pub min_ttl: u32,
+    /// Longest TTL.
+    pub max_ttl: u32,
+    /// Whether a CNAME may sit at the zone apex.
+    pub cname_at_apex: bool,
+    /// The shape of its record ids.
+    pub id_format: IdFormat,
+}
+
+impl ProviderRules {
+    /// The rules in a `GetCacheStatus` answer. Types this build does not know
+    /// are left out; TTL bounds are kept within [`TTL_MIN`]..=[`TTL_MAX`], the
+    /// range every edge accepts anyway.
+    pub fn from_proto(c: &crate::cache::Capabilities) -> ProviderRules {
+        let max_ttl = c.max_ttl.clamp(TTL_MIN, TTL_MAX);
+        ProviderRules {
+            record_types: c
+                .record_types
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect(),
+            proxied: c.proxied,
+            min_ttl: c.min_ttl.clamp(TTL_MIN, max_ttl),
+            max_ttl,
+            cname_at_apex: c.cname_at_apex,
+            id_format: IdFormat::from_proto(c.record_id_format.as_ref()),
+        }
+    }
+
+    /// Refuses a TTL (already through [`parse_ttl`]) outside the provider's
+    /// range, naming the range; 1 (automatic) always passes.
+    pub fn check_ttl(&self, field: &str, ttl: u32) -> Result<(), FieldError> {
+        if ttl == TTL_AUTO || (self.min_ttl..=self.max_ttl).contains(&ttl) {
+            return Ok(());
+        }
+        let side = if ttl < self.min_ttl {
+            format!("below the provider's minimum of {}", self.min_ttl)
+        } else {
+            format!("above the provider's maximum of {}", self.max_ttl)
+        };
+        Err(FieldError::new(
+            field,
+            format!(
+                "TTL {ttl} is {side}; use 1 (automatic) or {} to {}",
+                self.min_ttl, self.max_ttl
+            ),
+        ))
+    }
 }
 
 /// Validates a page size: 0 means `default`, otherwise 1 to `max`.
@@ -1186,6 +1520,256 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::InvalidArgument);
             assert!(status.message().starts_with(field), "{}", status.message());
         }
+    }
+
+    fn input(rtype: &str, name: &str, content: &str, priority: Option<u32>) -> RecordInput {
+        RecordInput {
+            r#type: rtype.into(),
+            name: name.into(),
+            content: content.into(),
+            ttl: 300,
+            priority,
+            ..Default::default()
+        }
+    }
+
+    fn refused(i: &RecordInput) -> FieldError {
+        record_input("record", Some(i), &zone()).expect_err(&format!("accepted {i:?}"))
+    }
+
+    #[test]
+    fn a_labels_must_be_valid_punycode() {
+        for bad in [
+            "xn--a.example.com",
+            "www.xn--a.example.com",
+            "XN--A.example.com",
+            "xn--abc.example.com",
+            "xn--0.example.com",
+        ] {
+            let e = Hostname::parse("record.name", bad).expect_err(bad);
+            assert_eq!(e.field, "record.name");
+            assert!(e.message.contains("punycode"), "{bad}: {e}");
+        }
+        // Ending in '-' is refused by the hyphen rule before punycode is tried.
+        assert!(Hostname::parse("n", "xn--.example.com").is_err());
+        for good in [
+            "xn--bcher-kva.example.com",
+            "XN--BCHER-KVA.example.com",
+            "xn--ls8h.example.com",
+        ] {
+            Hostname::parse("n", good).expect(good);
+        }
+        // A target name is checked the same way.
+        let e = refused(&input("CNAME", "a.example.com", "xn--a.example.net", None));
+        assert_eq!(e.field, "record.content");
+    }
+
+    #[test]
+    fn targets_must_be_names_not_addresses() {
+        for (rtype, content, prio) in [
+            ("CNAME", "192.0.2.1", None),
+            ("CNAME", "192.0.2.1.", None),
+            ("CNAME", "2001:db8::1", None),
+            ("MX", "192.0.2.1", Some(10)),
+            ("MX", "2001:db8::1", Some(10)),
+            ("NS", "192.0.2.53", None),
+            ("SRV", "5 5060 192.0.2.1", Some(10)),
+        ] {
+            let e = refused(&input(rtype, "a.example.com", content, prio));
+            assert_eq!(e.field, "record.content", "{rtype} {content}");
+            assert!(e.message.contains("IP address"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_cname_never_points_to_itself() {
+        for content in ["a.example.com", "A.Example.com."] {
+            let e = refused(&input("CNAME", "a.example.com", content, None));
+            assert_eq!(e.field, "record.content");
+            assert!(e.message.contains("itself"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_null_mx_needs_priority_zero() {
+        let ok = record_input(
+            "record",
+            Some(&input("MX", "example.com", ".", Some(0))),
+            &zone(),
+        )
+        .unwrap();
+        assert_eq!(ok.spec.content, ".");
+        assert_eq!(ok.spec.priority, Some(0));
+        for prio in [Some(10), None] {
+            let e = refused(&input("MX", "example.com", ".", prio));
+            assert_eq!(e.field, "record.priority", "{prio:?}");
+        }
+        // "." is only the null MX: a CNAME or NS to the root stays refused.
+        assert_eq!(
+            refused(&input("CNAME", "a.example.com", ".", None)).field,
+            "record.content"
+        );
+        assert_eq!(
+            refused(&input("NS", "sub.example.com", ".", None)).field,
+            "record.content"
+        );
+    }
+
+    #[test]
+    fn ns_at_the_apex_is_refused_below_it_accepted() {
+        let e = refused(&input("NS", "example.com", "ns1.example.net", None));
+        assert_eq!(e.field, "record.type");
+        assert!(e.message.contains("delegation"), "{e}");
+        record_input(
+            "record",
+            Some(&input("NS", "sub.example.com", "ns1.example.net", None)),
+            &zone(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn record_ids_are_checked_conservatively_then_exactly() {
+        for bad in [
+            "",
+            "../../zones",
+            "abc?x=1",
+            "a/b",
+            "a..b",
+            "a b",
+            "a%2Fb",
+            "a#b",
+            "a\nb",
+            "caf\u{e9}",
+        ] {
+            let e = record_id("record_id", bad).expect_err(bad);
+            assert_eq!(e.field, "record_id");
+        }
+        assert!(record_id("record_id", &"a".repeat(129)).is_err());
+        record_id("record_id", &"a".repeat(128)).unwrap();
+        record_id("record_id", "Rec-1:2_3.x").unwrap();
+
+        let hex = "0123456789abcdef0123456789abcdef";
+        assert_eq!(IdFormat::HEX32.check("record_id", hex).unwrap(), hex);
+        for bad in [
+            "0123456789ABCDEF0123456789ABCDEF",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789abcdef0123456789abcdeg",
+            "missing",
+            "../../zones",
+        ] {
+            let e = IdFormat::HEX32
+                .check("changes[1].delete.record_id", bad)
+                .expect_err(bad);
+            assert_eq!(e.field, "changes[1].delete.record_id");
+        }
+        let e = IdFormat::HEX32.check("record_id", "missing").unwrap_err();
+        assert!(e.message.contains("32 lowercase hexadecimal"), "{e}");
+        // A format reported over the wire comes back the same; an unknown or
+        // missing one is the conservative check.
+        assert_eq!(
+            IdFormat::from_proto(Some(&IdFormat::HEX32.to_proto())),
+            IdFormat::HEX32
+        );
+        assert_eq!(IdFormat::from_proto(None), IdFormat::CONSERVATIVE);
+        let unknown = crate::cache::RecordIdFormat {
+            charset: 99,
+            min_length: 5,
+            max_length: 5,
+        };
+        assert_eq!(IdFormat::from_proto(Some(&unknown)), IdFormat::CONSERVATIVE);
+    }
+
+    fn rules() -> ProviderRules {
+        ProviderRules {
+            record_types: RecordType::ALL.to_vec(),
+            proxied: false,
+            min_ttl: 60,
+            max_ttl: 86_400,
+            cname_at_apex: false,
+            id_format: IdFormat::HEX32,
+        }
+    }
+
+    fn check(i: &RecordInput, rules: &ProviderRules) -> Result<(), FieldError> {
+        let v = record_input("record", Some(i), &zone())?;
+        v.spec.check_for("record", "name", &zone(), rules)
+    }
+
+    #[test]
+    fn provider_rules_decide_by_data() {
+        let r = rules();
+        let mut i = input("A", "a.example.com", "192.0.2.1", None);
+        for (ttl, ok) in [
+            (1, true),
+            (0, true),
+            (59, false),
+            (30, false),
+            (60, true),
+            (86_400, true),
+        ] {
+            i.ttl = ttl;
+            let got = check(&i, &r);
+            assert_eq!(got.is_ok(), ok, "ttl {ttl}: {got:?}");
+            if let Err(e) = got {
+                assert_eq!(e.field, "record.ttl");
+                assert!(e.message.contains("minimum of 60"), "{e}");
+            }
+        }
+        let mut short = r.clone();
+        short.max_ttl = 3600;
+        i.ttl = 7200;
+        let e = check(&i, &short).unwrap_err();
+        assert!(e.message.contains("maximum of 3600"), "{e}");
+
+        i.ttl = 300;
+        i.proxied = true;
+        assert_eq!(check(&i, &r).unwrap_err().field, "record.proxied");
+        let mut proxying = r.clone();
+        proxying.proxied = true;
+        check(&i, &proxying).unwrap();
+
+        let apex = input("CNAME", "example.com", "target.example.net", None);
+        let e = check(&apex, &r).unwrap_err();
+        assert_eq!(e.field, "record.type");
+        assert!(e.message.contains("apex"), "{e}");
+        let mut flattening = r.clone();
+        flattening.cname_at_apex = true;
+        check(&apex, &flattening).unwrap();
+        // NS at the apex is refused whatever the provider says.
+        let ns = input("NS", "example.com", "ns1.example.net", None);
+        assert_eq!(check(&ns, &flattening).unwrap_err().field, "record.type");
+
+        let mut few = r.clone();
+        few.record_types = vec![RecordType::A];
+        let txt = input("TXT", "a.example.com", "hello", None);
+        let e = check(&txt, &few).unwrap_err();
+        assert_eq!(e.field, "record.type");
+        assert!(e.message.contains("TXT"), "{e}");
+    }
+
+    #[test]
+    fn provider_rules_read_from_the_wire() {
+        let c = crate::cache::Capabilities {
+            record_types: vec!["A".into(), "TXT".into(), "HTTPS".into()],
+            proxied: true,
+            min_ttl: 5,
+            max_ttl: 1_000_000,
+            cname_at_apex: true,
+            batch_size: 200,
+            comments: true,
+            record_id_format: Some(IdFormat::HEX32.to_proto()),
+        };
+        let r = ProviderRules::from_proto(&c);
+        assert_eq!(r.record_types, vec![RecordType::A, RecordType::Txt]);
+        assert!(r.proxied && r.cname_at_apex);
+        assert_eq!(
+            (r.min_ttl, r.max_ttl),
+            (TTL_MIN, TTL_MAX),
+            "clamped to the contract"
+        );
+        assert_eq!(r.id_format, IdFormat::HEX32);
     }
 
     #[test]

@@ -256,7 +256,8 @@ async fn track_record_adopts_explicitly_and_untrack_never_deletes() {
     let e = env
         .client
         .track_record(TrackRecordRequest {
-            record_id: "nope".into(),
+            // Well-formed (the provider's 32 hex digits) but unknown: NOT_FOUND.
+            record_id: "0123456789abcdef0123456789abcdef".into(),
             app_managed: true,
             source: String::new(),
         })

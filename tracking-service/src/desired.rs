@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use trafego_proto::tracking::DesiredRecord;
 use trafego_proto::validate::{
-    FieldError, Hostname, RecordSpec, RecordType, parse_content, parse_priority, parse_ttl,
-    reject_control,
+    FieldError, Hostname, ProviderRules, RecordSpec, RecordType, check_null_mx, parse_content,
+    parse_priority, parse_ttl, reject_control,
 };
 
 /// Longest source name.
@@ -40,20 +40,22 @@ pub struct Defaults {
     pub public_ipv6: Option<Ipv6Addr>,
 }
 
-/// The zone and provider, as cache-service reports them.
+/// The zone and what its provider can hold, as cache-service reports them
+/// (`GetCacheStatus`: the zone and the capabilities). Declarations are
+/// validated with these data, never with the provider's name.
 #[derive(Debug, Clone)]
 pub struct ZoneInfo {
     /// The zone managed.
     pub zone: Hostname,
-    /// The provider's name ("cloudflare", "zonefile").
-    pub provider: String,
+    /// The provider's capabilities that decide what a declaration may ask for.
+    pub rules: ProviderRules,
 }
 
 impl ZoneInfo {
     /// Whether the provider can proxy records; elsewhere proxied is always
     /// false, or a record would look drifted forever.
     pub fn can_proxy(&self) -> bool {
-        self.provider == "cloudflare"
+        self.rules.proxied
     }
 }
 
@@ -168,9 +170,11 @@ pub fn precheck(
                 .map(|c| ip_type(c).unwrap_or(defaults.rtype))
         });
         let rtype = known_type.unwrap_or(defaults.rtype);
-        if let Some(c) = &r.content {
-            parse_content(&f("content"), rtype, c)?;
-        }
+        let content = r
+            .content
+            .as_deref()
+            .map(|c| parse_content(&f("content"), rtype, c))
+            .transpose()?;
         if let Some(t) = r.ttl {
             parse_ttl(&f("ttl"), t)?;
         }
@@ -180,7 +184,10 @@ pub fn precheck(
                 format!("{rtype} records cannot be proxied"),
             ));
         }
-        parse_priority(&f("priority"), rtype, r.priority)?;
+        let priority = parse_priority(&f("priority"), rtype, r.priority)?;
+        if let Some(c) = &content {
+            check_null_mx(&f("priority"), rtype, c, priority)?;
+        }
         let Some(rtype) = known_type else { continue };
         let name = name.as_str().to_string();
         if let Some(j) = seen.insert((name.clone(), rtype), i) {
@@ -258,14 +265,17 @@ pub fn one(
         None => defaults.proxied && rtype.proxiable(),
     } && zone.can_proxy();
     let priority = parse_priority(&f("priority"), rtype, r.priority)?;
-    Ok(RecordSpec {
+    let spec = RecordSpec {
         rtype,
         name,
         content,
         ttl,
         proxied,
         priority,
-    })
+    };
+    spec.check_consistent(field)?;
+    spec.check_for(field, "hostname", &zone.zone, &zone.rules)?;
+    Ok(spec)
 }
 
 fn default_content(
@@ -277,15 +287,18 @@ fn default_content(
     defaults: &Defaults,
     zone: &ZoneInfo,
 ) -> Result<String, FieldError> {
-    // The apex cannot be a CNAME: without an explicit type it becomes an
-    // address record, as in TrafegoDNS.
-    if is_apex && *rtype == RecordType::Cname {
-        if given_type.is_some() {
-            return Err(FieldError::new(
-                f("type"),
-                format!("the zone apex {name} cannot be a CNAME; declare an A or AAAA record"),
-            ));
-        }
+    // Without an explicit type the apex becomes an address record, as in
+    // TrafegoDNS (its default CNAME content, the apex, would point to itself).
+    // A CNAME declared at the apex needs a provider that flattens it.
+    if is_apex && *rtype == RecordType::Cname && given_type.is_some() && !zone.rules.cname_at_apex {
+        return Err(FieldError::new(
+            f("type"),
+            format!(
+                "the zone apex {name} cannot be a CNAME with this provider (it cannot flatten one); declare an A or AAAA record"
+            ),
+        ));
+    }
+    if is_apex && *rtype == RecordType::Cname && given_type.is_none() {
         if let Some(ip) = defaults.public_ip {
             *rtype = RecordType::A;
             return Ok(ip.to_string());
@@ -362,10 +375,19 @@ pub use trafego_proto::validate::same_content;
 mod tests {
     use super::*;
 
-    fn zone(provider: &str) -> ZoneInfo {
+    /// A zone whose provider proxies and flattens an apex CNAME, with a 60 s
+    /// minimum TTL (`full`), or does neither and takes 30 s.
+    fn zone(full: bool) -> ZoneInfo {
         ZoneInfo {
             zone: Hostname::parse("z", "example.com").unwrap(),
-            provider: provider.into(),
+            rules: ProviderRules {
+                record_types: RecordType::ALL.to_vec(),
+                proxied: full,
+                min_ttl: if full { 60 } else { 30 },
+                max_ttl: 86_400,
+                cname_at_apex: full,
+                id_format: trafego_proto::validate::IdFormat::HEX32,
+            },
         }
     }
 
@@ -389,7 +411,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_trafegodns() {
-        let z = zone("cloudflare");
+        let z = zone(true);
         let d = defaults();
         let s = one("r", &rec("app.example.com"), &d, &z).unwrap();
         assert_eq!(
@@ -405,7 +427,7 @@ mod tests {
             (s.rtype, s.content.as_str()),
             (RecordType::Aaaa, "2001:db8::1")
         );
-        let s = one("r", &rec("app.example.com"), &d, &zone("zonefile")).unwrap();
+        let s = one("r", &rec("app.example.com"), &d, &zone(false)).unwrap();
         assert!(!s.proxied);
         let mut nd = d.clone();
         nd.public_ip = None;
@@ -416,7 +438,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_field() {
-        let z = zone("cloudflare");
+        let z = zone(true);
         let d = defaults();
         let e = one("records[2]", &rec("a.example.org"), &d, &z).unwrap_err();
         assert_eq!(e.field, "records[2].hostname");
@@ -446,6 +468,87 @@ mod tests {
         assert!(source("source", "").is_err());
         assert!(source("source", "a\nb").is_err());
         assert!(source("source", &"x".repeat(129)).is_err());
+    }
+
+    fn typed(h: &str, t: &str, content: Option<&str>) -> DesiredRecord {
+        DesiredRecord {
+            hostname: h.into(),
+            r#type: Some(t.into()),
+            content: content.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn declarations_follow_the_provider_capabilities() {
+        let d = defaults();
+        let (full, plain) = (zone(true), zone(false));
+        let field = |r: &DesiredRecord, z: &ZoneInfo| one("records[0]", r, &d, z).unwrap_err();
+
+        // A CNAME at the apex only where the provider flattens it.
+        let apex = typed("example.com", "CNAME", Some("target.example.net"));
+        let e = field(&apex, &plain);
+        assert_eq!(e.field, "records[0].type");
+        assert!(e.message.contains("apex"), "{e}");
+        let s = one("records[0]", &apex, &d, &full).unwrap();
+        assert_eq!(
+            (s.rtype, s.content.as_str()),
+            (RecordType::Cname, "target.example.net")
+        );
+        let bare = typed("example.com", "CNAME", None);
+        assert_eq!(field(&bare, &plain).field, "records[0].type");
+        let e = field(&bare, &full);
+        assert_eq!(e.field, "records[0].content");
+        assert!(e.message.contains("itself"), "{e}");
+
+        // NS at the apex never; below it, yes.
+        let ns = typed("example.com", "NS", Some("ns1.example.net"));
+        assert_eq!(field(&ns, &full).field, "records[0].type");
+        one(
+            "r",
+            &typed("sub.example.com", "NS", Some("ns1.example.net")),
+            &d,
+            &full,
+        )
+        .unwrap();
+
+        // The provider's minimum TTL, named; automatic always passes.
+        let mut r = rec("a.example.com");
+        r.ttl = Some(45);
+        let e = field(&r, &full);
+        assert_eq!(e.field, "records[0].ttl");
+        assert!(e.message.contains("minimum of 60"), "{e}");
+        one("r", &r, &d, &plain).unwrap();
+        r.ttl = Some(1);
+        one("r", &r, &d, &full).unwrap();
+
+        // Targets are names, not addresses, and not the record's own name.
+        let e = field(&typed("a.example.com", "CNAME", Some("192.0.2.1")), &full);
+        assert_eq!(e.field, "records[0].content");
+        let e = field(
+            &typed("a.example.com", "CNAME", Some("a.example.com.")),
+            &full,
+        );
+        assert_eq!(e.field, "records[0].content");
+        assert!(e.message.contains("itself"), "{e}");
+
+        // The null MX, with priority 0 only; also before the zone is known.
+        let mut mx = typed("nomail.example.com", "MX", Some("."));
+        mx.priority = Some(0);
+        let s = one("r", &mx, &d, &plain).unwrap();
+        assert_eq!((s.content.as_str(), s.priority), (".", Some(0)));
+        precheck("records", std::slice::from_ref(&mx), &d).unwrap();
+        mx.priority = Some(10);
+        assert_eq!(field(&mx, &plain).field, "records[0].priority");
+        let e = precheck("records", &[mx], &d).unwrap_err();
+        assert_eq!(e.field, "records[0].priority");
+        let e = precheck(
+            "records",
+            &[typed("a.example.com", "MX", Some("192.0.2.1"))],
+            &d,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "records[0].content");
     }
 
     #[test]

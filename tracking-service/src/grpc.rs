@@ -106,6 +106,8 @@ impl TrackingService for TrackingApi {
         }))
     }
 
+    /// The id never leaves tracking-service here: the shared conservative
+    /// check applies (an id of another provider format is simply not tracked).
     async fn get_tracked_record(
         &self,
         request: Request<GetTrackedRecordRequest>,
@@ -140,7 +142,10 @@ impl TrackingService for TrackingApi {
         request: Request<TrackRecordRequest>,
     ) -> Result<Response<TrackRecordResponse>, Status> {
         let req = request.into_inner();
-        let id = validate::record_id("record_id", &req.record_id)?;
+        // The id goes on to cache-service: checked first with the shared
+        // conservative check (even while cache-service is down), then with
+        // the provider's exact format as cache-service reports it.
+        validate::record_id("record_id", &req.record_id)?;
         let source = match non_empty(&req.source) {
             Some(s) => {
                 let s = desired::source("source", s)?;
@@ -158,12 +163,21 @@ impl TrackingService for TrackingApi {
             }
             None => String::new(),
         };
+        let id = self
+            .tracker
+            .zone()
+            .await?
+            .rules
+            .id_format
+            .check("record_id", &req.record_id)?;
         let record = self.tracker.track(&id, req.app_managed, &source).await?;
         Ok(Response::new(TrackRecordResponse {
             record: Some(record),
         }))
     }
 
+    /// As for GetTrackedRecord, the shared conservative check: untracking
+    /// never reaches cache-service, and must work while it is down.
     async fn untrack_record(
         &self,
         request: Request<UntrackRecordRequest>,

@@ -288,7 +288,10 @@ impl Tracker {
         self.clock.now_ms()
     }
 
-    /// The zone and provider, asked of cache-service once and then kept.
+    /// The zone and its provider's capabilities, asked of cache-service once
+    /// and then kept. A cache-service that reports no capabilities (older than
+    /// this tracking-service) is refused: guessing them could, for one,
+    /// un-proxy every proxied record as "drifted".
     pub async fn zone(&self) -> Result<&ZoneInfo, TrackingError> {
         self.zone
             .get_or_try_init(|| async {
@@ -306,9 +309,15 @@ impl Tracker {
                         self.client.host()
                     )));
                 }
+                let Some(caps) = &st.capabilities else {
+                    return Err(TrackingError::FailedPrecondition(format!(
+                        "cache-service at {} reports no provider capabilities; upgrade it to this version",
+                        self.client.host()
+                    )));
+                };
                 Ok(ZoneInfo {
                     zone,
-                    provider: st.provider,
+                    rules: trafego_proto::validate::ProviderRules::from_proto(caps),
                 })
             })
             .await

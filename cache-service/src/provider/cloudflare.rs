@@ -24,10 +24,13 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
-use trafego_proto::validate::{Hostname, RecordType, ValidRecordInput, parse_content};
+use trafego_proto::validate::{
+    Hostname, IdFormat, RecordType, TTL_MAX, TTL_MIN, ValidRecordInput, parse_content,
+};
 
 use super::{
-    DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp, WriteResult,
+    Capabilities, DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp,
+    WriteResult,
 };
 
 /// Cloudflare's public API root, used unless a test or a proxy says otherwise.
@@ -49,6 +52,9 @@ const MAX_PAGES: u32 = 1_000_000;
 
 /// Longest provider-supplied message kept in an error, in characters.
 const MAX_MESSAGE_CHARS: usize = 500;
+
+/// Cloudflare's shortest TTL on every plan but Enterprise (which allows 30).
+pub const DEFAULT_MIN_TTL: u32 = 60;
 
 /// Cloudflare error codes meaning "a conflicting or identical record exists".
 const CONFLICT_CODES: [u32; 3] = [81053, 81057, 81058];
@@ -91,13 +97,17 @@ pub struct CloudflareConfig {
     pub max_retry_after: Duration,
     /// Whole-request timeout.
     pub request_timeout: Duration,
+    /// Shortest explicit TTL the zone accepts: [`DEFAULT_MIN_TTL`], or 30 on
+    /// Enterprise zones. Shorter TTLs are refused at the edge, naming it.
+    pub min_ttl: u32,
 }
 
 impl CloudflareConfig {
     /// A configuration with production defaults: 5000 records a page, 200
     /// writes a batch, 1200 requests per 5 minutes (Cloudflare's global limit),
     /// at most 30 s waiting for the budget, 5 retries with 250 ms..10 s
-    /// backoff, 429s asking for more than 60 s not waited out, 30 s timeout.
+    /// backoff, 429s asking for more than 60 s not waited out, 30 s timeout,
+    /// TTLs of at least 60 s.
     pub fn new(api_url: &str, token: &str, zone: Hostname) -> Self {
         CloudflareConfig {
             api_url: api_url.to_string(),
@@ -114,6 +124,7 @@ impl CloudflareConfig {
             backoff_max: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
+            min_ttl: DEFAULT_MIN_TTL,
         }
     }
 }
@@ -135,6 +146,7 @@ impl fmt::Debug for CloudflareConfig {
             .field("backoff_max", &self.backoff_max)
             .field("max_retry_after", &self.max_retry_after)
             .field("request_timeout", &self.request_timeout)
+            .field("min_ttl", &self.min_ttl)
             .finish()
     }
 }
@@ -652,6 +664,12 @@ impl CloudflareProvider {
         {
             return Err(ProviderError::Invalid(format!(
                 "zone id {id:?} must be 1 to 64 letters, digits, '-' or '_'"
+            )));
+        }
+        if !(TTL_MIN..=TTL_MAX).contains(&cfg.min_ttl) {
+            return Err(ProviderError::Invalid(format!(
+                "minimum TTL {} is out of range {TTL_MIN} to {TTL_MAX}",
+                cfg.min_ttl
             )));
         }
         if cfg.per_page == 0 || cfg.batch_size == 0 {
@@ -1307,6 +1325,22 @@ impl DnsProvider for CloudflareProvider {
 
     fn zone(&self) -> &Hostname {
         &self.cfg.zone
+    }
+
+    /// Every type the project manages, proxying, CNAME flattening at the
+    /// apex, comments, the configured batch size and minimum TTL, and ids of
+    /// 32 lowercase hex digits (what the API has always issued).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            record_types: RecordType::ALL.to_vec(),
+            proxied: true,
+            min_ttl: self.cfg.min_ttl,
+            max_ttl: TTL_MAX,
+            cname_at_apex: true,
+            batch_size: u32::try_from(self.cfg.batch_size).unwrap_or(u32::MAX),
+            comments: true,
+            id_format: IdFormat::HEX32,
+        }
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Listing, ProviderError>> {

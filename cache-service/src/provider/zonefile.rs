@@ -22,14 +22,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
-use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, MX, NS, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, ANAME, CAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType as WireType};
-use hickory_proto::serialize::txt::Parser;
+use hickory_proto::serialize::txt::{ParseError, Parser};
 use sha2::{Digest, Sha256};
-use trafego_proto::validate::{Hostname, RecordSpec, RecordType, TTL_AUTO, ValidRecordInput};
+use trafego_proto::validate::{
+    Hostname, IdFormat, RecordSpec, RecordType, TTL_AUTO, TTL_MAX, TTL_MIN, ValidRecordInput,
+};
 
 use super::{
-    DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp, WriteResult,
+    Capabilities, DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp,
+    WriteResult,
 };
 
 /// The TTL written for "automatic" records and as the file's `$TTL` when the
@@ -144,6 +147,23 @@ impl DnsProvider for ZoneFileProvider {
 
     fn zone(&self) -> &Hostname {
         &self.inner.cfg.zone
+    }
+
+    /// Every type the project manages and the contract's whole TTL range; no
+    /// proxying, no CNAME at the apex (the SOA and NS live there), no
+    /// comments; one file write takes any number of changes. Ids are the 32
+    /// hex digits [`record_id`] derives.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            record_types: RecordType::ALL.to_vec(),
+            proxied: false,
+            min_ttl: TTL_MIN,
+            max_ttl: TTL_MAX,
+            cname_at_apex: false,
+            batch_size: 0,
+            comments: false,
+            id_format: IdFormat::HEX32,
+        }
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Listing, ProviderError>> {
@@ -408,29 +428,265 @@ struct ZoneData {
 }
 
 /// Parses a whole zone file, refusing the constructs the parser would misread.
+///
+/// Names with `_` inside a label (`my_host`), which RFC 2181 allows and Knot,
+/// BIND and NSD load, are refused by hickory's name parser (it applies the
+/// host-name rules of UTS 46 unless a label starts with `_`). A file the
+/// parser refuses for a label is therefore parsed once more with such labels
+/// masked ([`Masked`]), and the names read are unmasked.
 fn parse_zone(text: &str, origin: &Name) -> Result<ZoneData, String> {
     let text = prepare(text)?;
-    let (_, sets) = Parser::new(text, None, Some(origin.clone()))
-        .parse()
-        .map_err(|e| format!("cannot parse it: {e}"))?;
+    let records = match parse_records(&text, origin) {
+        Ok(records) => records,
+        Err(e) if is_label_error(&e) => {
+            let masked = Masked::new(&text);
+            parse_records(&masked.text, origin)
+                .map_err(|e| parse_failure(&e))?
+                .into_iter()
+                .map(|r| masked.unmask(r))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Err(e) => return Err(parse_failure(&e)),
+    };
     let mut zone = ZoneData::default();
-    for set in sets.into_values() {
-        for record in set.into_parts().records {
-            if record.record_type() == WireType::SOA {
-                if record.name != *origin {
-                    return Err(format!(
-                        "it holds an SOA for {}, but the configured zone is {}",
-                        canonical_name(&record.name),
-                        canonical_name(origin)
-                    ));
-                }
-                zone.soa = Some(record);
-            } else {
-                zone.entries.push(Entry::new(record));
+    for record in records {
+        if record.record_type() == WireType::SOA {
+            if record.name != *origin {
+                return Err(format!(
+                    "it holds an SOA for {}, but the configured zone is {}",
+                    canonical_name(&record.name),
+                    canonical_name(origin)
+                ));
             }
+            zone.soa = Some(record);
+        } else {
+            zone.entries.push(Entry::new(record));
         }
     }
     Ok(zone)
+}
+
+/// Every record of `text`, in the parser's order.
+fn parse_records(text: &str, origin: &Name) -> Result<Vec<Record>, ParseError> {
+    let (_, sets) = Parser::new(text, None, Some(origin.clone())).parse()?;
+    Ok(sets
+        .into_values()
+        .flat_map(|set| set.into_parts().records)
+        .collect())
+}
+
+/// Whether hickory refused a name's label (its message then carries the
+/// internal error of its IDNA library, which is never shown).
+fn is_label_error(e: &ParseError) -> bool {
+    e.to_string().contains("Label contains invalid characters")
+}
+
+/// A parse failure in words a person can act on.
+fn parse_failure(e: &ParseError) -> String {
+    if is_label_error(e) {
+        "cannot parse it: a name holds a character other than letters, digits, '-' and '_' \
+         (or a leading '*'); rename it"
+            .to_string()
+    } else {
+        format!("cannot parse it: {e}")
+    }
+}
+
+/// A zone file whose labels with an inner `_` (letters, digits, `-` and `_`,
+/// not starting with `_`) are replaced by placeholders hickory accepts:
+/// `{prefix}{n}_`, where the prefix starts with `_` and occurs nowhere in the
+/// file, so a placeholder can only be one of ours. Quoted strings and comments
+/// are left alone; an unquoted TXT word is masked like a name and unmasked
+/// again in the TXT data.
+struct Masked<'a> {
+    text: Cow<'a, str>,
+    prefix: String,
+    /// The original labels; placeholder `n` stands for `originals[n]`.
+    originals: Vec<String>,
+}
+
+impl<'a> Masked<'a> {
+    fn new(text: &'a str) -> Self {
+        let prefix = (0u32..)
+            .map(|i| format!("_trafego{i}x"))
+            .find(|p| !text.contains(p.as_str()))
+            .unwrap_or_default();
+        let mut m = Masked {
+            text: Cow::Borrowed(text),
+            prefix,
+            originals: Vec::new(),
+        };
+        let mut index: HashMap<&'a str, usize> = HashMap::new();
+        let mut out = String::new();
+        let mut copied = 0;
+        // Words as `prepare` and the lexer see them: ended by blanks, line
+        // ends, `;` and `)`; a `"` opens a quoted string only at a word's start.
+        let (mut in_quote, mut in_comment) = (false, false);
+        let mut word: Option<usize> = None;
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i <= bytes.len() {
+            let b = bytes.get(i).copied();
+            if in_comment {
+                in_comment = b != Some(b'\n');
+            } else if in_quote {
+                match b {
+                    Some(b'\\') => i += 1,
+                    Some(b'"') => in_quote = false,
+                    _ => {}
+                }
+            } else {
+                let ends = matches!(b, None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b')'));
+                match word {
+                    Some(from) if ends => {
+                        if let Some(masked) = m.mask_word(&text[from..i], &mut index) {
+                            out.push_str(&text[copied..from]);
+                            out.push_str(&masked);
+                            copied = i;
+                        }
+                        word = None;
+                    }
+                    None if !ends => match b {
+                        Some(b'"') => in_quote = true,
+                        Some(b'(') => {}
+                        _ => word = Some(i),
+                    },
+                    _ => {}
+                }
+                in_comment = b == Some(b';');
+            }
+            i += 1;
+        }
+        if !m.originals.is_empty() {
+            out.push_str(&text[copied..]);
+            m.text = Cow::Owned(out);
+        }
+        m
+    }
+
+    /// The word with its labels that need it masked, or `None` if none does
+    /// (or it holds an escape, which is left to the parser).
+    fn mask_word(&mut self, word: &'a str, index: &mut HashMap<&'a str, usize>) -> Option<String> {
+        if word.contains('\\') || !word.split('.').any(needs_mask) {
+            return None;
+        }
+        let mut out = String::with_capacity(word.len() + 16);
+        for (i, label) in word.split('.').enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            if needs_mask(label) {
+                let n = *index.entry(label).or_insert_with(|| {
+                    self.originals.push(label.to_string());
+                    self.originals.len() - 1
+                });
+                let _ = write!(out, "{}{n}_", self.prefix);
+            } else {
+                out.push_str(label);
+            }
+        }
+        Some(out)
+    }
+
+    /// The original label a placeholder label stands for.
+    fn original(&self, label: &[u8]) -> Option<&str> {
+        let n = label
+            .strip_prefix(self.prefix.as_bytes())?
+            .strip_suffix(b"_")?;
+        let n: usize = std::str::from_utf8(n).ok()?.parse().ok()?;
+        self.originals.get(n).map(String::as_str)
+    }
+
+    /// `name` with its placeholder labels replaced by the originals.
+    fn name(&self, name: &Name) -> Result<Name, String> {
+        if !name.iter().any(|l| self.original(l).is_some()) {
+            return Ok(name.clone());
+        }
+        let labels: Vec<Vec<u8>> = name
+            .iter()
+            .map(|l| {
+                self.original(l)
+                    .map_or_else(|| l.to_vec(), |o| o.as_bytes().to_vec())
+            })
+            .collect();
+        let mut out = Name::from_labels(labels).map_err(|e| e.to_string())?;
+        out.set_fqdn(name.is_fqdn());
+        Ok(out)
+    }
+
+    /// Text data with every placeholder replaced by its original.
+    fn bytes(&self, data: &[u8]) -> Vec<u8> {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return data.to_vec();
+        };
+        if !text.contains(self.prefix.as_str()) {
+            return data.to_vec();
+        }
+        let mut out = text.to_string();
+        for (n, original) in self.originals.iter().enumerate() {
+            out = out.replace(&format!("{}{n}_", self.prefix), original);
+        }
+        out.into_bytes()
+    }
+
+    /// A record read from the masked text, as the file holds it.
+    fn unmask(&self, record: Record) -> Result<Record, String> {
+        let name = self.name(&record.name)?;
+        let data = match record.data {
+            RData::CNAME(n) => RData::CNAME(CNAME(self.name(&n.0)?)),
+            RData::NS(n) => RData::NS(NS(self.name(&n.0)?)),
+            RData::PTR(n) => RData::PTR(PTR(self.name(&n.0)?)),
+            RData::ANAME(n) => RData::ANAME(ANAME(self.name(&n.0)?)),
+            RData::MX(mx) => RData::MX(MX::new(mx.preference, self.name(&mx.exchange)?)),
+            RData::SRV(srv) => RData::SRV(SRV::new(
+                srv.priority,
+                srv.weight,
+                srv.port,
+                self.name(&srv.target)?,
+            )),
+            RData::SOA(mut soa) => {
+                soa.mname = self.name(&soa.mname)?;
+                soa.rname = self.name(&soa.rname)?;
+                RData::SOA(soa)
+            }
+            RData::TXT(txt) => {
+                let parts: Vec<Vec<u8>> = txt.txt_data.iter().map(|s| self.bytes(s)).collect();
+                RData::TXT(TXT::from_bytes(parts.iter().map(Vec::as_slice).collect()))
+            }
+            RData::CAA(mut caa) => {
+                caa.value = self.bytes(&caa.value);
+                RData::CAA(caa)
+            }
+            RData::HINFO(mut h) => {
+                h.cpu = self.bytes(&h.cpu).into_boxed_slice();
+                h.os = self.bytes(&h.os).into_boxed_slice();
+                RData::HINFO(h)
+            }
+            other => {
+                if other.to_string().contains(self.prefix.as_str()) {
+                    return Err(format!(
+                        "cannot parse it: the {} record of {} holds a word with '_' inside it that cannot be read; quote it",
+                        other.record_type(),
+                        canonical_name(&name)
+                    ));
+                }
+                other
+            }
+        };
+        let mut out = Record::from_rdata(name, record.ttl, data);
+        out.dns_class = record.dns_class;
+        Ok(out)
+    }
+}
+
+/// Whether a label must be masked for hickory's parser: only letters,
+/// digits, `-` and `_`, with an `_` but not as its first character.
+fn needs_mask(label: &str) -> bool {
+    label.contains('_')
+        && !label.starts_with('_')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Prepares a zone file for hickory-proto 0.26's parser, which accepts some
@@ -1745,7 +2001,6 @@ mod tests {
                     input: input("A", "a.example.com", "192.0.2.1", 300, None),
                 },
                 WriteOp::Create(input("A", "a.example.org", "192.0.2.1", 300, None)),
-                WriteOp::Create(input("A", "my_host.example.com", "192.0.2.1", 300, None)),
                 WriteOp::Create(ValidRecordInput {
                     spec: RecordSpec::new("", "A", "p.example.com", "192.0.2.1", 300, true, None)
                         .unwrap(),
@@ -1769,19 +2024,114 @@ mod tests {
             "{:?}",
             results[2]
         );
-        // hickory's parser refuses '_' inside a label (UTS 46 STD3 rules), so
-        // such a name is refused up front instead of breaking the file.
         assert!(
             matches!(results[3], Err(ProviderError::Invalid(_))),
             "{:?}",
             results[3]
         );
-        assert!(
-            matches!(results[4], Err(ProviderError::Invalid(_))),
-            "{:?}",
-            results[4]
-        );
         assert_eq!(fs::read(path_of(&p)).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn underscores_inside_labels_are_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        // Hand-written: owner names, targets and unquoted TXT words with an
+        // inner '_', beside a label starting with '_' and one shaped like
+        // the masks (which must not be taken for one).
+        let mut text = fs::read_to_string(path_of(&p)).unwrap();
+        text.push_str(
+            "hand_made 300 IN A 192.0.2.7\n\
+             alias 300 IN CNAME my_target.example.net.\n\
+             word 300 IN TXT plain_word \"quoted_word\"\n\
+             _trafego0x0_ 300 IN TXT \"look-alike\"\n\
+             mx_host 300 IN MX 10 mail_relay\n",
+        );
+        fs::write(path_of(&p), &text).unwrap();
+        let rs = list(&p).await;
+        let got = |rtype: &str, name: &str| {
+            rs.iter()
+                .find(|r| r.rtype == rtype && r.name == name)
+                .map(|r| r.content.clone())
+                .unwrap_or_else(|| panic!("no {rtype} {name} in {rs:?}"))
+        };
+        assert_eq!(got("A", "hand_made.example.com"), "192.0.2.7");
+        assert_eq!(got("CNAME", "alias.example.com"), "my_target.example.net");
+        assert_eq!(got("TXT", "word.example.com"), "plain_wordquoted_word");
+        assert_eq!(got("TXT", "_trafego0x0_.example.com"), "look-alike");
+        assert_eq!(got("MX", "mx_host.example.com"), "mail_relay.example.com");
+
+        // Written through the provider, and kept over a rewrite.
+        let created = one(
+            &p,
+            WriteOp::Create(input("A", "my_host.example.com", "192.0.2.1", 300, None)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(created.name, "my_host.example.com");
+        let cname = one(
+            &p,
+            WriteOp::Create(input(
+                "CNAME",
+                "www_2.example.com",
+                "my_host.example.com",
+                300,
+                None,
+            )),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        assert!(text.contains("\nmy_host 300 IN A 192.0.2.1\n"), "{text}");
+        assert!(
+            text.contains("\nwww_2 300 IN CNAME my_host.example.com.\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("_trafego1x"),
+            "no mask is ever written: {text}"
+        );
+        let again = list(&p).await;
+        assert!(
+            again.contains(&created) && again.contains(&cname),
+            "{again:?}"
+        );
+        assert_eq!(again.len(), rs.len() + 2);
+        one(&p, WriteOp::Delete { id: created.id }).await.unwrap();
+        assert!(find(&p, "A", "my_host.example.com").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_name_the_parser_cannot_read_is_reported_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let mut text = fs::read_to_string(path_of(&p)).unwrap();
+        text.push_str("bad!name 300 IN A 192.0.2.1\n");
+        fs::write(path_of(&p), &text).unwrap();
+        let ProviderError::Unavailable(msg) = p.list().await.unwrap_err() else {
+            panic!("not unavailable");
+        };
+        assert!(msg.contains("a name holds a character"), "{msg}");
+        assert!(!msg.contains("Errors"), "no parser internals: {msg}");
+    }
+
+    #[tokio::test]
+    async fn the_null_mx_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open_in(dir.path());
+        let created = one(
+            &p,
+            WriteOp::Create(input("MX", "nomail.example.com", ".", 300, Some(0))),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!((created.content.as_str(), created.priority), (".", Some(0)));
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        assert!(text.contains("\nnomail 300 IN MX 0 .\n"), "{text}");
+        assert_eq!(find(&p, "MX", "nomail.example.com").await, vec![created]);
     }
 
     #[tokio::test]
