@@ -105,7 +105,8 @@ pub struct PgCluster {
     bin: PathBuf,
     data: PathBuf,
     log: PathBuf,
-    as_postgres: bool,
+    /// `runuser` when we are root: PostgreSQL's programs then run as `postgres`.
+    runuser: Option<PathBuf>,
     running: bool,
     dir: tempfile::TempDir,
 }
@@ -115,13 +116,16 @@ impl PgCluster {
     /// owning database `trafego`; takes about a second, mostly `initdb`.
     pub async fn start() -> anyhow::Result<PgCluster> {
         let bin = pg_bin_dir(Path::new(DEBIAN_PG_ROOT))?;
-        let as_postgres = running_as_root();
+        let runuser = if running_as_root() {
+            Some(tool("runuser", "util-linux")?)
+        } else {
+            None
+        };
         let dir = tempfile::Builder::new()
             .prefix("trafego-pg-")
             .tempdir()
             .context("create a temporary directory for PostgreSQL")?;
-        if as_postgres {
-            tool("runuser", "util-linux")?;
+        if runuser.is_some() {
             let out = tokio::process::Command::new("chown")
                 .arg("postgres:")
                 .arg(dir.path())
@@ -147,7 +151,7 @@ impl PgCluster {
             data: dir.path().join("data"),
             log: dir.path().join("postgres.log"),
             bin,
-            as_postgres,
+            runuser,
             running: false,
             dir,
         };
@@ -169,8 +173,8 @@ impl PgCluster {
     /// `postgres`).
     fn command(&self, program: &str) -> tokio::process::Command {
         let path = self.bin.join(program);
-        let mut cmd = if self.as_postgres {
-            let mut cmd = tokio::process::Command::new("runuser");
+        let mut cmd = if let Some(runuser) = &self.runuser {
+            let mut cmd = tokio::process::Command::new(runuser);
             cmd.args(["-u", "postgres", "--"]).arg(path);
             cmd
         } else {
@@ -320,8 +324,8 @@ impl PgCluster {
         }
         self.running = false;
         let pg_ctl = self.bin.join("pg_ctl");
-        let mut cmd = if self.as_postgres {
-            let mut cmd = std::process::Command::new("runuser");
+        let mut cmd = if let Some(runuser) = &self.runuser {
+            let mut cmd = std::process::Command::new(runuser);
             cmd.args(["-u", "postgres", "--"]).arg(pg_ctl);
             cmd
         } else {
