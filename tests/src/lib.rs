@@ -4,6 +4,9 @@
 //! provider. Used by the end-to-end tests in `tests/` and by the benchmarks.
 
 pub mod fake_cloudflare;
+pub mod knot;
+pub mod pdns;
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
