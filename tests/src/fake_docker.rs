@@ -309,7 +309,6 @@ struct Inner {
     requests: Mutex<Vec<String>>,
     /// Running listeners; empty while refusing.
     serving: tokio::sync::Mutex<Vec<Serving>>,
-    refusing: Mutex<Option<Refusal>>,
     shutdown: CancellationToken,
 }
 
@@ -538,7 +537,6 @@ impl FakeDocker {
             counted: watch::channel(0).0,
             requests: Mutex::new(Vec::new()),
             serving: tokio::sync::Mutex::new(Vec::new()),
-            refusing: Mutex::new(None),
             shutdown: CancellationToken::new(),
         });
         let mut serving = vec![serve_closable(unix, app(inner.clone()), &inner.shutdown)];
@@ -733,7 +731,6 @@ impl FakeDocker {
     /// The sockets are closed (or open) when this returns; containers and events are kept.
     pub async fn set_refusing(&self, how: Option<Refusal>) -> std::io::Result<()> {
         let mut serving = self.inner.serving.lock().await;
-        *lock(&self.inner.refusing) = how;
         match how {
             Some(refusal) => {
                 self.drop_event_streams(StreamDrop::Abort);
