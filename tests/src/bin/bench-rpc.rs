@@ -214,7 +214,11 @@ fn percentile(sorted: &[Duration], pct: usize) -> f64 {
 }
 
 /// One call of a workload: the `i`-th call of caller `caller`.
-type Call = Arc<dyn Fn(CacheServiceClient<Channel>, usize, usize) -> BoxFuture<'static, Result<(), Status>> + Send + Sync>;
+type Call = Arc<
+    dyn Fn(CacheServiceClient<Channel>, usize, usize) -> BoxFuture<'static, Result<(), Status>>
+        + Send
+        + Sync,
+>;
 
 /// Runs `callers` closed loops of `call` for `time` (after a short warm-up).
 async fn drive(
@@ -336,11 +340,7 @@ async fn main() -> anyhow::Result<()> {
         .refresh_cache(RefreshCacheRequest { force: false })
         .await?
         .into_inner();
-    anyhow::ensure!(
-        filled.total as usize == n,
-        "cached {} of {n}",
-        filled.total
-    );
+    anyhow::ensure!(filled.total as usize == n, "cached {} of {n}", filled.total);
     let floor = connect(&start_floor(&service.dir.join("cache.db")).await?).await?;
     println!(
         "cache-service read path vs floor: {n} records, pool {POOL_SIZE}, one HTTP/2 connection each, \
