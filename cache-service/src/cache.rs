@@ -309,12 +309,21 @@ impl Cache {
             .run(move |c| {
                 let diff =
                     store::apply_refresh(c, name, &zone, listing.records, started_ms, now, t0)?;
-                Ok::<_, CacheError>((diff, store::state(c)?))
+                // Committed: failing to read the new state back must not turn
+                // the refresh into a failure.
+                Ok::<_, CacheError>((diff, store::state(c)))
             })
             .await;
         let diff = match diff {
             Ok((d, st)) => {
-                self.committed(st);
+                match st {
+                    Ok(st) => self.committed(st),
+                    // The older kept state errs on the safe side (staler,
+                    // lower generation) until the next commit replaces it.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache state unreadable after a refresh; keeping the previous one")
+                    }
+                }
                 d
             }
             Err(e) => return Err(self.refresh_failed(e).await),
