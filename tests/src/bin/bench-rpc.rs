@@ -3,7 +3,9 @@
 //! concurrent callers over one HTTP/2 connection, side by side with a floor: a
 //! minimal tonic server in this binary doing the same reads with diesel and an
 //! r2d2 pool of 4 on the same database file (opened read-only). It prints
-//! requests per second, p50 and p99 for both and their ratio.
+//! requests per second, p50 and p99 for both and their ratio. Each line's
+//! time is cut into slices that alternate between the two servers, so load
+//! from elsewhere on the machine weighs on both alike.
 //!
 //! cache-service runs in-process (the real `run`, mesh layer included) against
 //! the fake Cloudflare server seeded with 100,000 records, so both servers share
@@ -35,6 +37,10 @@ use cache_service::store::CachedRecord;
 const TOKEN: &str = "bench-token-0123456789abcdef";
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const POOL_SIZE: u32 = 4;
+/// Slices per measurement, alternating between the service and the floor.
+const ROUNDS: u32 = 6;
+/// Calls made before measuring, to open streams and fill statement caches.
+const WARM_UP: Duration = Duration::from_millis(300);
 
 type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
 
@@ -220,49 +226,87 @@ type Call = Arc<
         + Sync,
 >;
 
-/// Runs `callers` closed loops of `call` for `time` (after a short warm-up).
-async fn drive(
+/// Runs `callers` closed loops of `call` for `time`; returns every call's
+/// latency and the wall time.
+async fn slice(
     client: &CacheServiceClient<Channel>,
     callers: usize,
     time: Duration,
-    call: Call,
-) -> anyhow::Result<Figures> {
-    let run = |time: Duration| {
-        let tasks: Vec<_> = (0..callers)
-            .map(|caller| {
-                let client = client.clone();
-                let call = call.clone();
-                tokio::spawn(async move {
-                    let end = Instant::now() + time;
-                    let mut lat = Vec::with_capacity(1 << 14);
-                    let mut i = 0;
-                    while Instant::now() < end {
-                        let t = Instant::now();
-                        call(client.clone(), caller, i).await?;
-                        lat.push(t.elapsed());
-                        i += 1;
-                    }
-                    Ok::<_, Status>(lat)
-                })
+    call: &Call,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let client = client.clone();
+            let call = call.clone();
+            tokio::spawn(async move {
+                let end = Instant::now() + time;
+                let mut lat = Vec::with_capacity(1 << 14);
+                let mut i = 0;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    call(client.clone(), caller, i).await?;
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                Ok::<_, Status>(lat)
             })
-            .collect();
-        async move {
-            let started = Instant::now();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await??);
-            }
-            Ok::<_, anyhow::Error>((all, started.elapsed()))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// Latencies and wall time gathered over the slices of one target.
+#[derive(Default)]
+struct Samples {
+    lat: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Samples {
+    fn add(&mut self, (lat, wall): (Vec<Duration>, Duration)) {
+        self.lat.extend(lat);
+        self.wall += wall;
+    }
+
+    fn figures(mut self) -> Figures {
+        self.lat.sort_unstable();
+        Figures {
+            rps: self.lat.len() as f64 / self.wall.as_secs_f64(),
+            p50_ms: percentile(&self.lat, 50),
+            p99_ms: percentile(&self.lat, 99),
         }
-    };
-    run(Duration::from_millis(500)).await?;
-    let (mut lat, wall) = run(time).await?;
-    lat.sort_unstable();
-    Ok(Figures {
-        rps: lat.len() as f64 / wall.as_secs_f64(),
-        p50_ms: percentile(&lat, 50),
-        p99_ms: percentile(&lat, 99),
-    })
+    }
+}
+
+/// Measures the service and the floor under the same load: after a warm-up of
+/// each, `ROUNDS` slices of `time / ROUNDS` each, alternating which goes
+/// first, so background load on a shared machine falls on both alike.
+async fn compare(
+    svc: &CacheServiceClient<Channel>,
+    floor: &CacheServiceClient<Channel>,
+    callers: usize,
+    time: Duration,
+    call: &Call,
+) -> anyhow::Result<(Figures, Figures)> {
+    let part = time / ROUNDS;
+    slice(floor, callers, WARM_UP, call).await?;
+    slice(svc, callers, WARM_UP, call).await?;
+    let (mut s, mut f) = (Samples::default(), Samples::default());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            f.add(slice(floor, callers, part, call).await?);
+            s.add(slice(svc, callers, part, call).await?);
+        } else {
+            s.add(slice(svc, callers, part, call).await?);
+            f.add(slice(floor, callers, part, call).await?);
+        }
+    }
+    Ok((s.figures(), f.figures()))
 }
 
 fn get_record_call(ids: Arc<Vec<String>>) -> Call {
@@ -298,7 +342,7 @@ fn list_records_call(names: Arc<Vec<String>>) -> Call {
 
 fn parse_args() -> anyhow::Result<(usize, Duration)> {
     let mut records = 100_000;
-    let mut seconds = 3.0;
+    let mut seconds = 6.0;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let v = args
@@ -344,7 +388,7 @@ async fn main() -> anyhow::Result<()> {
     let floor = connect(&start_floor(&service.dir.join("cache.db")).await?).await?;
     println!(
         "cache-service read path vs floor: {n} records, pool {POOL_SIZE}, one HTTP/2 connection each, \
-         {:.1} s per run, {} cores",
+         {:.1} s each per line in {ROUNDS} alternating slices, {} cores",
         time.as_secs_f64(),
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -357,8 +401,7 @@ async fn main() -> anyhow::Result<()> {
         ("ListRecords", list_records_call(names)),
     ] {
         for callers in CONCURRENCY {
-            let f = drive(&floor, callers, time, call.clone()).await?;
-            let s = drive(&svc, callers, time, call.clone()).await?;
+            let (s, f) = compare(&svc, &floor, callers, time, &call).await?;
             println!(
                 "{rpc:<11} callers={callers:>2}  service {:>6.0} rps p50 {:>6.2} ms p99 {:>6.2} ms  \
                  floor {:>6.0} rps p50 {:>6.2} ms p99 {:>6.2} ms  ratio rps {:.2}x p99 {:.2}x",
