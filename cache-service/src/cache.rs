@@ -123,6 +123,10 @@ pub struct Cache {
     inflight: Mutex<Option<SharedRefresh>>,
     /// When the last successful refresh ended, and what it did.
     last_outcome: Mutex<Option<(Instant, RefreshOutcome)>>,
+    /// `cache_state` as of the last committed change to it (loaded at open,
+    /// replaced after each commit that changes it, never to an older
+    /// generation), so a read checks freshness without a database round trip.
+    state: Mutex<Arc<CacheState>>,
     zone: String,
     /// Change ids received and not recorded yet, with how many calls carry each.
     in_flight: Mutex<HashMap<String, usize>>,
@@ -364,11 +368,44 @@ impl Cache {
             gate: tokio::sync::Mutex::new(()),
             inflight: Mutex::new(None),
             last_outcome: Mutex::new(None),
+            state: Mutex::new(Arc::new(st)),
             zone,
             in_flight: Mutex::new(HashMap::new()),
             finished: tokio::sync::watch::channel(0).0,
             journal_id,
         }))
+    }
+
+    /// The cache's state as of the last committed change: what freshness
+    /// checks and responses read instead of the `cache_state` row. The rows a
+    /// read sees afterwards are at least this new, since it is replaced only
+    /// after a commit.
+    pub fn state(&self) -> Arc<CacheState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps `st`, read after a transaction that changed `cache_state`
+    /// committed, unless the kept state has a newer generation already (the
+    /// generation never goes backwards). Equal generations are taken: a failed
+    /// refresh changes the error and attempt time but not the generation, and
+    /// commits that change the state are serialised by the gate.
+    fn committed(&self, st: CacheState) {
+        let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.generation >= cur.generation {
+            *cur = Arc::new(st);
+        }
+    }
+
+    /// Keeps generation `g` after a committed write-through, which changes
+    /// nothing else in `cache_state`. An older generation is ignored.
+    fn committed_generation(&self, g: u64) {
+        let Ok(g) = i64::try_from(g) else { return };
+        let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if g > cur.generation {
+            let mut st = CacheState::clone(&cur);
+            st.generation = g;
+            *cur = Arc::new(st);
+        }
     }
 
     /// The provider's name.
@@ -500,12 +537,25 @@ impl Cache {
         let diff = self
             .db
             .run(move |c| {
-                store::apply_refresh(c, name, &zone, listing.records, started_ms, now, t0)
-                    .map_err(CacheError::from)
+                let diff =
+                    store::apply_refresh(c, name, &zone, listing.records, started_ms, now, t0)?;
+                // Committed: failing to read the new state back must not turn
+                // the refresh into a failure.
+                Ok::<_, CacheError>((diff, store::state(c)))
             })
             .await;
         let diff = match diff {
-            Ok(d) => d,
+            Ok((d, st)) => {
+                match st {
+                    Ok(st) => self.committed(st),
+                    // The older kept state errs on the safe side (staler,
+                    // lower generation) until the next commit replaces it.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache state unreadable after a refresh; keeping the previous one")
+                    }
+                }
+                d
+            }
             Err(e) => return Err(self.refresh_failed(e).await),
         };
         let duration_ms = t0.elapsed().as_millis() as u64;
@@ -578,10 +628,12 @@ impl Cache {
             .db
             .run(move |c| {
                 store::record_refresh_failure(c, &msg, now)?;
-                Ok::<_, CacheError>(store::state(c)?.generation as u64)
+                Ok::<_, CacheError>(store::state(c)?)
             })
             .await;
-        if let Ok(g) = res {
+        if let Ok(st) = res {
+            let g = u64::try_from(st.generation).unwrap_or_default();
+            self.committed(st);
             self.hub
                 .publish(g, vec![events::refreshed_event(g, e.message.clone())]);
         }
@@ -594,10 +646,7 @@ impl Cache {
         self: &Arc<Self>,
         max_staleness: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let st = self
-            .db
-            .run(|c| Ok::<_, CacheError>(store::state(c)?))
-            .await?;
+        let st = self.state();
         let now = self.clock.now_ms();
         let too_old = match (st.last_refreshed, max_staleness) {
             (None, _) => true,
@@ -610,11 +659,12 @@ impl Cache {
         Ok(())
     }
 
-    /// The cache's status.
+    /// The cache's status: the kept state, and the records counted now.
     pub async fn status(&self) -> Result<Status, CacheError> {
-        let (state, record_count) = self
+        let state = CacheState::clone(&self.state());
+        let record_count = self
             .db
-            .run(|c| Ok::<_, CacheError>((store::state(c)?, store::count(c)?)))
+            .run(|c| Ok::<_, CacheError>(store::count(c)?))
             .await?;
         let stale = self.is_stale(&state);
         Ok(Status {
@@ -876,6 +926,7 @@ impl Cache {
             })
             .await?;
         if !written.is_empty() {
+            self.committed_generation(g);
             self.publish_written(g, written, created, now);
             metrics::gauge!("trafego_cache_generation").set(g as f64);
         }
@@ -1016,11 +1067,10 @@ impl Cache {
                 }
             })
             .collect();
-        let generation = self
-            .db
-            .run(|c| Ok::<_, CacheError>(store::state(c)?.generation))
-            .await?;
-        Ok((out, u64::try_from(generation).unwrap_or_default()))
+        Ok((
+            out,
+            u64::try_from(self.state().generation).unwrap_or_default(),
+        ))
     }
 
     /// Settles pending journal entries that nothing is applying any more
@@ -1212,7 +1262,9 @@ mod tests {
     use trafego_proto::validate::Hostname;
 
     use super::*;
+    use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
     use crate::provider::{Listing, WriteResult};
+    use trafego_common::db::DbOptions;
 
     /// A provider whose first listing panics.
     struct PanicsOnce {
@@ -1294,5 +1346,59 @@ mod tests {
         assert_eq!(provider.lists.load(Ordering::SeqCst), 2);
         let st = cache.status().await.unwrap();
         assert!(!st.stale && st.state.last_error.is_empty(), "{st:?}");
+    }
+
+    /// The kept state only moves forward: a state or generation older than
+    /// the one kept is ignored, and a write-through's generation keeps the
+    /// rest of the state.
+    #[tokio::test]
+    async fn the_kept_state_never_goes_back_a_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("cache.db"),
+            crate::MIGRATIONS,
+            DbOptions::default(),
+        )
+        .unwrap();
+        let zone = Hostname::parse("zone", "example.com").unwrap();
+        let provider =
+            ZoneFileProvider::open(ZoneFileConfig::new(dir.path().join("z.zone"), zone)).unwrap();
+        let cache = Cache::open(
+            db,
+            Arc::new(provider),
+            trafego_common::clock::system(),
+            CacheSettings {
+                refresh_interval: Duration::from_secs(3600),
+                refresh_timeout: Duration::from_secs(10),
+                watch_buffer: 16,
+                journal_retention: Duration::from_secs(3600),
+            },
+        )
+        .await
+        .unwrap();
+        let g0 = cache.state().generation;
+        let newer = CacheState {
+            generation: g0 + 2,
+            last_error: "listing failed".into(),
+            ..CacheState::clone(&cache.state())
+        };
+        cache.committed(newer.clone());
+        assert_eq!(*cache.state(), newer);
+        cache.committed(CacheState {
+            generation: g0 + 1,
+            last_error: String::new(),
+            ..newer.clone()
+        });
+        assert_eq!(*cache.state(), newer, "an older state is ignored");
+        cache.committed_generation(u64::try_from(g0 + 1).unwrap());
+        assert_eq!(*cache.state(), newer, "an older generation is ignored");
+        cache.committed_generation(u64::try_from(g0 + 3).unwrap());
+        assert_eq!(
+            *cache.state(),
+            CacheState {
+                generation: g0 + 3,
+                ..newer
+            }
+        );
     }
 }

@@ -150,13 +150,13 @@ impl CacheService for CacheApi {
         let max = (req.max_staleness_seconds > 0)
             .then(|| Duration::from_secs(u64::from(req.max_staleness_seconds)));
         self.cache.ensure_fresh(max).await?;
-        let (rows, more, state) = self
+        // Taken before the rows are read, so the rows are at least as new as
+        // the generation the response reports (never older).
+        let state = self.cache.state();
+        let (rows, more) = self
             .cache
             .db()
-            .run(move |c| {
-                let (rows, more) = store::list(c, &filter, after.as_ref(), limit)?;
-                Ok::<_, CacheError>((rows, more, store::state(c)?))
-            })
+            .run(move |c| Ok::<_, CacheError>(store::list(c, &filter, after.as_ref(), limit)?))
             .await?;
         let next_page_token = match (more, rows.last()) {
             (true, Some(last)) => PageKey {

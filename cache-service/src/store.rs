@@ -107,11 +107,16 @@ pub struct CacheState {
 }
 
 /// Reads the cache state.
+///
+/// Point reads here use `get_result` on a unique key, never `first`: `first`
+/// binds `LIMIT ?`, and SQLite re-prepares a statement whose LIMIT is a bound
+/// parameter at every execution, so the cached statement would be parsed and
+/// planned again on each call.
 pub fn state(conn: &mut SqliteConnection) -> QueryResult<CacheState> {
     cache_state::table
         .filter(cache_state::id.eq(1))
         .select(CacheState::as_select())
-        .first(conn)
+        .get_result(conn)
 }
 
 /// Makes the cache belong to `provider`/`zone`. Rows cached for another
@@ -368,12 +373,13 @@ pub fn list(
     Ok((rows, more))
 }
 
-/// One record by id.
+/// One record by id (unique in the cache, which holds one provider's rows);
+/// `get_result`, not `first`, for the reason given at [`state`].
 pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<CachedRecord>> {
     dns_records::table
         .filter(dns_records::record_id.eq(record_id))
         .select(CachedRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

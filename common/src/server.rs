@@ -17,6 +17,7 @@ use tonic::codegen::Service;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::mesh::{MeshLayer, MeshSettings};
@@ -50,6 +51,15 @@ fn reflection_builder(descriptor_set: &'static [u8]) -> tonic_reflection::server
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(descriptor_set)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// The connections `listener` accepts, each with TCP_NODELAY set. Without it
+/// a small response (most unary answers) can wait for the client's delayed ACK
+/// behind Nagle's algorithm, which showed as tens of milliseconds of p99 under
+/// concurrent callers. TLS is layered on top of these streams, so it covers
+/// both plain and TLS serving.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Serves `service` on `listener` with health and reflection until `shutdown`
@@ -101,10 +111,7 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming(listener), stop.clone().cancelled_owned());
     tokio::pin!(server);
     tracing::info!(
         service = cfg.service_name,
@@ -148,5 +155,25 @@ where
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    /// The socket the server accepts has TCP_NODELAY set (the client side's
+    /// setting says nothing about the server's).
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay_set() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = incoming(listener);
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.set_nodelay(false).unwrap();
+        let server_side = accepted.next().await.unwrap().unwrap();
+        assert!(server_side.nodelay().unwrap(), "TCP_NODELAY not set");
     }
 }

@@ -686,12 +686,14 @@ pub fn counts(conn: &mut SqliteConnection) -> QueryResult<Counts> {
     .get_result(conn)
 }
 
-/// Reads one state value.
+/// Reads one state value. Point reads use `get_result` on a unique key, never
+/// `first`: `first` binds `LIMIT ?`, and SQLite re-prepares a statement whose
+/// LIMIT is a bound parameter at every execution.
 pub fn state_get(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<String>> {
     tracker_state::table
         .filter(tracker_state::key.eq(key))
         .select(tracker_state::value)
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -770,12 +772,12 @@ pub fn list(
     Ok((rows, more))
 }
 
-/// One tracked record by id.
+/// One tracked record by id (`get_result`, not `first`: see [`state_get`]).
 pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<TrackedRow>> {
     dns_tracked_records::table
         .filter(dns_tracked_records::record_id.eq(record_id))
         .select(TrackedRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -1077,5 +1079,41 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    /// Point reads bind no `LIMIT`: a bound LIMIT makes SQLite re-prepare the
+    /// cached statement at every call.
+    #[tokio::test]
+    async fn point_reads_bind_no_limit() {
+        use diesel::connection::{Connection, InstrumentationEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("t.db"),
+            crate::MIGRATIONS,
+            DbOptions::default(),
+        )
+        .unwrap();
+        let sql = db
+            .run(|c| {
+                let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+                let rec = seen.clone();
+                c.set_instrumentation(move |e: InstrumentationEvent<'_>| {
+                    if let InstrumentationEvent::StartQuery { query, .. } = e {
+                        rec.lock().unwrap().push(query.to_string());
+                    }
+                });
+                assert!(get(c, "1")?.is_none());
+                state_set(c, "k", "v")?;
+                assert_eq!(state_get(c, "k")?.as_deref(), Some("v"));
+                let sql = seen.lock().unwrap().clone();
+                Ok::<_, crate::error::TrackingError>(sql)
+            })
+            .await
+            .unwrap();
+        let reads: Vec<_> = sql.iter().filter(|s| s.starts_with("SELECT")).collect();
+        assert_eq!(reads.len(), 2, "{sql:#?}");
+        for s in reads {
+            assert!(!s.contains("LIMIT"), "{s}");
+        }
     }
 }
