@@ -4,6 +4,8 @@
 //! provider. Used by the end-to-end tests in `tests/` and by the benchmarks.
 
 pub mod fake_cloudflare;
+pub mod fake_digitalocean;
+pub mod fake_route53;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
