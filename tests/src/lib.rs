@@ -1,12 +1,15 @@
 //! Test support for TrafegoDNS: starts the real services in-process on
 //! ephemeral loopback ports (the listener is bound before the service is
 //! spawned, so there is no race and no sleep); fakes that are real servers
-//! speaking the real wire formats (Cloudflare, Traefik, the Docker Engine
-//! API); and harnesses that start real servers for tests (PowerDNS, Knot,
-//! PostgreSQL). Used by the end-to-end tests in `tests/` and by the benchmarks.
+//! speaking the real wire formats (Cloudflare, DigitalOcean, Route53,
+//! Traefik, the Docker Engine API); and harnesses that start real servers
+//! for tests (PowerDNS, Knot, PostgreSQL). Used by the end-to-end tests in
+//! `tests/` and by the benchmarks.
 
 pub mod fake_cloudflare;
+pub mod fake_digitalocean;
 pub mod fake_docker;
+pub mod fake_route53;
 pub mod fake_traefik;
 pub mod knot;
 pub mod pdns;
