@@ -44,7 +44,10 @@ fn help_lists_every_environment_variable() {
             !help.contains(&format!("[env: {var}=")) && !help.contains(&format!("[env: {var}]"))
         })
         .collect();
-    assert!(missing.is_empty(), "missing from --help: {missing:?}\n{help}");
+    assert!(
+        missing.is_empty(),
+        "missing from --help: {missing:?}\n{help}"
+    );
     assert!(!help.contains("secret-value-123"), "--help shows a secret");
 }
 
