@@ -3,7 +3,10 @@
 //!
 //! The test re-runs its own binary as a writer child that keeps flipping a
 //! 5,000-record zone between two versions through `ZoneFileProvider::apply`;
-//! the parent kills it at varied moments and checks what is on disk. It must
+//! the parent kills it at varied moments and checks what is on disk. At least
+//! one kill must land mid-write, which the writer's temp file outliving it
+//! shows (each write renames that file into place as its last step); after
+//! such a kill the file must be the one the last complete write left. It must
 //! never touch anything outside its temp directory, and never leave a child
 //! running (each one is killed and reaped before the next round).
 
@@ -139,6 +142,8 @@ struct Writer {
     child: Child,
     events: mpsc::Receiver<&'static str>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// Applies the child reported complete, among the events read so far.
+    wrote: usize,
 }
 
 impl Writer {
@@ -167,6 +172,7 @@ impl Writer {
             child,
             events,
             reader: Some(reader),
+            wrote: 0,
         }
     }
 
@@ -174,15 +180,24 @@ impl Writer {
     fn wait_for(&mut self, event: &str) {
         loop {
             match self.events.recv_timeout(Duration::from_secs(60)) {
-                Ok(e) if e == event => return,
-                Ok(_) => {}
+                Ok(e) => {
+                    if e == WROTE {
+                        self.wrote += 1;
+                    }
+                    if e == event {
+                        return;
+                    }
+                }
                 Err(_) => panic!("the writer child never printed {event}"),
             }
         }
     }
 
-    /// SIGKILLs the child, which must still be running.
-    fn kill(mut self) {
+    /// SIGKILLs the child, which must still be running, and returns how many
+    /// applies it reported complete. Every line it printed before it died is
+    /// read by then (the reader ends at the pipe's end), and it prints after
+    /// each apply before starting the next one.
+    fn kill(mut self) -> usize {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("the writer stopped before it was killed: {status}");
         }
@@ -192,6 +207,7 @@ impl Writer {
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
         }
+        self.wrote + self.events.try_iter().filter(|e| *e == WROTE).count()
     }
 }
 
@@ -237,6 +253,26 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
     w.wait_for(WROTE);
     let cycle = t0.elapsed();
     w.kill();
+    // Opens the file as the service would after the crash and returns which
+    // version it holds, failing unless it is one of them, whole.
+    let on_disk = |what: &dyn std::fmt::Display| -> usize {
+        let provider = open(&path); // also removes a killed writer's temp file
+        assert_eq!(temp_files(dir.path()), 0, "{what}: stale temp file kept");
+        let records = rt
+            .block_on(provider.list())
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .records;
+        assert!(records.iter().all(|r| r.ttl == 300));
+        let got = as_set(&records);
+        versions.iter().position(|v| *v == got).unwrap_or_else(|| {
+            panic!(
+                "{what}: the file is neither version: {} records",
+                records.len()
+            )
+        })
+    };
+    // The version on disk before the next round's writer starts.
+    let mut last = on_disk(&"the calibration round");
 
     // Kill moments: first after the child said it is ready, as fractions of a
     // cycle (listing, computing, writing); then after its temp file appeared
@@ -248,64 +284,69 @@ fn sigkill_mid_write_leaves_the_old_or_the_new_file() {
         .map(|f| Kill::AfterReady(cycle.mul_f64(f)))
         .chain([0, 300, 1_000, 3_000].map(|us| Kill::AfterTempFile(Duration::from_micros(us))))
         .collect();
-    let (mut flipped, mut mid_write, mut last) = (0, 0, 0);
-    for (round, kill) in std::iter::once(None)
-        .chain(kills.iter().map(Some))
-        .enumerate()
-    {
+    // A kill landed mid-write when the writer's temp file outlived it: the
+    // writer renames that file into place as the last step of each write, so
+    // it is still there only if the write had begun and not finished. Should
+    // none of the planned kills land so, more are made right after the temp
+    // file appears, until one does (bounded).
+    const EXTRA_TRIES: usize = 20;
+    // The calibration's kill came after a complete write: the new version.
+    let (mut flipped, mut mid_write, mut rounds) = (usize::from(last != 0), 0, 0);
+    // One round: a writer killed at `kill`, then the file checked. Returns
+    // whether the kill landed mid-write.
+    let mut round = |kill: &Kill, n: usize| -> bool {
+        let mut w = Writer::spawn(&path);
+        w.wait_for(READY);
         match kill {
-            None => {} // the calibration round's kill
-            Some(Kill::AfterReady(delay)) => {
-                let mut w = Writer::spawn(&path);
-                w.wait_for(READY);
-                std::thread::sleep(*delay);
-                w.kill();
-            }
-            Some(Kill::AfterTempFile(delay)) => {
-                let mut w = Writer::spawn(&path);
-                w.wait_for(READY);
-                let deadline = Instant::now() + cycle * 5;
+            Kill::AfterReady(delay) => std::thread::sleep(*delay),
+            Kill::AfterTempFile(delay) => {
+                let deadline = Instant::now() + (cycle * 5).max(Duration::from_secs(60));
                 while temp_files(dir.path()) == 0 {
                     assert!(
                         Instant::now() < deadline,
-                        "round {round}: no temp file ever appeared"
+                        "round {n}: no temp file ever appeared"
                     );
                 }
                 std::thread::sleep(*delay);
-                w.kill();
             }
         }
-        if temp_files(dir.path()) > 0 {
-            mid_write += 1;
-        }
-        let provider = open(&path); // also removes a killed writer's temp file
-        assert_eq!(
-            temp_files(dir.path()),
-            0,
-            "round {round}: stale temp file kept"
-        );
-        let records = rt
-            .block_on(provider.list())
-            .unwrap_or_else(|e| panic!("round {round} ({kill:?}): {e}"))
-            .records;
-        let got = as_set(&records);
-        let Some(version) = versions.iter().position(|v| *v == got) else {
-            panic!(
-                "round {round} ({kill:?}): the file is neither version: {} records",
-                records.len()
+        let wrote = w.kill();
+        let killed_mid_write = temp_files(dir.path()) > 0;
+        let version = on_disk(&format_args!("round {n} ({kill:?})"));
+        if killed_mid_write {
+            // Interrupted before its rename: the file is the one the last
+            // complete write left, untouched by the interrupted one.
+            assert_eq!(
+                version,
+                (last + wrote) % 2,
+                "round {n} ({kill:?}): killed mid-write after {wrote} complete writes, \
+                 yet the file is not the one the last of them left"
             );
-        };
-        assert!(records.iter().all(|r| r.ttl == 300));
+        }
         if version != last {
             flipped += 1;
             last = version;
         }
+        killed_mid_write
+    };
+    for kill in &kills {
+        mid_write += usize::from(round(kill, rounds));
+        rounds += 1;
     }
+    let planned = rounds;
+    while mid_write == 0 && rounds < planned + EXTRA_TRIES {
+        mid_write += usize::from(round(&Kill::AfterTempFile(Duration::ZERO), rounds));
+        rounds += 1;
+    }
+    assert!(
+        mid_write > 0,
+        "none of {rounds} kills landed while a write was in progress (its temp file present)"
+    );
     eprintln!(
         "{} kills in {:?} (one writer apply: {cycle:?}): {flipped} found the other version than \
-         the kill before, {mid_write} left a temp file behind (killed while writing it); \
-         every file was one complete version",
-        kills.len() + 1,
+         the kill before, {mid_write} landed mid-write (the writer's temp file outlived it, and \
+         the file was the one from before that write); every file was one complete version",
+        rounds + 1,
         started.elapsed()
     );
 }

@@ -259,7 +259,8 @@ async fn bad_inputs_are_refused_at_the_edge_and_nothing_is_written() {
 }
 
 /// Rows survive a restart on the same database file: the second start cannot
-/// reach its provider at all, yet still serves the rows the first start cached.
+/// reach its provider at all, yet still serves the rows the first start cached,
+/// at the generation it stored.
 #[tokio::test]
 async fn a_restart_on_the_same_database_keeps_its_rows() {
     let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com"))
@@ -319,7 +320,27 @@ async fn a_restart_on_the_same_database_keeps_its_rows() {
         .unwrap()
         .into_inner();
     assert_eq!(page.records.len(), 25);
-    assert!(page.generation >= generation);
+    // A refresh fails here; the failure changes nothing in the cache, so the
+    // generation stays the one stored (neither bumped nor reset).
+    let err = c
+        .refresh_cache(RefreshCacheRequest { force: true })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let status = c
+        .get_cache_status(GetCacheStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!status.last_error.is_empty(), "{status:?}");
+    assert_eq!(status.generation, generation);
+    let page = c
+        .list_records(ListRecordsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.records.len(), 25);
+    assert_eq!(page.generation, generation);
     second.shutdown().await.unwrap();
     let db = dir.path().join("cache.db");
     #[cfg(unix)]

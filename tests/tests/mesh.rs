@@ -177,13 +177,55 @@ async fn mtls_refuses_a_client_without_a_certificate() {
     assert!(svc.terminate().await.success());
 }
 
+/// A TCP gate in front of the fake provider: it accepts connections at once
+/// but passes none of them on until [`Gate::open`], so every provider call
+/// made through it blocks for exactly as long as the test wants.
+struct Gate {
+    url: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    async fn start(to: std::net::SocketAddr) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/client/v4", listener.local_addr().unwrap());
+        let (open, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    if rx.wait_for(|open| *open).await.is_ok()
+                        && let Ok(mut out) = tokio::net::TcpStream::connect(to).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Gate { url, open }
+    }
+
+    /// Lets every held and later connection through to the fake.
+    fn open(&self) {
+        let _ = self.open.send(true);
+    }
+}
+
+/// With the concurrency limit held by calls that cannot finish (their
+/// provider listing waits at a closed gate), every further call is refused at
+/// once with RESOURCE_EXHAUSTED (shed, not queued), while health checks keep
+/// answering SERVING; once the gate opens the held calls succeed.
 #[tokio::test]
-async fn a_burst_over_the_concurrency_limit_is_shed_not_queued() {
+async fn a_burst_over_the_concurrency_limit_is_shed_while_health_still_answers() {
     let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
         .await
         .unwrap();
+    fake.insert(FakeRecord::new("A", "www.example.com", "192.0.2.1"));
+    let gate = Gate::start(fake.addr()).await;
     let dir = tempdir();
     let mut env = cache_env(dir.path(), &fake);
+    env.retain(|(k, _)| *k != "CLOUDFLARE_API_URL");
+    env.push(("CLOUDFLARE_API_URL", gate.url.clone()));
     env.push(("MAX_CONCURRENT_REQUESTS", "2".into()));
     let mut svc = spawn_service("cache-service", &env).await;
     let ch = Channel::from_shared(format!("http://{}", svc.addr))
@@ -191,41 +233,75 @@ async fn a_burst_over_the_concurrency_limit_is_shed_not_queued() {
         .connect()
         .await
         .unwrap();
-    let mut c = CacheServiceClient::new(ch);
-    first_refresh_done(&mut c).await;
-    fake.set_delay(Duration::from_millis(700));
-    let calls: Vec<_> = (0..10)
-        .map(|_| {
-            let mut c = c.clone();
-            tokio::spawn(async move { c.refresh_cache(RefreshCacheRequest { force: true }).await })
-        })
-        .collect();
-    let mut ok = 0;
-    let mut shed = 0;
-    for call in calls {
-        match call.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => shed += 1,
+    let c = CacheServiceClient::new(ch.clone());
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    let hold = |c: &CacheServiceClient<Channel>| {
+        let mut c = c.clone();
+        tokio::spawn(async move { c.refresh_cache(RefreshCacheRequest { force: true }).await })
+    };
+    let probe = |c: &CacheServiceClient<Channel>| {
+        let mut c = c.clone();
+        async move { c.get_cache_status(GetCacheStatusRequest {}).await }
+    };
+
+    // Two refreshes take both slots and wait at the gate. Until a probe is
+    // shed, one of them may not hold its slot yet (or was shed because a
+    // probe held that slot: it is sent again).
+    let mut held = vec![hold(&c), hold(&c)];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for h in held.iter_mut() {
+            if h.is_finished() {
+                match (&mut *h).await.unwrap() {
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => *h = hold(&c),
+                    other => panic!("a held refresh ended with the gate shut: {other:?}"),
+                }
+            }
+        }
+        match probe(&c).await {
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => break,
+            Ok(_) => {}
             Err(s) => panic!("unexpected {s:?}"),
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the limit was never saturated"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!((1..=2).contains(&ok), "ok {ok}");
-    assert_eq!(ok + shed, 10);
-    // Health is never shed.
-    fake.set_delay(Duration::ZERO);
-    let mut health = tonic_health::pb::health_client::HealthClient::new(
-        Channel::from_shared(format!("http://{}", svc.addr))
-            .unwrap()
-            .connect()
+
+    // Saturated (the held calls cannot end while the gate is shut): health
+    // still answers, and every other call is refused at once, not queued.
+    for _ in 0..3 {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
             .await
-            .unwrap(),
-    );
-    health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
+            .expect("health is never shed");
+        assert_eq!(
+            r.into_inner().status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    let burst: Vec<_> = (0..10).map(|_| probe(&c)).collect();
+    let answers = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(burst))
         .await
-        .unwrap();
+        .expect("calls over the limit were queued, not shed");
+    for a in answers {
+        assert_eq!(a.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    }
+    assert!(
+        held.iter().all(|h| !h.is_finished()),
+        "a held call ended while the gate was shut"
+    );
+
+    // Released: the held calls finish, and the slots are free again.
+    gate.open();
+    for h in held {
+        h.await.unwrap().expect("held refresh");
+    }
+    probe(&c).await.expect("a call after the release");
     assert!(svc.terminate().await.success());
 }
 
@@ -436,26 +512,39 @@ async fn both_services_with_tls_and_tokens_pass_the_request_id_on() {
     }
 }
 
+/// The exposure warning needs both conditions: authentication off and a
+/// listener off loopback. Each case changes one of them alone.
 #[tokio::test]
 async fn auth_off_on_a_non_loopback_address_warns_at_start() {
+    const WARNING: &str = "authentication is off";
     let fake = FakeCloudflare::start(FakeOptions::new(CF, "example.com"))
         .await
         .unwrap();
     let dir = tempdir();
-    let mut env = cache_env(dir.path(), &fake);
-    env.retain(|(k, _)| *k != "CACHE_LISTEN_ADDR");
-    env.push(("CACHE_LISTEN_ADDR", "0.0.0.0:0".into()));
-    let mut svc = spawn_service("cache-service", &env).await;
-    assert!(svc.terminate().await.success());
-    let logs = svc.log_text();
-    assert!(logs.contains("authentication is off"), "{logs}");
+    let logs_with = |listen: &'static str, token: Option<&'static str>| {
+        let mut env = cache_env(dir.path(), &fake);
+        env.retain(|(k, _)| *k != "CACHE_LISTEN_ADDR");
+        env.push(("CACHE_LISTEN_ADDR", listen.into()));
+        if let Some(t) = token {
+            env.push(("AUTH_TOKEN", t.into()));
+        }
+        async move {
+            let mut svc = spawn_service("cache-service", &env).await;
+            assert!(svc.terminate().await.success());
+            svc.log_text()
+        }
+    };
 
-    // On loopback, or with a token, there is no warning.
-    let mut env = cache_env(dir.path(), &fake);
-    env.push(("AUTH_TOKEN", AUTH.into()));
-    let mut svc = spawn_service("cache-service", &env).await;
-    assert!(svc.terminate().await.success());
-    assert!(!svc.log_text().contains("authentication is off"));
+    // Authentication off, every interface: the warning.
+    let logs = logs_with("0.0.0.0:0", None).await;
+    assert!(logs.contains(WARNING), "no warning off loopback:\n{logs}");
+    // Authentication off, loopback: no warning.
+    let logs = logs_with("127.0.0.1:0", None).await;
+    assert!(!logs.contains(WARNING), "warned on loopback:\n{logs}");
+    // A token, every interface: no warning.
+    let logs = logs_with("0.0.0.0:0", Some(AUTH)).await;
+    assert!(!logs.contains(WARNING), "warned with a token:\n{logs}");
+    assert!(!logs.contains(AUTH), "the token reached the log");
 }
 
 #[tokio::test]

@@ -4,10 +4,30 @@
 
 use std::process::Command;
 
+use clap::CommandFactory;
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tracking-service"));
     c.env_clear();
     c
+}
+
+/// Every environment variable the service reads, taken from its clap
+/// definition (flattened shared settings included), so a new setting cannot
+/// be left out of the checks below.
+fn env_vars() -> Vec<String> {
+    let vars: Vec<String> = tracking_service::Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    for shared in ["SHUTDOWN_GRACE", "AUTH_TOKEN", "LOG_LEVEL"] {
+        assert!(
+            vars.iter().any(|v| v == shared),
+            "{shared} missing: {vars:?}"
+        );
+    }
+    vars
 }
 
 #[test]
@@ -20,36 +40,38 @@ fn help_lists_every_environment_variable() {
         .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for var in [
-        "TRACKING_LISTEN_ADDR",
-        "TRACKING_DB_PATH",
-        "CACHE_SERVICE_URL",
-        "DNS_DEFAULT_TYPE",
-        "DNS_DEFAULT_CONTENT",
-        "DNS_DEFAULT_TTL",
-        "DNS_DEFAULT_PROXIED",
-        "PUBLIC_IP",
-        "PUBLIC_IPV6",
-        "CLEANUP_ORPHANED",
-        "CLEANUP_GRACE_PERIOD",
-        "CLEANUP_INTERVAL",
-        "PRESERVED_HOSTNAMES",
-        "MANAGED_HOSTNAMES",
-        "MAX_ORPHAN_RATIO",
-        "CACHE_SERVICE_TOKEN",
-        "CACHE_SERVICE_CA_FILE",
-        "AUTH_TOKEN",
-        "TLS_CERT_FILE",
-        "METRICS_ADDR",
-        "LOG_FORMAT",
-        "LOG_LEVEL",
-    ] {
-        assert!(
-            help.contains(&format!("env: {var}")),
-            "{var} missing from --help:\n{help}"
-        );
-    }
+    let missing: Vec<String> = env_vars()
+        .into_iter()
+        .filter(|var| {
+            !help.contains(&format!("[env: {var}=")) && !help.contains(&format!("[env: {var}]"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing from --help: {missing:?}\n{help}"
+    );
     assert!(!help.contains("secret-value"), "--help shows a secret");
+}
+
+/// What a user reads: the README's configuration section names every
+/// variable the service reads.
+#[test]
+fn the_readme_configuration_tables_name_every_environment_variable() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("\n## Configuration")
+        .expect("a Configuration section");
+    let section = &readme[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let missing: Vec<String> = env_vars()
+        .into_iter()
+        .filter(|var| !section.contains(&format!("`{var}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration tables do not name {missing:?}"
+    );
 }
 
 #[test]
@@ -74,4 +96,24 @@ fn bad_settings_are_refused_with_the_variable_named() {
             "{var}={value}: error does not say what was wrong:\n{err}"
         );
     }
+}
+
+/// A listen address already taken gives one line naming the variable to
+/// change, and a failed exit.
+#[test]
+fn a_port_in_use_is_one_line_naming_the_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .env("TRACKING_LISTEN_ADDR", addr.to_string())
+        .env("TRACKING_DB_PATH", dir.path().join("t.db"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!("Error: {addr} is already in use: set TRACKING_LISTEN_ADDR to a free address"),
+    );
 }
