@@ -14,6 +14,7 @@ use futures::future::{BoxFuture, Shared};
 use tonic::Code;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
+use trafego_common::duration::millis_i64;
 use trafego_proto::cache::{CacheEventKind, DnsRecord};
 use trafego_proto::timestamp_ms;
 
@@ -371,7 +372,7 @@ impl Cache {
         let now = self.clock.now_ms();
         let too_old = match (st.last_refreshed, max_staleness) {
             (None, _) => true,
-            (Some(at), Some(max)) => now.saturating_sub(at) > max.as_millis() as i64,
+            (Some(at), Some(max)) => now.saturating_sub(at) > millis_i64(max),
             (Some(_), None) => false,
         };
         if too_old {
@@ -402,7 +403,7 @@ impl Cache {
         match st.last_refreshed {
             None => true,
             Some(_) if !st.last_error.is_empty() => true,
-            Some(at) => self.clock.now_ms().saturating_sub(at) > limit.as_millis() as i64,
+            Some(at) => self.clock.now_ms().saturating_sub(at) > millis_i64(limit),
         }
     }
 

@@ -314,7 +314,7 @@ impl Finish {
             method = %self.method,
             request_id = %self.request_id,
             code = %code_name,
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "rpc finished"
         );
         metrics::counter!("trafego_grpc_requests_total",

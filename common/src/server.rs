@@ -131,7 +131,7 @@ where
         .await;
     tracing::info!(
         service = cfg.service_name,
-        grace_ms = cfg.grace.as_millis() as u64,
+        grace_ms = crate::duration::millis_u64(cfg.grace),
         "health NOT_SERVING; draining in-flight calls"
     );
     cancel.cancel();

@@ -34,6 +34,7 @@ pub const TRACKING_FILE_DESCRIPTOR_SET: &[u8] =
 pub fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        // rem_euclid(1000) is in 0..1000, so the nanos are in 0..1e9 and fit.
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
     }
 }

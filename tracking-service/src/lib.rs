@@ -69,7 +69,8 @@ pub fn settings(config: &Config) -> anyhow::Result<tracker::Settings> {
         max_staleness: config.reconcile_max_staleness,
         // A create whose outcome was not heard is not sent again for this
         // long unless its record shows up (cache-service may still be at it).
-        intent_hold: (config.cache_service_timeout * 4).max(std::time::Duration::from_secs(300)),
+        intent_hold: (config.cache_service_timeout.saturating_mul(4))
+            .max(std::time::Duration::from_secs(300)),
     })
 }
 

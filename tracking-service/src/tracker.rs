@@ -862,7 +862,7 @@ impl Tracker {
             .run(|c| Ok::<_, TrackingError>(store::orphans(c)?))
             .await?;
         let now = self.now();
-        let grace = self.settings.grace.as_millis() as i64;
+        let grace = millis(self.settings.grace);
         let mut candidates = Vec::new();
         for o in orphans {
             if !o.app_managed {
