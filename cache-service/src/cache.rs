@@ -34,10 +34,12 @@ pub struct CacheError {
 }
 
 impl CacheError {
-    fn internal(message: impl Into<String>) -> Self {
+    /// An internal error: the caller is told `internal error (request id …)`,
+    /// the detail goes to the log only.
+    fn internal(detail: impl std::fmt::Display) -> Self {
         Self {
             code: Code::Internal,
-            message: message.into(),
+            message: trafego_common::mesh::internal_error(&detail),
         }
     }
 }
@@ -53,8 +55,7 @@ impl From<ProviderError> for CacheError {
 
 impl From<trafego_common::db::DbError> for CacheError {
     fn from(e: trafego_common::db::DbError) -> Self {
-        tracing::error!(error = %e, "database error");
-        Self::internal(format!("database error: {e}"))
+        Self::internal(format_args!("database error: {e}"))
     }
 }
 
