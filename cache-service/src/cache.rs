@@ -15,6 +15,7 @@ use futures::future::{BoxFuture, Shared};
 use tonic::Code;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
+use trafego_common::duration::millis_i64;
 use trafego_proto::cache::{CacheEventKind, DnsRecord};
 use trafego_proto::timestamp_ms;
 
@@ -42,10 +43,12 @@ pub struct CacheError {
 }
 
 impl CacheError {
-    fn internal(message: impl Into<String>) -> Self {
+    /// An internal error: the caller is told `internal error (request id …)`,
+    /// the detail goes to the log only.
+    fn internal(detail: impl std::fmt::Display) -> Self {
         Self {
             code: Code::Internal,
-            message: message.into(),
+            message: trafego_common::mesh::internal_error(&detail),
         }
     }
 }
@@ -61,8 +64,7 @@ impl From<ProviderError> for CacheError {
 
 impl From<trafego_common::db::DbError> for CacheError {
     fn from(e: trafego_common::db::DbError) -> Self {
-        tracing::error!(error = %e, "database error");
-        Self::internal(format!("database error: {e}"))
+        Self::internal(format_args!("database error: {e}"))
     }
 }
 
@@ -650,7 +652,7 @@ impl Cache {
         let now = self.clock.now_ms();
         let too_old = match (st.last_refreshed, max_staleness) {
             (None, _) => true,
-            (Some(at), Some(max)) => now.saturating_sub(at) > max.as_millis() as i64,
+            (Some(at), Some(max)) => now.saturating_sub(at) > millis_i64(max),
             (Some(_), None) => false,
         };
         if too_old {
@@ -682,7 +684,7 @@ impl Cache {
         match st.last_refreshed {
             None => true,
             Some(_) if !st.last_error.is_empty() => true,
-            Some(at) => self.clock.now_ms().saturating_sub(at) > limit.as_millis() as i64,
+            Some(at) => self.clock.now_ms().saturating_sub(at) > millis_i64(limit),
         }
     }
 
@@ -1337,10 +1339,10 @@ mod tests {
         .unwrap();
         let e = cache.refresh().await.unwrap_err();
         assert_eq!(e.code, Code::Internal);
-        assert!(e.message.contains("unexpectedly"), "{e:?}");
+        assert!(e.message.contains("internal error"), "{e:?}");
         let st = cache.status().await.unwrap();
         assert!(st.stale);
-        assert!(st.state.last_error.contains("unexpectedly"), "{st:?}");
+        assert_eq!(st.state.last_error, e.message, "{st:?}");
         // Not wedged: the next refresh runs and succeeds.
         cache.refresh().await.unwrap();
         assert_eq!(provider.lists.load(Ordering::SeqCst), 2);

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
+use trafego_common::duration::millis_i64;
 
 use crate::provider::ProviderRecord;
 use crate::schema::{cache_state, change_journal, dns_records};
@@ -75,9 +76,11 @@ impl<'a> NewRow<'a> {
             rtype: &r.rtype,
             name: &r.name,
             content: &r.content,
-            ttl: r.ttl as i32,
+            // TTLs and priorities past i32::MAX are not DNS values (RFC 2181
+            // caps TTLs at 2^31-1): stored as the largest the column holds.
+            ttl: i32::try_from(r.ttl).unwrap_or(i32::MAX),
             proxied: r.proxied,
-            priority: r.priority.map(|p| p as i32),
+            priority: r.priority.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
             comment: &r.comment,
             updated_at: now,
             fingerprint: r.fingerprint(),
@@ -219,11 +222,11 @@ pub fn apply_refresh(
                 cache_state::last_refreshed.eq(Some(started_ms)),
                 cache_state::last_attempt.eq(Some(now_ms)),
                 cache_state::last_error.eq(""),
-                cache_state::last_refresh_duration_ms.eq(began.elapsed().as_millis() as i64),
+                cache_state::last_refresh_duration_ms.eq(millis_i64(began.elapsed())),
             ))
             .execute(conn)?;
-        diff.total = seen.len() as u64;
-        diff.generation = state(conn)?.generation as u64;
+        diff.total = u64::try_from(seen.len()).unwrap_or(u64::MAX);
+        diff.generation = counter(state(conn)?.generation);
         Ok(diff)
     })
 }
@@ -303,7 +306,7 @@ fn write_rows(
         diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
             .set(cache_state::generation.eq(cache_state::generation + 1))
             .execute(conn)?;
-        Ok(u64::try_from(state(conn)?.generation).unwrap_or_default())
+        Ok(counter(state(conn)?.generation))
     }
 }
 
@@ -368,8 +371,9 @@ pub fn list(
         );
     }
     let mut rows = q.load(conn)?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
     Ok((rows, more))
 }
 
@@ -388,7 +392,13 @@ pub fn count(conn: &mut SqliteConnection) -> QueryResult<u64> {
     dns_records::table
         .count()
         .get_result::<i64>(conn)
-        .map(|n| n as u64)
+        .map(counter)
+}
+
+/// A count or generation read from SQLite (an `i64` that is never negative)
+/// as the `u64` the API carries; a negative value, impossible, reads as 0.
+pub fn counter(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// One entry of the change journal, as stored.

@@ -19,7 +19,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
+            .map(crate::duration::millis_i64)
             .unwrap_or(0)
     }
 }
@@ -34,9 +34,14 @@ impl ManualClock {
         Self(Arc::new(AtomicI64::new(start_ms)))
     }
 
-    /// Moves the clock forward by `d`.
+    /// Moves the clock forward by `d`, stopping at `i64::MAX` rather than wrapping.
     pub fn advance(&self, d: std::time::Duration) {
-        self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+        let by = crate::duration::millis_i64(d);
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(by))
+            });
     }
 
     /// Sets the clock to `ms`.
@@ -61,6 +66,7 @@ pub fn system() -> SharedClock {
 
 /// Formats unix milliseconds as RFC 3339 (UTC), for text columns and logs.
 pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -43,9 +43,9 @@ pub enum DbError {
 }
 
 impl From<DbError> for tonic::Status {
+    /// `internal error (request id …)`: the detail (SQL, paths) is only logged.
     fn from(e: DbError) -> Self {
-        tracing::error!(error = %e, "database error");
-        tonic::Status::internal(format!("database error: {e}"))
+        crate::mesh::internal_status(&e)
     }
 }
 
@@ -164,9 +164,13 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The call's request id follows the work, so an error made there names it.
+        let request_id = crate::mesh::current_request_id();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(DbError::from)?;
-            f(&mut conn)
+            crate::mesh::with_request_id(request_id, || {
+                let mut conn = pool.get().map_err(DbError::from)?;
+                f(&mut conn)
+            })
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?

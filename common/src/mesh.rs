@@ -5,8 +5,11 @@
 //! metrics per call, and TLS / mTLS settings.
 //!
 //! A token is never logged, echoed in an error or kept in clear: only its
-//! SHA-256 digest is held for comparison.
+//! SHA-256 digest is held for comparison. Metrics never take a label from
+//! what a caller sends: the method label is one of the service's own methods
+//! or `unknown`, so no caller can create new series.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -37,6 +40,39 @@ tokio::task_local! {
 /// The request id of the call being handled, for passing on to other services.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Runs `f` with `id` as the current request id: for work a call hands to a
+/// blocking thread (`Db::run`), so errors made there still name the call.
+pub fn with_request_id<R>(id: Option<String>, f: impl FnOnce() -> R) -> R {
+    match id {
+        Some(id) => REQUEST_ID.sync_scope(id, f),
+        None => f(),
+    }
+}
+
+/// What a caller is told of an internal error (a database failure, a task
+/// that died): `internal error (request id …)` and nothing else, so no SQL,
+/// file path or other detail of the service's insides leaves it. The detail
+/// is logged at error level with that same id, for the operator. Outside a
+/// call (background work) a fresh id is made and named `error id`.
+pub fn internal_error(detail: &dyn std::fmt::Display) -> String {
+    match current_request_id() {
+        Some(id) => {
+            tracing::error!(request_id = %id, error = %detail, "internal error");
+            format!("internal error (request id {id})")
+        }
+        None => {
+            let id = new_request_id();
+            tracing::error!(error_id = %id, error = %detail, "internal error");
+            format!("internal error (error id {id})")
+        }
+    }
+}
+
+/// [`internal_error`] as an `INTERNAL` status.
+pub fn internal_status(detail: &dyn std::fmt::Display) -> tonic::Status {
+    tonic::Status::internal(internal_error(detail))
 }
 
 /// Mesh settings shared by both services (flattened into each service's flags).
@@ -260,21 +296,54 @@ fn new_request_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
+/// The `method` label of calls to a path the service does not serve.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// The gRPC paths a server answers (`/package.Service/Method`): the only
+/// values the `method` label of the request metrics takes, besides
+/// [`UNKNOWN_METHOD`].
+#[derive(Debug, Clone, Default)]
+pub struct KnownMethods(Arc<HashSet<String>>);
+
+impl KnownMethods {
+    /// The methods of every service in these encoded `FileDescriptorSet`s.
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<Self, prost::DecodeError> {
+        let mut all = HashSet::new();
+        for set in sets {
+            all.extend(trafego_proto::method_paths(set)?);
+        }
+        Ok(Self(Arc::new(all)))
+    }
+
+    /// The metrics label for a call to `path`: the path itself when the
+    /// server serves it, else [`UNKNOWN_METHOD`].
+    pub fn label(&self, path: &str) -> String {
+        if self.0.contains(path) {
+            path.to_string()
+        } else {
+            UNKNOWN_METHOD.to_string()
+        }
+    }
+}
+
 /// The tower layer both services put in front of their routes.
 #[derive(Clone)]
 pub struct MeshLayer {
     service: &'static str,
     auth: Option<Arc<AuthToken>>,
     limit: Arc<Semaphore>,
+    methods: KnownMethods,
 }
 
 impl MeshLayer {
-    /// A layer for `service` with these settings.
-    pub fn new(service: &'static str, settings: &MeshSettings) -> Self {
+    /// A layer for `service` with these settings; `methods` are the paths
+    /// the server answers (metrics label every other path `unknown`).
+    pub fn new(service: &'static str, settings: &MeshSettings, methods: KnownMethods) -> Self {
         Self {
             service,
             auth: settings.auth.clone().map(Arc::new),
             limit: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
+            methods,
         }
     }
 }
@@ -299,7 +368,10 @@ pub struct MeshService<S> {
 /// What is known of a call when it ends: logged once, counted once.
 struct Finish {
     service: &'static str,
+    /// The path the caller sent, for the log line.
     method: String,
+    /// The bounded `method` label: a known path or `unknown`.
+    label: String,
     request_id: String,
     start: Instant,
     span: tracing::Span,
@@ -314,14 +386,16 @@ impl Finish {
             method = %self.method,
             request_id = %self.request_id,
             code = %code_name,
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "rpc finished"
         );
+        // `code` is one of tonic's 17 codes (an unknown number parses as
+        // Unknown) and `service` is the server's own name: every label is bounded.
         metrics::counter!("trafego_grpc_requests_total",
-            "service" => self.service, "method" => self.method.clone(), "code" => code_name.clone())
+            "service" => self.service, "method" => self.label.clone(), "code" => code_name.clone())
         .increment(1);
         metrics::histogram!("trafego_grpc_request_duration_seconds",
-            "service" => self.service, "method" => self.method, "code" => code_name)
+            "service" => self.service, "method" => self.label, "code" => code_name)
         .record(elapsed.as_secs_f64());
     }
 }
@@ -404,6 +478,7 @@ where
         let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
         let finish = Finish {
             service: self.layer.service,
+            label: self.layer.methods.label(&method),
             method,
             request_id: request_id.clone(),
             start: Instant::now(),
@@ -578,6 +653,26 @@ mod tests {
             tonic::Status::from_header_map(&h).unwrap().code(),
             tonic::Code::OutOfRange
         );
+    }
+
+    #[test]
+    fn only_known_methods_label_metrics() {
+        let m = KnownMethods::from_descriptor_sets(&[
+            trafego_proto::CACHE_FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ])
+        .unwrap();
+        assert_eq!(
+            m.label("/trafego.cache.v1.CacheService/ListRecords"),
+            "/trafego.cache.v1.CacheService/ListRecords"
+        );
+        assert_eq!(
+            m.label("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
+        assert_eq!(m.label("/trafego.cache.v1.CacheService/Nope"), "unknown");
+        assert_eq!(m.label("/x.Y/random-123"), "unknown");
+        assert_eq!(m.label("/"), "unknown");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::mesh::{MeshLayer, MeshSettings};
+use crate::mesh::{KnownMethods, MeshLayer, MeshSettings};
 
 /// How a service is served.
 #[derive(Debug, Clone)]
@@ -28,7 +28,9 @@ pub struct ServeConfig {
     /// The full gRPC name of the service, e.g. `trafego.cache.v1.CacheService`;
     /// health reports under it and under `""`.
     pub service_name: &'static str,
-    /// The service's encoded `FileDescriptorSet`, served by reflection.
+    /// The service's encoded `FileDescriptorSet`, served by reflection; its
+    /// methods (and health's and reflection's) are the only `method` labels
+    /// of the request metrics.
     pub descriptor_set: &'static [u8],
     /// How long in-flight calls may run on after a shutdown signal.
     pub grace: Duration,
@@ -45,6 +47,9 @@ pub enum ServeError {
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The descriptor set could not be read for the known methods.
+    #[error("descriptor set: {0}")]
+    Descriptors(#[from] prost::DecodeError),
 }
 
 fn reflection_builder(descriptor_set: &'static [u8]) -> tonic_reflection::server::Builder<'static> {
@@ -91,6 +96,12 @@ where
         .await;
     let reflection_v1 = reflection_builder(cfg.descriptor_set).build_v1()?;
     let reflection_v1alpha = reflection_builder(cfg.descriptor_set).build_v1alpha()?;
+    let methods = KnownMethods::from_descriptor_sets(&[
+        cfg.descriptor_set,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])?;
 
     let local = listener.local_addr().ok();
     if let Some(a) = &local {
@@ -106,7 +117,7 @@ where
         builder = builder.tls_config(tls)?;
     }
     let server = builder
-        .layer(MeshLayer::new(cfg.service_name, &cfg.mesh))
+        .layer(MeshLayer::new(cfg.service_name, &cfg.mesh, methods))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -138,7 +149,7 @@ where
         .await;
     tracing::info!(
         service = cfg.service_name,
-        grace_ms = cfg.grace.as_millis() as u64,
+        grace_ms = crate::duration::millis_u64(cfg.grace),
         "health NOT_SERVING; draining in-flight calls"
     );
     cancel.cancel();

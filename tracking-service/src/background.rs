@@ -34,13 +34,13 @@ impl Backoff {
     /// The next delay, with up to 20% jitter so restarted peers do not beat in step.
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let jitter = d.as_millis() as u64 / 5;
-        d + Duration::from_millis(if jitter > 0 {
+        self.next = self.next.saturating_mul(2).min(self.max);
+        let jitter = trafego_common::duration::millis_u64(d) / 5;
+        d.saturating_add(Duration::from_millis(if jitter > 0 {
             rand::random::<u64>() % jitter
         } else {
             0
-        })
+        }))
     }
 
     /// Back to the shortest delay, after a success.
@@ -92,7 +92,7 @@ pub async fn follow_cache(tracker: Arc<Tracker>, cancel: CancellationToken) {
             }
             Err(e) => {
                 let d = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "start-up sync failed; retrying");
+                tracing::warn!(error = %e, retry_in_ms = trafego_common::duration::millis_u64(d), "start-up sync failed; retrying");
                 if !pause(&cancel, d).await {
                     return;
                 }

@@ -2,7 +2,9 @@
 //! each becomes a gRPC status.
 //!
 //! Messages say what was wrong and with which field, record or guard; they
-//! never carry a secret (the cache-service URL is shown by host only).
+//! never carry a secret (the cache-service URL is shown by host only). An
+//! internal failure (the database, a task) reaches the caller as `internal
+//! error (request id …)` only: its detail is logged with that request id.
 
 use tonic::{Code, Status};
 use trafego_common::db::DbError;
@@ -96,11 +98,10 @@ impl From<TrackingError> for Status {
                     Status::new(code, format!("cache-service: {}", s.message()))
                 }
             },
-            TrackingError::Db(d) => d.into(),
-            TrackingError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                Status::internal(m)
-            }
+            // The caller learns the request id; the detail (SQL, file paths)
+            // is logged with it and never sent.
+            TrackingError::Db(d) => trafego_common::mesh::internal_status(&d),
+            TrackingError::Internal(m) => trafego_common::mesh::internal_status(&m),
         }
     }
 }

@@ -565,17 +565,17 @@ pub fn check_against_cache(
             "SELECT COUNT(*) AS n FROM dns_tracked_records WHERE drift != '' AND is_missing = 0",
         )
         .get_result::<Count>(conn)?
-        .n as u64;
+        .n;
         let missing =
             diesel::sql_query("SELECT COUNT(*) AS n FROM dns_tracked_records WHERE is_missing = 1")
                 .get_result::<Count>(conn)?
-                .n as u64;
+                .n;
         diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
         let outcome = CheckOutcome {
-            newly_missing: newly_missing as u64,
-            found_again: found_again as u64,
-            drifted,
-            missing,
+            newly_missing: u64::try_from(newly_missing).unwrap_or(u64::MAX),
+            found_again: u64::try_from(found_again).unwrap_or(u64::MAX),
+            drifted: u64::try_from(drifted).unwrap_or(0),
+            missing: u64::try_from(missing).unwrap_or(0),
         };
         if dry_run {
             return Err(CheckEnd::DryRun(outcome));
@@ -767,8 +767,9 @@ pub fn list(
         );
     }
     let mut rows = q.load(conn)?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
     Ok((rows, more))
 }
 

@@ -24,6 +24,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
+use trafego_common::duration::millis_u64;
 use trafego_proto::validate::{
     Hostname, IdFormat, RecordType, TTL_MAX, TTL_MIN, ValidRecordInput, parse_content,
 };
@@ -187,7 +188,7 @@ struct Budget {
 impl Budget {
     fn new(limit: u32, window: Duration, max_wait: Duration) -> Self {
         Budget {
-            limit: limit as usize,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
             window,
             max_wait,
             sent: Mutex::new(VecDeque::new()),
@@ -202,12 +203,20 @@ impl Budget {
             return Ok(now);
         }
         let mut q = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        while q.front().is_some_and(|&t| t + self.window <= now) {
+        // A window too long to add to an instant never ends: nothing expires.
+        while q
+            .front()
+            .and_then(|&t| t.checked_add(self.window))
+            .is_some_and(|end| end <= now)
+        {
             q.pop_front();
         }
         let mut at = now;
         if q.len() >= self.limit {
-            at = at.max(q[q.len() - self.limit] + self.window);
+            match q[q.len() - self.limit].checked_add(self.window) {
+                Some(free) => at = at.max(free),
+                None => return Err(Duration::MAX),
+            }
         }
         if let Some(&last) = q.back() {
             at = at.max(last);
@@ -782,7 +791,7 @@ impl CloudflareProvider {
                     tracing::debug!(
                         %method,
                         path,
-                        wait_ms = (at - now).as_millis() as u64,
+                        wait_ms = millis_u64(at - now),
                         "waiting for the Cloudflare request budget",
                     );
                     tokio::time::sleep_until(at).await;
@@ -792,7 +801,7 @@ impl CloudflareProvider {
                     tracing::warn!(
                         %method,
                         path,
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = millis_u64(wait),
                         "Cloudflare request budget exhausted",
                     );
                     return Err(ProviderError::RateLimited {
@@ -862,7 +871,7 @@ impl CloudflareProvider {
                             path,
                             status = 429,
                             attempt = attempt + 1,
-                            delay_ms = delay.as_millis() as u64,
+                            delay_ms = millis_u64(delay),
                             "Cloudflare rate limited the request; retrying",
                         );
                         attempt += 1;
@@ -915,7 +924,7 @@ impl CloudflareProvider {
                 path,
                 fault = %fault,
                 attempt = attempt + 1,
-                delay_ms = delay.as_millis() as u64,
+                delay_ms = millis_u64(delay),
                 "Cloudflare request failed; retrying",
             );
             attempt += 1;
@@ -1044,7 +1053,9 @@ impl CloudflareProvider {
                 }
                 out.reserve(
                     last_len
-                        .saturating_mul(total.saturating_sub(1) as usize)
+                        .saturating_mul(
+                            usize::try_from(total.saturating_sub(1)).unwrap_or(usize::MAX),
+                        )
                         .min(1 << 20),
                 );
                 let mut done = 1u32;
@@ -1072,7 +1083,7 @@ impl CloudflareProvider {
             }
             None => {
                 // No paging information: read on until a short or empty page.
-                let size = info.per_page.unwrap_or(per_page) as usize;
+                let size = usize::try_from(info.per_page.unwrap_or(per_page)).unwrap_or(usize::MAX);
                 let mut page = 1u32;
                 while last_len > 0 && last_len >= size && page < MAX_PAGES {
                     page += 1;
@@ -1098,7 +1109,9 @@ impl CloudflareProvider {
             attempt += 1;
             let (records, total_count, changed) = self.list_once(reqs).await?;
             match total_count {
-                Some(expected) if changed || expected != records.len() as u64 => {
+                Some(expected)
+                    if changed || u64::try_from(records.len()).ok() != Some(expected) =>
+                {
                     if attempt >= 2 {
                         return Err(ProviderError::Unavailable(format!(
                             "the zone changed while it was listed: read {} records, the provider reports {expected}",
@@ -1491,6 +1504,17 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(b.reserve(t0), Ok(t0));
         }
+    }
+
+    #[test]
+    fn budget_with_a_window_too_long_for_an_instant_never_panics() {
+        // CLOUDFLARE_RATE_WINDOW=18446744073709551615 (bare: ms) or larger.
+        let b = Budget::new(2, Duration::MAX, Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(b.reserve(t0), Ok(t0));
+        assert_eq!(b.reserve(t0), Ok(t0));
+        // The window never ends: the third request waits "forever", refused.
+        assert_eq!(b.reserve(t0), Err(Duration::MAX));
     }
 
     #[test]
