@@ -972,13 +972,18 @@ fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Respo
     let rtype = q.get("type").map(|t| t.trim().to_ascii_uppercase());
     let content = q.get("content.exact").or_else(|| q.get("content")).cloned();
 
+    // u32 to usize never truncates on the platforms the fake runs on; saturate anyway.
+    let (page_n, size) = (
+        usize::try_from(page).unwrap_or(usize::MAX),
+        usize::try_from(per_page).unwrap_or(usize::MAX),
+    );
     let store = inner.read();
     let keep = |r: &FakeRecord| {
         rtype.as_deref().is_none_or(|t| r.r#type == t)
             && content.as_deref().is_none_or(|c| r.content == c)
     };
-    let start = (page as usize - 1).saturating_mul(per_page as usize);
-    let end = start.saturating_add(per_page as usize);
+    let start = (page_n - 1).saturating_mul(size);
+    let end = start.saturating_add(size);
     let mut total = 0usize;
     let mut out: Vec<RecordOut<'_>> = Vec::new();
     match &name {
@@ -997,7 +1002,7 @@ fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Respo
                     .records
                     .values()
                     .skip(start)
-                    .take(per_page as usize)
+                    .take(size)
                     .map(|r| record_out(&inner.opts, r)),
             );
         }
@@ -1015,7 +1020,7 @@ fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Respo
         per_page,
         count: out.len(),
         total_count: total,
-        total_pages: total.div_ceil(per_page as usize),
+        total_pages: total.div_ceil(size),
     };
     Ok(ok_paged(out, Some(info)))
 }
@@ -1464,7 +1469,7 @@ fn batch_inner(inner: &Inner, zone_id: &str, body: &Bytes) -> Result<Response, A
     let puts = b.puts.unwrap_or_default();
     let posts = b.posts.unwrap_or_default();
     let n = deletes.len() + patches.len() + puts.len() + posts.len();
-    inner.bump(|s| s.batch_ops += n as u64);
+    inner.bump(|s| s.batch_ops += u64::try_from(n).unwrap_or(u64::MAX));
     if lock(&inner.faults).refuse_batches {
         return Err(ApiError::injected_code(400, 1004, "batch refused".into()));
     }
