@@ -2,7 +2,7 @@
 //! a flag (`--help` lists them). Secrets are never shown: not in `--help`, not
 //! in `Debug`, not in logs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,16 @@ pub struct Config {
     /// TTL written to the zone file for records asking for an automatic TTL.
     #[arg(long, env = "ZONEFILE_DEFAULT_TTL", default_value_t = 300)]
     pub zonefile_default_ttl: u32,
+
+    /// Name server a new zone file names (SOA primary and apex NS). The default,
+    /// localhost, lies outside the zone, so the file needs no glue and loads in BIND and Knot.
+    #[arg(long, env = "ZONEFILE_NS", default_value = "localhost")]
+    pub zonefile_ns: String,
+
+    /// Addresses (comma-separated) of ZONEFILE_NS written into a new zone file as its
+    /// A/AAAA glue; required when ZONEFILE_NS lies inside the zone, refused otherwise.
+    #[arg(long, env = "ZONEFILE_NS_ADDRESS", value_delimiter = ',')]
+    pub zonefile_ns_address: Vec<IpAddr>,
 
     /// Cloudflare API token (prefer CLOUDFLARE_TOKEN_FILE).
     #[arg(long, env = "CLOUDFLARE_TOKEN", hide_env_values = true)]
@@ -191,11 +201,31 @@ impl Config {
                     .zonefile_path
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(format!("./data/{zone}.zone")));
+                let name_server = Hostname::parse_target("ZONEFILE_NS", &self.zonefile_ns)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let inside = name_server == zone
+                    || name_server
+                        .as_str()
+                        .ends_with(&format!(".{}", zone.as_str()));
+                match (inside, self.zonefile_ns_address.is_empty()) {
+                    (true, true) => bail!(
+                        "ZONEFILE_NS {name_server} lies inside the zone {zone}: set \
+                         ZONEFILE_NS_ADDRESS to its address (the zone must carry its glue), \
+                         or name a server outside the zone"
+                    ),
+                    (false, false) => bail!(
+                        "ZONEFILE_NS_ADDRESS is only for a ZONEFILE_NS inside the zone {zone}; \
+                         {name_server} lies outside it and its addresses belong in its own zone"
+                    ),
+                    _ => {}
+                }
                 Arc::new(
                     ZoneFileProvider::open(ZoneFileConfig {
                         path,
                         zone,
                         default_ttl: self.zonefile_default_ttl,
+                        name_server,
+                        name_server_addresses: self.zonefile_ns_address.clone(),
                     })
                     .map_err(|e| anyhow::anyhow!("zone file: {e}"))?,
                 )
@@ -230,5 +260,68 @@ impl Config {
             watch_buffer: self.watch_buffer.max(16),
             journal_retention: self.change_journal_retention,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(dir: &std::path::Path, extra: &[&str]) -> Config {
+        let path = dir.join("example.com.zone").display().to_string();
+        let mut args = vec!["--zone", "example.com", "--zonefile-path", path.as_str()];
+        args.extend_from_slice(extra);
+        Config::for_test(&args)
+    }
+
+    #[test]
+    fn zone_file_name_server_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = with(dir.path(), &[]);
+        assert_eq!(c.zonefile_ns, "localhost");
+        assert!(c.zonefile_ns_address.is_empty());
+        c.provider().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("example.com.zone")).unwrap();
+        assert!(text.contains("@ 300 IN NS localhost."), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        with(
+            dir.path(),
+            &[
+                "--zonefile-ns",
+                "ns1.example.com",
+                "--zonefile-ns-address",
+                "192.0.2.53,2001:db8::53",
+            ],
+        )
+        .provider()
+        .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("example.com.zone")).unwrap();
+        assert!(text.contains("ns1 300 IN A 192.0.2.53"), "{text}");
+        assert!(text.contains("ns1 300 IN AAAA 2001:db8::53"), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let e = with(dir.path(), &["--zonefile-ns", "ns1.example.com"])
+            .provider()
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("ZONEFILE_NS_ADDRESS"), "{e}");
+        let e = with(
+            dir.path(),
+            &[
+                "--zonefile-ns",
+                "ns.example.net",
+                "--zonefile-ns-address",
+                "192.0.2.1",
+            ],
+        )
+        .provider()
+        .err()
+        .expect("refused");
+        assert!(e.to_string().contains("outside"), "{e}");
+        assert!(
+            !dir.path().join("example.com.zone").exists(),
+            "nothing written"
+        );
     }
 }

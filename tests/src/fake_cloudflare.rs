@@ -5,6 +5,11 @@
 //! pages, refused batches, per-name write failures, latency). Tests and benchmarks use it
 //! to exercise the provider client end to end without the network; the `fake-cloudflare`
 //! binary serves the same thing for manual runs.
+//!
+//! Bodies follow Cloudflare's published record schema: SRV and CAA records are written as
+//! a `data` object (SRV: priority, weight, port, target; CAA: flags, tag, value) and their
+//! `content` is read-only, so a write carrying `content` for them is refused with a DNS
+//! Validation Error, as Cloudflare answers a malformed SRV.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Record types the fake accepts on writes (anything else is a Cloudflare "DNS Validation Error").
 const ALLOWED_TYPES: [&str; 8] = ["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA", "NS"];
+/// The error-chain code Cloudflare answers a malformed SRV write with (under 1004, "DNS
+/// Validation Error"); the fake uses it for SRV and CAA writes that are not a valid `data`.
+const CODE_BAD_DATA: u32 = 9036;
 /// Fixed timestamp used for `created_on` / `modified_on`: the fake does not track time.
 const TIMESTAMP: &str = "2024-01-01T00:00:00.000000Z";
 /// Cloudflare's default `per_page` for `dns_records`.
@@ -632,6 +640,13 @@ impl ApiError {
         e.chain.push((1004, detail.into()));
         e
     }
+    /// A SRV or CAA write that is not a valid `data` object (or carries the read-only
+    /// `content`): 1004 "DNS Validation Error" with the SRV code in the chain.
+    fn bad_data(detail: impl Into<String>) -> Self {
+        let mut e = Self::bad(1004, "DNS Validation Error");
+        e.chain.push((CODE_BAD_DATA, detail.into()));
+        e
+    }
     fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, 81044, "Record does not exist.")
     }
@@ -950,6 +965,9 @@ struct RecordOut<'a> {
     ttl: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     priority: Option<u32>,
+    /// SRV and CAA only: the components of `content`, as Cloudflare reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
     comment: Option<&'a str>,
     tags: [u8; 0],
     created_on: &'static str,
@@ -974,6 +992,7 @@ fn record_out<'a>(opts: &'a FakeOptions, r: &'a FakeRecord) -> RecordOut<'a> {
         } else {
             None
         },
+        data: data_of(r),
         comment: r.comment.as_deref(),
         tags: [],
         created_on: TIMESTAMP,
@@ -1030,13 +1049,18 @@ fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Respo
     let rtype = q.get("type").map(|t| t.trim().to_ascii_uppercase());
     let content = q.get("content.exact").or_else(|| q.get("content")).cloned();
 
+    // u32 to usize never truncates on the platforms the fake runs on; saturate anyway.
+    let (page_n, size) = (
+        usize::try_from(page).unwrap_or(usize::MAX),
+        usize::try_from(per_page).unwrap_or(usize::MAX),
+    );
     let store = inner.read();
     let keep = |r: &FakeRecord| {
         rtype.as_deref().is_none_or(|t| r.r#type == t)
             && content.as_deref().is_none_or(|c| r.content == c)
     };
-    let start = (page as usize - 1).saturating_mul(per_page as usize);
-    let end = start.saturating_add(per_page as usize);
+    let start = (page_n - 1).saturating_mul(size);
+    let end = start.saturating_add(size);
     let mut total = 0usize;
     let mut out: Vec<RecordOut<'_>> = Vec::new();
     match &name {
@@ -1055,7 +1079,7 @@ fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Respo
                     .records
                     .values()
                     .skip(start)
-                    .take(per_page as usize)
+                    .take(size)
                     .map(|r| record_out(&inner.opts, r)),
             );
         }
@@ -1073,7 +1097,7 @@ fn list_records_inner(inner: &Inner, zone_id: &str, q: QueryMap) -> Result<Respo
         per_page,
         count: out.len(),
         total_count: total,
-        total_pages: total.div_ceil(per_page as usize),
+        total_pages: total.div_ceil(size),
     };
     Ok(ok_paged(out, Some(info)))
 }
@@ -1110,6 +1134,8 @@ struct RecordBody {
     ttl: Option<u32>,
     proxied: Option<bool>,
     priority: Option<u32>,
+    /// SRV and CAA: the record's components (their `content` is read-only).
+    data: Option<serde_json::Value>,
     /// Absent -> None, null -> Some(None), string -> Some(Some(..)).
     #[serde(default, deserialize_with = "double_option")]
     comment: Option<Option<String>>,
@@ -1181,37 +1207,61 @@ impl WriteCtx<'_> {
         let name = b
             .name
             .ok_or_else(|| ApiError::validation("name is required"))?;
-        let content = b
-            .content
-            .ok_or_else(|| ApiError::validation("content is required"))?;
+        let rtype = rtype.trim().to_ascii_uppercase();
+        let (content, priority) = if has_data(&rtype) {
+            refuse_content(&rtype, b.content.is_some())?;
+            let data = b.data.as_ref().ok_or_else(|| {
+                ApiError::bad_data(format!("data is required for {rtype} records"))
+            })?;
+            from_data(&rtype, data)?
+        } else {
+            let content = b
+                .content
+                .ok_or_else(|| ApiError::validation("content is required"))?;
+            (content, b.priority)
+        };
         Ok(FakeRecord {
             id,
-            r#type: rtype.trim().to_ascii_uppercase(),
+            r#type: rtype,
             name: expand_name(&name, self.zone),
             content,
             ttl: b.ttl.unwrap_or(1),
             proxied: b.proxied.unwrap_or(false),
-            priority: b.priority,
+            priority,
             comment: b.comment.flatten(),
         })
     }
 
     /// `old` with the fields present in a PATCH body replaced.
-    fn merged(&self, old: &FakeRecord, b: RecordBody) -> FakeRecord {
-        FakeRecord {
+    fn merged(&self, old: &FakeRecord, b: RecordBody) -> Result<FakeRecord, ApiError> {
+        let rtype = b
+            .rtype
+            .as_ref()
+            .map_or_else(|| old.r#type.clone(), |t| t.trim().to_ascii_uppercase());
+        let (content, priority) = if has_data(&rtype) {
+            refuse_content(&rtype, b.content.is_some())?;
+            match &b.data {
+                Some(d) => from_data(&rtype, d)?,
+                None => (old.content.clone(), old.priority),
+            }
+        } else {
+            (
+                b.content.clone().unwrap_or_else(|| old.content.clone()),
+                b.priority.or(old.priority),
+            )
+        };
+        Ok(FakeRecord {
             id: old.id.clone(),
-            r#type: b
-                .rtype
-                .map_or_else(|| old.r#type.clone(), |t| t.trim().to_ascii_uppercase()),
+            r#type: rtype,
             name: b
                 .name
                 .map_or_else(|| old.name.clone(), |n| expand_name(&n, self.zone)),
-            content: b.content.unwrap_or_else(|| old.content.clone()),
+            content,
             ttl: b.ttl.unwrap_or(old.ttl),
             proxied: b.proxied.unwrap_or(old.proxied),
-            priority: b.priority.or(old.priority),
+            priority,
             comment: b.comment.unwrap_or_else(|| old.comment.clone()),
-        }
+        })
     }
 
     fn create(&self, store: &mut Store, b: RecordBody) -> Result<FakeRecord, ApiError> {
@@ -1246,7 +1296,7 @@ impl WriteCtx<'_> {
 
     fn patch(&self, store: &mut Store, id: &str, b: RecordBody) -> Result<FakeRecord, ApiError> {
         let old = store.records.get(id).ok_or_else(ApiError::not_found)?;
-        let new = self.merged(old, b);
+        let new = self.merged(old, b)?;
         self.replace(store, id, new)
     }
 
@@ -1254,6 +1304,84 @@ impl WriteCtx<'_> {
         let old = store.records.get(id).ok_or_else(ApiError::not_found)?;
         self.check_name(&old.name)?;
         store.remove(id).ok_or_else(ApiError::not_found)
+    }
+}
+
+/// Whether Cloudflare writes this type as a `data` object, its `content` read-only.
+fn has_data(rtype: &str) -> bool {
+    matches!(rtype, "SRV" | "CAA")
+}
+
+/// Refuses a SRV or CAA body that sets (`has_content`) the read-only `content`.
+fn refuse_content(rtype: &str, has_content: bool) -> Result<(), ApiError> {
+    if has_content {
+        return Err(ApiError::bad_data(format!(
+            "content is read-only for {rtype} records; set data instead"
+        )));
+    }
+    Ok(())
+}
+
+/// The content (and, for SRV, the priority) a `data` object stands for: SRV
+/// `weight port target`, CAA `flags tag "value"`, as Cloudflare formats them.
+fn from_data(rtype: &str, d: &serde_json::Value) -> Result<(String, Option<u32>), ApiError> {
+    let num = |key: &str, max: u64| {
+        d.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .filter(|n| *n <= max)
+            .ok_or_else(|| ApiError::bad_data(format!("data.{key} must be a number up to {max}")))
+    };
+    let text = |key: &str| {
+        d.get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::bad_data(format!("data.{key} is required")))
+    };
+    match rtype {
+        "SRV" => {
+            let priority = num("priority", 65535)?;
+            let weight = num("weight", 65535)?;
+            let port = num("port", 65535)?;
+            let target = text("target")?.trim_end_matches('.');
+            let priority = u32::try_from(priority).unwrap_or(u32::MAX);
+            Ok((format!("{weight} {port} {target}"), Some(priority)))
+        }
+        _ => {
+            let flags = num("flags", 255)?;
+            let tag = text("tag")?;
+            let value = text("value")?;
+            Ok((format!("{flags} {tag} \"{value}\""), None))
+        }
+    }
+}
+
+/// The `data` object Cloudflare reports for a SRV or CAA record, from its content.
+fn data_of(r: &FakeRecord) -> Option<serde_json::Value> {
+    match r.r#type.as_str() {
+        "SRV" => {
+            let mut it = r.content.split_ascii_whitespace();
+            let weight: u16 = it.next()?.parse().ok()?;
+            let port: u16 = it.next()?.parse().ok()?;
+            let target = it.next()?;
+            Some(serde_json::json!({
+                "priority": r.priority.unwrap_or(0),
+                "weight": weight,
+                "port": port,
+                "target": target,
+            }))
+        }
+        "CAA" => {
+            let mut it = r.content.splitn(3, ' ');
+            let flags: u8 = it.next()?.parse().ok()?;
+            let tag = it.next()?;
+            let value = it.next()?;
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            Some(serde_json::json!({"flags": flags, "tag": tag, "value": value}))
+        }
+        _ => None,
     }
 }
 
@@ -1418,7 +1546,7 @@ fn batch_inner(inner: &Inner, zone_id: &str, body: &Bytes) -> Result<Response, A
     let puts = b.puts.unwrap_or_default();
     let posts = b.posts.unwrap_or_default();
     let n = deletes.len() + patches.len() + puts.len() + posts.len();
-    inner.bump(|s| s.batch_ops += n as u64);
+    inner.bump(|s| s.batch_ops += u64::try_from(n).unwrap_or(u64::MAX));
     if lock(&inner.faults).refuse_batches {
         return Err(ApiError::injected_code(400, 1004, "batch refused".into()));
     }

@@ -72,3 +72,60 @@ async fn a_huge_refresh_interval_keeps_the_cache_fresh() {
     assert!(st.last_error.is_empty(), "{st:?}");
     cache.shutdown().await;
 }
+
+/// `ran` is true only when the sweep could delete, and never beside a reason
+/// why it could not: cleanup disabled or a stale cache give ran = false and
+/// the reason; cleanup on and a fresh cache give ran = true and no reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_that_cannot_delete_does_not_say_it_ran() {
+    // Cleanup disabled (the default).
+    let mut env = Env::start(vec![], &[]).await;
+    create_then_orphan(&mut env, "off.example.com").await;
+    env.clock.advance(Duration::from_secs(24 * 3600));
+    for dry_run in [false, true] {
+        let s = env.sweep(dry_run).await;
+        assert!(!s.ran, "{s:?}");
+        assert!(s.skipped_reason.contains("CLEANUP_ORPHANED"), "{s:?}");
+        assert!(s.deleted.iter().all(|d| !d.deleted), "{s:?}");
+    }
+    assert_eq!(env.at_provider("off.example.com").len(), 1);
+    let st = env.status().await;
+    assert!(st.last_sweep_at.is_some(), "{st:?}");
+
+    // Cleanup on, but the last refresh failed: the cache is stale.
+    let mut env = Env::start(
+        vec![],
+        &[
+            "--cleanup-orphaned",
+            "true",
+            "--cleanup-grace-period",
+            "15m",
+        ],
+    )
+    .await;
+    create_then_orphan(&mut env, "stale.example.com").await;
+    env.clock.advance(Duration::from_secs(3600));
+    env.fake.fail_list_page(1, 500);
+    let _ = env
+        .cache_client
+        .refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
+        .await;
+    assert!(env.cache_stale().await);
+    for dry_run in [true, false] {
+        let s = env.sweep(dry_run).await;
+        assert!(!s.ran, "{s:?}");
+        assert!(s.skipped_reason.contains("not fresh"), "{s:?}");
+    }
+    assert_eq!(env.at_provider("stale.example.com").len(), 1);
+
+    // Fresh again: the sweep runs (a dry run says it would), no reason given.
+    env.fake.clear_faults();
+    env.refresh().await;
+    let s = env.sweep(true).await;
+    assert!(s.ran && s.skipped_reason.is_empty(), "{s:?}");
+    assert_eq!(s.deleted.len(), 1, "{s:?}");
+    let s = env.sweep(false).await;
+    assert!(s.ran && s.skipped_reason.is_empty(), "{s:?}");
+    assert!(s.deleted[0].deleted, "{s:?}");
+    assert!(env.at_provider("stale.example.com").is_empty());
+}

@@ -968,7 +968,6 @@ impl Tracker {
                 }
             }
         }
-        resp.ran = true;
         let orphans = self
             .db
             .run(|c| Ok::<_, TrackingError>(store::orphans(c)?))
@@ -1045,6 +1044,8 @@ impl Tracker {
         if let Some(reason) = &blocked {
             resp.skipped_reason = reason.clone();
         }
+        // Ran: it could delete (cleanup on, cache fresh); never beside a reason it could not.
+        resp.ran = blocked.is_none();
         if dry_run || blocked.is_some() {
             if dry_run {
                 resp.deleted.extend(candidates.iter().map(|o| {

@@ -504,7 +504,10 @@ enum WriteData<'a> {
     },
 }
 
-/// A record as written in a POST, a PUT or a batch entry.
+/// A record as written in a POST, a PUT or a batch entry, following
+/// Cloudflare's record schema: SRV and CAA records carry their value in
+/// `data` only (their `content` is read-only there, and SRV's priority lives
+/// in `data`), and neither type has `proxied`. Other types send `content`.
 #[derive(Debug, Serialize)]
 struct WriteBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -512,9 +515,11 @@ struct WriteBody<'a> {
     #[serde(rename = "type")]
     rtype: &'static str,
     name: &'a str,
-    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
     ttl: u32,
-    proxied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxied: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     priority: Option<u16>,
     comment: &'a str,
@@ -530,16 +535,19 @@ impl<'a> WriteBody<'a> {
         } else {
             input.comment.as_str()
         };
+        let data = write_data(s.rtype, &s.content, s.priority);
+        // With `data`, the value is all there: `content` would be a read-only field.
+        let structured = data.is_some();
         WriteBody {
             id,
             rtype: s.rtype.as_str(),
             name: s.name.as_str(),
-            content: &s.content,
+            content: (!structured).then_some(s.content.as_str()),
             ttl: s.ttl,
-            proxied: s.proxied,
-            priority: s.priority,
+            proxied: (!structured).then_some(s.proxied),
+            priority: if structured { None } else { s.priority },
             comment,
-            data: write_data(s.rtype, &s.content, s.priority),
+            data,
         }
     }
 }
@@ -1831,11 +1839,14 @@ mod tests {
         let v = serde_json::to_value(WriteBody::new(Some("id1"), &input)).unwrap();
         assert_eq!(v["id"], "id1");
         assert_eq!(v["comment"], "mine");
-        assert_eq!(v["priority"], 10);
         assert_eq!(
             v["data"],
             serde_json::json!({"priority":10,"weight":5,"port":5060,"target":"sip.example.com"})
         );
+        // Cloudflare's schema: SRV's content is read-only and its priority lives in data.
+        for absent in ["content", "priority", "proxied"] {
+            assert!(v.get(absent).is_none(), "{absent} sent: {v}");
+        }
         let caa = trafego_proto::validate::RecordSpec::new(
             "",
             "CAA",
@@ -1855,6 +1866,9 @@ mod tests {
             v["data"],
             serde_json::json!({"flags":0,"tag":"issue","value":"letsencrypt.org"})
         );
+        for absent in ["content", "priority", "proxied"] {
+            assert!(v.get(absent).is_none(), "{absent} sent: {v}");
+        }
     }
 
     #[test]

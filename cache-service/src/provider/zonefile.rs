@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write as _};
+use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,6 +41,12 @@ use super::{
 /// container churn TrafegoDNS follows.
 pub const DEFAULT_TTL: u32 = 300;
 
+/// The name server a new zone names when the configuration does not choose
+/// one: `localhost.`, as BIND's own `db.local` and `db.empty` do. It lies
+/// outside every zone the app manages, so the zone needs no glue for it and
+/// loads in BIND and Knot as written; a real deployment names its server.
+pub const DEFAULT_NAME_SERVER: &str = "localhost";
+
 /// Longest TTL a zone file may carry (RFC 2181 section 8).
 const MAX_TTL: u32 = i32::MAX as u32;
 
@@ -61,16 +68,28 @@ pub struct ZoneFileConfig {
     /// TTL written for records asking for "automatic" (ttl 1) and the zone's
     /// `$TTL`; [`DEFAULT_TTL`] unless configured.
     pub default_ttl: u32,
+    /// The zone's name server, written into a new file as the SOA's primary
+    /// and the apex NS record (an existing file is left as it is).
+    /// [`DEFAULT_NAME_SERVER`] unless configured.
+    pub name_server: Hostname,
+    /// Addresses of `name_server`, written into a new file as its A/AAAA
+    /// records (the glue BIND and Knot need when the name server lies inside
+    /// the zone). Required for a name server inside the zone, refused for one
+    /// outside it.
+    pub name_server_addresses: Vec<IpAddr>,
 }
 
 impl ZoneFileConfig {
-    /// A configuration with the default TTL, for callers that only know where
-    /// the file is and which zone it holds.
+    /// A configuration with the default TTL and name server, for callers that
+    /// only know where the file is and which zone it holds.
     pub fn new(path: impl Into<PathBuf>, zone: Hostname) -> Self {
         ZoneFileConfig {
             path: path.into(),
             zone,
             default_ttl: DEFAULT_TTL,
+            name_server: Hostname::parse_target("name server", DEFAULT_NAME_SERVER)
+                .expect("the default name server is a valid name"),
+            name_server_addresses: Vec::new(),
         }
     }
 }
@@ -95,8 +114,11 @@ struct Inner {
 }
 
 impl ZoneFileProvider {
-    /// Opens (creating it, with an SOA and an NS record, if it does not exist;
-    /// file mode 0644, parent dir created) the zone file.
+    /// Opens (creating it, with an SOA, the name server's NS record and, for a
+    /// name server inside the zone, its glue, if it does not exist; file mode
+    /// 0644, parent dir created) the zone file. A name server inside the zone
+    /// without addresses, or outside it with some, is refused: BIND would
+    /// refuse or ignore the file's NS data.
     ///
     /// An existing file is not parsed here: a file broken by a hand edit must
     /// not stop the service from starting, it makes `list` and `apply` return
@@ -111,6 +133,7 @@ impl ZoneFileProvider {
         let origin = Name::from_ascii(format!("{}.", cfg.zone.as_str())).map_err(|e| {
             ProviderError::Invalid(format!("zone {} is not a valid DNS name: {e}", cfg.zone))
         })?;
+        check_name_server(&cfg, &origin)?;
         let inner = Inner {
             cfg,
             origin,
@@ -274,7 +297,9 @@ impl Inner {
         ))
     }
 
-    /// Writes the initial zone: the SOA and one NS record, nothing else.
+    /// Writes the initial zone: the SOA, the NS record of the configured name
+    /// server and, when that server lies inside the zone, its addresses (glue),
+    /// so BIND and Knot load the file as written. Nothing else.
     fn create_initial(&self) -> Result<(), ProviderError> {
         let path = &self.cfg.path;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -282,17 +307,22 @@ impl Inner {
                 .map_err(|e| unavailable(path, format!("cannot create its directory: {e}")))?;
         }
         let ttl = self.cfg.default_ttl;
-        let ns = self
-            .origin
-            .prepend_label("ns1")
-            .map_err(|e| unavailable(path, format!("cannot name its name server: {e}")))?;
+        let ns = name_server(&self.cfg)?;
         let mut zone = ZoneData::default();
         zone.entries.push(Entry::new(Record::from_rdata(
             self.origin.clone(),
             ttl,
-            RData::NS(NS(ns)),
+            RData::NS(NS(ns.clone())),
         )));
-        let soa = default_soa(&self.origin, ttl)
+        for addr in &self.cfg.name_server_addresses {
+            let rdata = match *addr {
+                IpAddr::V4(a) => RData::A(A(a)),
+                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+            };
+            zone.entries
+                .push(Entry::new(Record::from_rdata(ns.clone(), ttl, rdata)));
+        }
+        let soa = default_soa(&self.origin, &ns, ttl)
             .map_err(|e| unavailable(path, format!("cannot build its SOA: {e}")))?;
         zone.soa = Some(soa);
         let text = render(&self.origin, ttl, zone.soa.as_ref(), zone.entries.iter())
@@ -328,9 +358,42 @@ fn void_successes(results: Vec<WriteResult>, err: &ProviderError) -> Vec<WriteRe
         .collect()
 }
 
-/// The SOA of a new zone: serial 1, ns1.<zone> as primary, hostmaster@<zone>.
-fn default_soa(origin: &Name, ttl: u32) -> Result<Record, String> {
-    let mname = origin.prepend_label("ns1").map_err(|e| e.to_string())?;
+/// The configured name server as a fully qualified name.
+fn name_server(cfg: &ZoneFileConfig) -> Result<Name, ProviderError> {
+    Name::from_ascii(format!("{}.", cfg.name_server.as_str())).map_err(|e| {
+        ProviderError::Invalid(format!(
+            "name server {} is not a valid DNS name: {e}",
+            cfg.name_server
+        ))
+    })
+}
+
+/// A name server inside the zone needs its addresses in the zone (glue), or
+/// BIND refuses the zone; one outside the zone must not have them (they
+/// belong to its own zone, and BIND ignores them as out-of-zone data).
+fn check_name_server(cfg: &ZoneFileConfig, origin: &Name) -> Result<(), ProviderError> {
+    let ns = name_server(cfg)?;
+    let inside = origin.zone_of(&ns);
+    if inside && cfg.name_server_addresses.is_empty() {
+        return Err(ProviderError::Invalid(format!(
+            "name server {} lies inside the zone {}: give its address (the zone must carry its \
+             glue), or name a server outside the zone",
+            cfg.name_server, cfg.zone
+        )));
+    }
+    if !inside && !cfg.name_server_addresses.is_empty() {
+        return Err(ProviderError::Invalid(format!(
+            "name server {} lies outside the zone {}: its addresses belong in its own zone, \
+             not in this one",
+            cfg.name_server, cfg.zone
+        )));
+    }
+    Ok(())
+}
+
+/// The SOA of a new zone: serial 1, `ns` as primary, hostmaster@<zone>.
+fn default_soa(origin: &Name, ns: &Name, ttl: u32) -> Result<Record, String> {
+    let mname = ns.clone();
     let rname = origin
         .prepend_label("hostmaster")
         .map_err(|e| e.to_string())?;
@@ -1033,7 +1096,10 @@ impl<'a> Working<'a> {
                 }
                 soa
             }
-            None => default_soa(self.origin, ttl)?,
+            None => {
+                let ns = name_server(&inner.cfg).map_err(|e| e.to_string())?;
+                default_soa(self.origin, &ns, ttl)?
+            }
         };
         let zone = ZoneData {
             soa: Some(soa),
@@ -1520,6 +1586,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_name_server_inside_the_zone_gets_its_glue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ZoneFileConfig::new(dir.path().join("example.com.zone"), zone());
+        cfg.name_server = Hostname::parse_target("ns", "ns1.example.com").unwrap();
+        cfg.name_server_addresses = vec![
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap(),
+        ];
+        let p = ZoneFileProvider::open(cfg.clone()).unwrap();
+        let text = fs::read_to_string(path_of(&p)).unwrap();
+        assert!(
+            text.contains("@ 300 IN SOA ns1.example.com. hostmaster.example.com. 1 "),
+            "{text}"
+        );
+        let mut got: Vec<(String, String, String)> = list(&p)
+            .await
+            .into_iter()
+            .map(|r| (r.rtype, r.name, r.content))
+            .collect();
+        got.sort();
+        let want = [
+            ("A", "ns1.example.com", "192.0.2.53"),
+            ("AAAA", "ns1.example.com", "2001:db8::53"),
+            ("NS", "example.com", "ns1.example.com"),
+        ]
+        .map(|(t, n, c)| (t.to_string(), n.to_string(), c.to_string()));
+        assert_eq!(got, want);
+
+        // Inside the zone without an address, or outside it with one: refused.
+        let mut bad = cfg.clone();
+        bad.name_server_addresses.clear();
+        let e = ZoneFileProvider::open(bad).err().expect("refused");
+        assert!(e.to_string().contains("inside the zone"), "{e}");
+        let mut bad = cfg;
+        bad.name_server = Hostname::parse_target("ns", "ns1.example.net").unwrap();
+        let e = ZoneFileProvider::open(bad).err().expect("refused");
+        assert!(e.to_string().contains("outside the zone"), "{e}");
+    }
+
+    #[tokio::test]
     async fn new_file_has_soa_and_ns_with_mode_0644() {
         let dir = tempfile::tempdir().unwrap();
         let p = open_in(dir.path());
@@ -1528,14 +1634,14 @@ mod tests {
         let text = fs::read_to_string(path_of(&p)).unwrap();
         assert!(text.contains("$ORIGIN example.com.\n$TTL 300\n"), "{text}");
         assert!(
-            text.contains("@ 300 IN SOA ns1.example.com. hostmaster.example.com. 1 "),
+            text.contains("@ 300 IN SOA localhost. hostmaster.example.com. 1 "),
             "{text}"
         );
         let records = list(&p).await;
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].rtype, "NS");
         assert_eq!(records[0].name, "example.com");
-        assert_eq!(records[0].content, "ns1.example.com");
+        assert_eq!(records[0].content, "localhost");
         assert_eq!(p.name(), "zonefile");
         assert_eq!(p.zone(), &zone());
         // Opening again keeps the file as it is.
@@ -1896,8 +2002,8 @@ mod tests {
         assert_eq!(
             body,
             vec![
-                "@ 300 IN SOA ns1.example.com. hostmaster.example.com. 2 3600 600 604800 300",
-                "@ 300 IN NS ns1.example.com.",
+                "@ 300 IN SOA localhost. hostmaster.example.com. 2 3600 600 604800 300",
+                "@ 300 IN NS localhost.",
                 "a 300 IN A 192.0.2.1",
                 "b 300 IN A 192.0.2.2",
                 "b 300 IN TXT \"one\"",
