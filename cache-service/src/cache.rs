@@ -16,6 +16,7 @@ use tonic::Code;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
 use trafego_common::duration::millis_i64;
+use trafego_common::num;
 use trafego_proto::cache::{CacheEventKind, DnsRecord};
 use trafego_proto::timestamp_ms;
 
@@ -362,7 +363,7 @@ impl Cache {
             tracing::warn!(dropped, provider = name, zone = %zone, "dropped cached rows of another provider or zone");
         }
         Ok(Arc::new(Cache {
-            hub: Hub::new(settings.watch_buffer, st.generation as u64),
+            hub: Hub::new(settings.watch_buffer, num::count(st.generation)),
             db,
             provider,
             clock,
@@ -560,7 +561,7 @@ impl Cache {
             }
             Err(e) => return Err(self.refresh_failed(e).await),
         };
-        let duration_ms = t0.elapsed().as_millis() as u64;
+        let duration_ms = num::elapsed_ms(t0);
         let outcome = RefreshOutcome {
             added: diff.added.len() as u64,
             changed: diff.changed.len() as u64,
@@ -703,7 +704,7 @@ impl Cache {
         let ids = changes.iter().filter_map(|c| c.change_id.clone()).collect();
         let guard = InFlight::enter(self.clone(), ids);
         let me = self.clone();
-        tokio::spawn(async move {
+        trafego_common::mesh::spawn_in_request(async move {
             let _in_flight = guard;
             me.write_now(changes).await
         })
@@ -1029,9 +1030,11 @@ impl Cache {
             rows
         } else {
             let me = self.clone();
-            tokio::spawn(async move { me.settle_stale(Some(stale)).await })
-                .await
-                .unwrap_or_else(|e| Err(CacheError::internal(format!("settle task: {e}"))))?;
+            trafego_common::mesh::spawn_in_request(
+                async move { me.settle_stale(Some(stale)).await },
+            )
+            .await
+            .unwrap_or_else(|e| Err(CacheError::internal(format!("settle task: {e}"))))?;
             let lookup = ids.clone();
             self.db
                 .run(move |c| Ok::<_, CacheError>(store::journal_get(c, &lookup)?))
@@ -1225,9 +1228,9 @@ pub fn row_to_proto(r: CachedRecord) -> DnsRecord {
         r#type: r.rtype,
         name: r.name,
         content: r.content,
-        ttl: r.ttl as u32,
+        ttl: num::from_db(r.ttl),
         proxied: r.proxied,
-        priority: r.priority.map(|p| p as u32),
+        priority: r.priority.map(num::from_db),
         fingerprint: r.fingerprint,
         comment: r.comment,
         last_refreshed: Some(timestamp_ms(r.last_refreshed)),

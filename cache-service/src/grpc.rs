@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use trafego_common::num;
 use trafego_proto::cache::cache_service_server::CacheService;
 use trafego_proto::cache::{change, *};
 use trafego_proto::timestamp_ms;
@@ -170,7 +171,7 @@ impl CacheService for CacheApi {
         Ok(Response::new(ListRecordsResponse {
             records: rows.into_iter().map(row_to_proto).collect(),
             next_page_token,
-            generation: state.generation as u64,
+            generation: num::count(state.generation),
             last_refreshed: state.last_refreshed.map(timestamp_ms),
         }))
     }
@@ -224,9 +225,9 @@ impl CacheService for CacheApi {
             last_refreshed: s.state.last_refreshed.map(timestamp_ms),
             last_error: s.state.last_error,
             stale: s.stale,
-            generation: s.state.generation as u64,
+            generation: num::count(s.state.generation),
             refresh_interval_seconds: self.cache.settings().refresh_interval.as_secs(),
-            last_refresh_duration_ms: s.state.last_refresh_duration_ms as u64,
+            last_refresh_duration_ms: num::count(s.state.last_refresh_duration_ms),
             last_attempt: s.state.last_attempt.map(timestamp_ms),
             journal_id: self.cache.journal_id().to_string(),
             capabilities: Some(self.capabilities.to_proto()),

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod db;
 pub mod duration;
 pub mod mesh;
+pub mod num;
 pub mod paging;
 pub mod server;
 pub mod service_args;

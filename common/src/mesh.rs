@@ -51,6 +51,20 @@ pub fn with_request_id<R>(id: Option<String>, f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Spawns `fut` as a task that keeps the current request id, so errors and
+/// log lines made in work a call detaches (a reconcile's writes, a sweep)
+/// still name the call.
+pub fn spawn_in_request<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match current_request_id() {
+        Some(id) => tokio::spawn(REQUEST_ID.scope(id, fut)),
+        None => tokio::spawn(fut),
+    }
+}
+
 /// What a caller is told of an internal error (a database failure, a task
 /// that died): `internal error (request id …)` and nothing else, so no SQL,
 /// file path or other detail of the service's insides leaves it. The detail

@@ -427,7 +427,7 @@ async fn sigterm_lets_the_in_flight_call_finish_and_exits_zero() {
     while fake.stats().list == before {
         tokio::task::yield_now().await;
     }
-    let pid = child.id().unwrap() as i32;
+    let pid = child.id().unwrap();
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

@@ -14,8 +14,8 @@ use tonic::Code;
 use tonic::transport::Channel;
 use trafego_proto::cache::GetRecordRequest;
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
-use trafego_proto::tracking::ListTrackedRecordsRequest;
 use trafego_proto::tracking::tracking_service_client::TrackingServiceClient;
+use trafego_proto::tracking::{ListTrackedRecordsRequest, RunOrphanSweepRequest};
 use trafego_tests::*;
 
 /// Drops `table` from the SQLite database at `db`, as a second connection.
@@ -142,6 +142,29 @@ async fn tracking_service_database_failure_names_the_request_id_only() {
         .list_tracked_records(with_request_id(ListTrackedRecordsRequest::default(), id))
         .await
         .unwrap_err();
+    // A sweep that cannot read its table says why it skipped without the
+    // database's words either.
+    let sweep = c
+        .run_orphan_sweep(with_request_id(
+            RunOrphanSweepRequest { dry_run: false },
+            "req-internal-tracking-0003",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!sweep.ran, "{sweep:?}");
+    assert!(
+        sweep
+            .skipped_reason
+            .contains("internal error (request id req-internal-tracking-0003)"),
+        "{sweep:?}"
+    );
+    for leak in ["no such table", "dns_tracked_records", "database", ".db"] {
+        assert!(
+            !sweep.skipped_reason.contains(leak),
+            "{leak:?} leaked: {sweep:?}"
+        );
+    }
     assert!(tracking.terminate().await.success());
     assert!(cache.terminate().await.success());
     assert_internal(

@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use trafego_common::num;
 use trafego_proto::cache::DnsRecord;
 use trafego_proto::tracking::ChangeAction;
 use trafego_proto::validate::{RecordSpec, RecordType};
@@ -289,7 +290,7 @@ pub fn decl_of(source: &str, spec: &RecordSpec, now: i64) -> DeclRow {
         name: spec.name.as_str().to_string(),
         rtype: spec.rtype.as_str().to_string(),
         content: spec.content.clone(),
-        ttl: spec.ttl as i32,
+        ttl: num::to_db(spec.ttl),
         proxied: spec.proxied,
         priority: spec.priority.map(i32::from),
         declared_at: now,

@@ -29,6 +29,7 @@ use tokio::sync::{Mutex, OnceCell};
 use tonic::Code;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
+use trafego_common::num;
 use trafego_proto::cache::{
     Change, ChangeState, DeleteChange, DnsRecord, RecordInput, UpdateChange, change,
 };
@@ -173,9 +174,9 @@ fn row_from(
         rtype: r.r#type.clone(),
         name: r.name.clone(),
         content: r.content.clone(),
-        ttl: r.ttl as i32,
+        ttl: num::to_db(r.ttl),
         proxied: r.proxied,
-        priority: r.priority.map(|p| p as i32),
+        priority: r.priority.map(num::to_db),
         fingerprint: r.fingerprint.clone(),
         app_managed,
         source: old
@@ -199,9 +200,9 @@ fn row_current(t: &TrackedRow, r: &DnsRecord) -> bool {
         && t.name == r.name
         && t.rtype == r.r#type
         && t.content == r.content
-        && t.ttl == r.ttl as i32
+        && t.ttl == num::to_db(r.ttl)
         && t.proxied == r.proxied
-        && t.priority == r.priority.map(|p| p as i32)
+        && t.priority == r.priority.map(num::to_db)
         && t.fingerprint == r.fingerprint
         && !t.is_missing
         && t.drift.is_empty()
@@ -239,9 +240,9 @@ pub fn row_to_proto(t: TrackedRow, sources: &[String]) -> TrackedRecord {
         r#type: t.rtype,
         name: t.name,
         content: t.content,
-        ttl: t.ttl as u32,
+        ttl: num::from_db(t.ttl),
         proxied: t.proxied,
-        priority: t.priority.map(|p| p as u32),
+        priority: t.priority.map(num::from_db),
         fingerprint: t.fingerprint,
         app_managed: t.app_managed,
         is_orphaned: t.is_orphaned,
@@ -512,7 +513,7 @@ impl Tracker {
             generation,
             t0,
         };
-        tokio::spawn(async move {
+        trafego_common::mesh::spawn_in_request(async move {
             let _ops = ops;
             me.apply_and_record(&source, run).await
         })
@@ -578,7 +579,7 @@ impl Tracker {
                 name: spec.name.as_str().to_string(),
                 rtype: spec.rtype.as_str().to_string(),
                 content: spec.content.clone(),
-                ttl: spec.ttl as i32,
+                ttl: num::to_db(spec.ttl),
                 proxied: spec.proxied,
                 priority: spec.priority.map(i32::from),
                 created_at: now,
@@ -794,7 +795,7 @@ impl Tracker {
             unorphaned = summary.unorphaned,
             unchanged = summary.unchanged,
             failed = summary.failed,
-            duration_ms = t0.elapsed().as_millis() as u64,
+            duration_ms = num::elapsed_ms(t0),
             generation,
             "reconciled"
         );
@@ -864,7 +865,7 @@ impl Tracker {
         }
         let t0 = Instant::now();
         let (records, _) = self.client.list_all(0).await?;
-        let listed_ms = t0.elapsed().as_millis() as u64;
+        let listed_ms = num::elapsed_ms(t0);
         let view: Vec<CacheView> = records
             .iter()
             .map(|r| CacheView {
@@ -886,7 +887,7 @@ impl Tracker {
             .await?;
         tracing::debug!(
             listed_ms,
-            checked_ms = t0.elapsed().as_millis() as u64 - listed_ms,
+            checked_ms = num::elapsed_ms(t0).saturating_sub(listed_ms),
             dry_run,
             "missing/drift check timings"
         );
@@ -919,7 +920,7 @@ impl Tracker {
         let t0 = Instant::now();
         let ops = self.ops.clone().lock_owned().await;
         let me = self.clone();
-        tokio::spawn(async move {
+        trafego_common::mesh::spawn_in_request(async move {
             let _ops = ops;
             me.sweep_locked(dry_run, t0).await
         })
@@ -939,8 +940,8 @@ impl Tracker {
         let status = match self.client.status().await {
             Ok(s) => s,
             Err(e) => {
-                resp.skipped_reason = format!("skipped: {e}");
-                resp.duration_ms = t0.elapsed().as_millis() as u64;
+                resp.skipped_reason = format!("skipped: {}", public_message(e));
+                resp.duration_ms = num::elapsed_ms(t0);
                 if !dry_run {
                     self.save_sweep(&resp).await;
                 }
@@ -954,13 +955,13 @@ impl Tracker {
         if fresh {
             match self.check_locked(dry_run).await {
                 Ok(Some(c)) => {
-                    resp.missing = c.outcome.newly_missing as u32;
+                    resp.missing = num::count_u32(c.outcome.newly_missing);
                     held = Some(c.records);
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    resp.skipped_reason = format!("skipped: {e}");
-                    resp.duration_ms = t0.elapsed().as_millis() as u64;
+                    resp.skipped_reason = format!("skipped: {}", public_message(e));
+                    resp.duration_ms = num::elapsed_ms(t0);
                     if !dry_run {
                         self.save_sweep(&resp).await;
                     }
@@ -1035,7 +1036,7 @@ impl Tracker {
                 ));
                 false
             });
-            resp.changed_at_provider = changed as u32;
+            resp.changed_at_provider = num::count_u32(changed);
             if changed > 0 && !dry_run {
                 metrics::counter!("trafego_orphans_kept_total", "reason" => "changed_at_provider")
                     .increment(changed);
@@ -1074,8 +1075,8 @@ impl Tracker {
                 Ok(o) => o,
                 Err(e) => {
                     resp.ran = false;
-                    resp.skipped_reason = format!("skipped: {e}");
-                    resp.duration_ms = t0.elapsed().as_millis() as u64;
+                    resp.skipped_reason = format!("skipped: {}", public_message(e));
+                    resp.duration_ms = num::elapsed_ms(t0);
                     self.save_sweep(&resp).await;
                     return Ok(resp);
                 }
@@ -1099,7 +1100,7 @@ impl Tracker {
                 .run(move |c| Ok::<_, TrackingError>(store::record_deleted(c, &gone, &r, now)?))
                 .await?;
         }
-        resp.duration_ms = t0.elapsed().as_millis() as u64;
+        resp.duration_ms = num::elapsed_ms(t0);
         if !dry_run {
             self.save_sweep(&resp).await;
         }
@@ -1163,11 +1164,11 @@ impl Tracker {
         set_count_gauges(&counts);
         let last: Option<LastSweep> = last.and_then(|j| serde_json::from_str(&j).ok());
         Ok(GetTrackerStatusResponse {
-            total: counts.total as u64,
-            active: counts.active as u64,
-            orphaned: counts.orphaned as u64,
-            missing: counts.missing as u64,
-            unmanaged: counts.unmanaged as u64,
+            total: num::count(counts.total),
+            active: num::count(counts.active),
+            orphaned: num::count(counts.orphaned),
+            missing: num::count(counts.missing),
+            unmanaged: num::count(counts.unmanaged),
             last_sweep_at: last.as_ref().map(|l| timestamp_ms(l.at)),
             last_sweep_deleted: last.as_ref().map_or(0, |l| l.deleted),
             last_sweep_skipped_reason: last.map(|l| l.skipped_reason).unwrap_or_default(),
@@ -1218,9 +1219,9 @@ impl Tracker {
             name: r.name.clone(),
             rtype: r.r#type.clone(),
             content: r.content.clone(),
-            ttl: r.ttl as i32,
+            ttl: num::to_db(r.ttl),
             proxied: r.proxied,
-            priority: r.priority.map(|p| p as i32),
+            priority: r.priority.map(num::to_db),
             declared_at: now,
             updated_at: now,
         });
@@ -1282,6 +1283,12 @@ fn incomplete(r: &ReconcileResponse) -> Option<(Code, String)> {
             first.reason
         ),
     ))
+}
+
+/// What a caller may read of an error: its gRPC message, which for internal
+/// errors is only "internal error (request id …)" (the detail is logged).
+fn public_message(e: TrackingError) -> String {
+    tonic::Status::from(e).message().to_string()
 }
 
 fn desired_error(field: &str, msg: String) -> TrackingError {

@@ -113,7 +113,7 @@ async fn run_size(n: usize) -> anyhow::Result<()> {
         status.last_error
     );
     anyhow::ensure!(
-        status.record_count as usize == n,
+        status.record_count == n as u64,
         "cached {} of {n}",
         status.record_count
     );

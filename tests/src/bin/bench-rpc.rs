@@ -391,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
         .refresh_cache(RefreshCacheRequest { force: false })
         .await?
         .into_inner();
-    anyhow::ensure!(filled.total as usize == n, "cached {} of {n}", filled.total);
+    anyhow::ensure!(filled.total == n as u64, "cached {} of {n}", filled.total);
     let floor = connect(&start_floor(&service.dir.join("cache.db")).await?).await?;
     println!(
         "cache-service read path vs floor: {n} records, pool {POOL_SIZE}, one HTTP/2 connection each, \

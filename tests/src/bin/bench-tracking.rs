@@ -206,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         .get_tracker_status(GetTrackerStatusRequest {})
         .await?
         .into_inner();
-    anyhow::ensure!(status.total as usize == TRACKED, "tracked {}", status.total);
+    anyhow::ensure!(status.total == TRACKED as u64, "tracked {}", status.total);
     fake.reset_stats();
     let t = Instant::now();
     let sw = tracking
