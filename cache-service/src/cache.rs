@@ -23,7 +23,7 @@ use trafego_proto::timestamp_ms;
 use crate::events::{self, Hub};
 use crate::journal::{self, ChangeReq, Judged, Outcome, Sought};
 use crate::provider::{DnsProvider, ProviderError, ProviderRecord, WriteOp};
-use crate::store::{self, CacheState, CachedRecord, JournalRow, Settled, Written};
+use crate::store::{self, CacheState, CachedRecord, JournalRow, Written};
 
 /// Times a change whose answer was lost, and that a look found absent, is
 /// sent again before it is reported failed.
@@ -255,32 +255,34 @@ impl<'a> Kind<'a> {
     }
 }
 
-/// The journal outcome of a change; `None` while it is unsettled.
-fn settle_row(change_id: &str, target_id: &str, o: &Outcome) -> Option<Settled> {
+/// `row`, the journal entry of a change, with its outcome recorded at
+/// `now`; `None` while it is unsettled (the entry stays pending).
+fn settle_row(row: &JournalRow, o: &Outcome, now: i64) -> Option<JournalRow> {
+    let mut row = row.clone();
+    row.settled_at = Some(now);
     match o {
-        Outcome::Applied(rec) => Some(Settled {
-            change_id: change_id.to_string(),
-            state: store::JOURNAL_APPLIED,
-            code: 0,
-            message: String::new(),
-            record_id: rec
+        Outcome::Applied(rec) => {
+            row.state = store::JOURNAL_APPLIED.to_string();
+            row.code = 0;
+            row.message = String::new();
+            row.record_id = rec
                 .as_ref()
-                .map_or_else(|| target_id.to_string(), |r| r.id.clone()),
-            record: rec
+                .map_or_else(|| row.target_id.clone(), |r| r.id.clone());
+            row.record = rec
                 .as_ref()
                 .and_then(|r| serde_json::to_string(r).ok())
-                .unwrap_or_default(),
-        }),
-        Outcome::Failed { code, message } => Some(Settled {
-            change_id: change_id.to_string(),
-            state: store::JOURNAL_FAILED,
-            code: *code as i32,
-            message: message.clone(),
-            record_id: target_id.to_string(),
-            record: String::new(),
-        }),
-        Outcome::Unsettled(_) => None,
+                .unwrap_or_default();
+        }
+        Outcome::Failed { code, message } => {
+            row.state = store::JOURNAL_FAILED.to_string();
+            row.code = *code as i32;
+            row.message = message.clone();
+            row.record_id = row.target_id.clone();
+            row.record = String::new();
+        }
+        Outcome::Unsettled(_) => return None,
     }
+    Some(row)
 }
 
 /// The record a journal entry says its change produced.
@@ -722,7 +724,9 @@ impl Cache {
         let mut requests = 0u64;
         let mut written: Vec<Written> = Vec::new();
         let mut created: Vec<String> = Vec::new();
-        let mut settled: Vec<Settled> = Vec::new();
+        let mut settled: Vec<JournalRow> = Vec::new();
+        // The journal entry of each change that has one, by change index.
+        let mut entries: HashMap<usize, JournalRow> = HashMap::new();
         let fps: Vec<Option<String>> = changes
             .iter()
             .map(|c| c.change_id.as_ref().map(|_| journal::op_fingerprint(&c.op)))
@@ -761,7 +765,10 @@ impl Cache {
                     known[i] = true;
                     outcomes[i] = Some(Outcome::Applied(journal_record(row)));
                 }
-                store::JOURNAL_PENDING => stale.push((i, row.clone())),
+                store::JOURNAL_PENDING => {
+                    entries.insert(i, row.clone());
+                    stale.push((i, row.clone()));
+                }
                 _ => {}
             }
         }
@@ -801,7 +808,9 @@ impl Cache {
             for (i, (target, prior)) in places {
                 let s = Sought::of(&changes[i].op, target, prior);
                 if let (Some(id), Some(fp)) = (&changes[i].change_id, &fps[i]) {
-                    rows.push(s.journal_row(id, fp.clone(), now));
+                    let row = s.journal_row(id, fp.clone(), now);
+                    entries.insert(i, row.clone());
+                    rows.push(row);
                 }
                 sought.insert(i, s);
             }
@@ -883,9 +892,7 @@ impl Cache {
                 }
                 written.push(w);
             }
-            if let Some(id) = &c.change_id
-                && let Some(s) = settle_row(id, c.op.id().unwrap_or_default(), o)
-            {
+            if let Some(s) = entries.get(&i).and_then(|row| settle_row(row, o, now)) {
                 settled.push(s);
             }
         }
@@ -915,7 +922,7 @@ impl Cache {
         &self,
         written: &[Written],
         created: &[String],
-        settled: &[Settled],
+        settled: &[JournalRow],
         now: i64,
     ) -> Result<u64, CacheError> {
         let name = self.provider.name();
@@ -1128,7 +1135,7 @@ impl Cache {
                 }
                 written.push(w);
             }
-            settled.extend(settle_row(&row.change_id, &row.target_id, &outcome));
+            settled.extend(settle_row(row, &outcome, now));
         }
         let n = settled.len();
         self.commit(&written, &created, &settled, now).await?;
