@@ -298,7 +298,7 @@ fn journal_record(row: &JournalRow) -> Option<ProviderRecord> {
 type Place = (Option<(String, String)>, Vec<String>);
 
 fn places_of(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut store::Conn,
     ops: &[(usize, WriteOp)],
 ) -> diesel::QueryResult<Vec<(usize, Place)>> {
     let keys: Vec<(String, String)> = ops

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use trafego_common::num;
+use trafego_common::{num, paging};
 use trafego_proto::cache::cache_service_server::CacheService;
 use trafego_proto::cache::{change, *};
 use trafego_proto::timestamp_ms;
@@ -141,13 +141,8 @@ impl CacheService for CacheApi {
                 .transpose()?,
         };
         let limit = validate::page_size("page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = non_empty(&req.page_token)
-            .map(|t| {
-                PageKey::decode(t).ok_or_else(|| {
-                    FieldError::new("page_token", "is not a token returned by ListRecords")
-                })
-            })
-            .transpose()?;
+        let after = PageKey::from_token(&req.page_token)
+            .map_err(|_| FieldError::new("page_token", "is not a token returned by ListRecords"))?;
         let max = (req.max_staleness_seconds > 0)
             .then(|| Duration::from_secs(u64::from(req.max_staleness_seconds)));
         self.cache.ensure_fresh(max).await?;
@@ -159,15 +154,7 @@ impl CacheService for CacheApi {
             .db()
             .run(move |c| Ok::<_, CacheError>(store::list(c, &filter, after.as_ref(), limit)?))
             .await?;
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => PageKey {
-                name: last.name.clone(),
-                rtype: last.rtype.clone(),
-                record_id: last.record_id.clone(),
-            }
-            .encode(),
-            _ => String::new(),
-        };
+        let next_page_token = paging::next_token(&rows, more);
         Ok(Response::new(ListRecordsResponse {
             records: rows.into_iter().map(row_to_proto).collect(),
             next_page_token,

@@ -5,6 +5,8 @@
 //! line or a record.
 
 pub mod cloudflare;
+pub mod derived_id;
+pub mod http;
 pub mod zonefile;
 
 use std::time::Duration;
@@ -13,6 +15,8 @@ use futures::future::BoxFuture;
 use trafego_proto::validate::{
     self, Hostname, IdFormat, ProviderRules, RecordType, ValidRecordInput,
 };
+
+pub use derived_id::{DERIVED_ID_FORMAT, derived_id};
 
 /// The comment the app writes on records it creates. It says who wrote the
 /// record for people reading the provider's dashboard; it is never taken as

@@ -1,20 +1,25 @@
-//! The provider cache in SQLite (`dns_records` and the one-row `cache_state`).
+//! The provider cache's SQL, all of it (`dns_records`, the one-row
+//! `cache_state` and the `change_journal`).
 //!
 //! Every function takes a connection and runs synchronously; callers run them
-//! through `Db::run`. Writes happen in `IMMEDIATE` transactions and touch only
-//! the rows that changed: an unchanged refresh writes no record row.
+//! through `Db::run`. Writes happen in write transactions taken at their
+//! start and touch only the rows that changed: an unchanged refresh writes no
+//! record row. What is particular to SQLite is in `store/sqlite.rs`; this
+//! file is dialect-neutral diesel.
+
+mod sqlite;
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use trafego_common::duration::millis_i64;
+use trafego_common::paging;
 
 use crate::provider::ProviderRecord;
 use crate::schema::{cache_state, change_journal, dns_records};
 
-/// Rows per multi-row INSERT, kept well under SQLite's variable limit.
-const INSERT_CHUNK: usize = 1000;
+pub use sqlite::Conn;
+use sqlite::{CHUNK, suffix_filter, upsert_journal, write_tx};
 
 /// A cached record as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -115,7 +120,7 @@ pub struct CacheState {
 /// binds `LIMIT ?`, and SQLite re-prepares a statement whose LIMIT is a bound
 /// parameter at every execution, so the cached statement would be parsed and
 /// planned again on each call.
-pub fn state(conn: &mut SqliteConnection) -> QueryResult<CacheState> {
+pub fn state(conn: &mut Conn) -> QueryResult<CacheState> {
     cache_state::table
         .filter(cache_state::id.eq(1))
         .select(CacheState::as_select())
@@ -125,8 +130,8 @@ pub fn state(conn: &mut SqliteConnection) -> QueryResult<CacheState> {
 /// Makes the cache belong to `provider`/`zone`. Rows cached for another
 /// provider or zone are dropped (they describe something else). Returns how
 /// many rows were dropped.
-pub fn claim(conn: &mut SqliteConnection, provider: &str, zone: &str) -> QueryResult<usize> {
-    conn.immediate_transaction(|conn| {
+pub fn claim(conn: &mut Conn, provider: &str, zone: &str) -> QueryResult<usize> {
+    write_tx(conn, |conn| {
         let st = state(conn)?;
         if st.provider == provider && st.zone == zone {
             return Ok(0);
@@ -169,7 +174,7 @@ pub struct RefreshDiff {
 /// listing started) and the refresh's duration since `began`, and bumping the
 /// generation. On any error nothing is changed.
 pub fn apply_refresh(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     provider: &str,
     zone: &str,
     records: Vec<ProviderRecord>,
@@ -177,7 +182,7 @@ pub fn apply_refresh(
     now_ms: i64,
     began: std::time::Instant,
 ) -> QueryResult<RefreshDiff> {
-    conn.immediate_transaction(|conn| {
+    write_tx(conn, |conn| {
         let existing: HashMap<String, String> = dns_records::table
             .select((dns_records::record_id, dns_records::fingerprint))
             .load_iter::<(String, String), diesel::connection::DefaultLoadingMode>(conn)?
@@ -198,7 +203,7 @@ pub fn apply_refresh(
             .into_keys()
             .filter(|id| !seen.contains(id))
             .collect();
-        for chunk in diff.added.chunks(INSERT_CHUNK) {
+        for chunk in diff.added.chunks(CHUNK) {
             let rows: Vec<NewRow> = chunk
                 .iter()
                 .map(|r| NewRow::new(provider, zone, r, now_ms))
@@ -212,7 +217,7 @@ pub fn apply_refresh(
                 .set(&NewRow::new(provider, zone, r, now_ms))
                 .execute(conn)?;
         }
-        for chunk in diff.removed.chunks(INSERT_CHUNK) {
+        for chunk in diff.removed.chunks(CHUNK) {
             diesel::delete(dns_records::table.filter(dns_records::record_id.eq_any(chunk)))
                 .execute(conn)?;
         }
@@ -232,11 +237,7 @@ pub fn apply_refresh(
 }
 
 /// Records a failed refresh; the snapshot itself is left whole.
-pub fn record_refresh_failure(
-    conn: &mut SqliteConnection,
-    error: &str,
-    now_ms: i64,
-) -> QueryResult<()> {
+pub fn record_refresh_failure(conn: &mut Conn, error: &str, now_ms: i64) -> QueryResult<()> {
     diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
         .set((
             cache_state::last_attempt.eq(Some(now_ms)),
@@ -264,18 +265,20 @@ pub enum Written {
 /// Writes accepted changes into the cache in one transaction and bumps the
 /// generation once. Returns the new generation.
 pub fn apply_written(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     provider: &str,
     zone: &str,
     written: &[Written],
     now_ms: i64,
 ) -> QueryResult<u64> {
-    conn.immediate_transaction(|conn| write_rows(conn, provider, zone, written, now_ms))
+    write_tx(conn, |conn| {
+        write_rows(conn, provider, zone, written, now_ms)
+    })
 }
 
 /// The body of [`apply_written`], inside the caller's transaction.
 fn write_rows(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     provider: &str,
     zone: &str,
     written: &[Written],
@@ -323,21 +326,25 @@ pub struct ListFilter {
 
 pub use trafego_common::paging::PageKey;
 
+impl paging::Keyed for CachedRecord {
+    fn page_key(&self) -> PageKey {
+        PageKey {
+            name: self.name.clone(),
+            rtype: self.rtype.clone(),
+            record_id: self.record_id.clone(),
+        }
+    }
+}
+
 /// One page of records ordered by (name, type, record_id), and whether more follow.
 pub fn list(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     filter: &ListFilter,
     after: Option<&PageKey>,
     limit: u32,
 ) -> QueryResult<(Vec<CachedRecord>, bool)> {
     let mut q = dns_records::table
         .select(CachedRecord::as_select())
-        .order((
-            dns_records::name.asc(),
-            dns_records::rtype.asc(),
-            dns_records::record_id.asc(),
-        ))
-        .limit(i64::from(limit) + 1)
         .into_boxed();
     if let Some(t) = &filter.rtype {
         q = q.filter(dns_records::rtype.eq(t.clone()));
@@ -346,40 +353,24 @@ pub fn list(
         q = q.filter(dns_records::name.eq(n.clone()));
     }
     if let Some(s) = &filter.name_suffix {
-        // `LIKE` would treat `_` as a wildcard; compare the tail exactly instead.
-        let dotted = format!(".{s}");
-        q = q.filter(
-            dns_records::name
-                .eq(s.clone())
-                .or(
-                    diesel::dsl::sql::<diesel::sql_types::Bool>("substr(name, -length(")
-                        .bind::<diesel::sql_types::Text, _>(dotted.clone())
-                        .sql(")) = ")
-                        .bind::<diesel::sql_types::Text, _>(dotted),
-                ),
-        );
+        q = q.filter(suffix_filter(s));
     }
-    if let Some(k) = after {
-        q = q.filter(
-            dns_records::name
-                .gt(k.name.clone())
-                .or(dns_records::name.eq(k.name.clone()).and(
-                    dns_records::rtype.gt(k.rtype.clone()).or(dns_records::rtype
-                        .eq(k.rtype.clone())
-                        .and(dns_records::record_id.gt(k.record_id.clone()))),
-                )),
-        );
-    }
-    let mut rows = q.load(conn)?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    Ok((rows, more))
+    let q = trafego_common::keyset_page!(
+        q,
+        (
+            dns_records::name,
+            dns_records::rtype,
+            dns_records::record_id
+        ),
+        after,
+        limit
+    );
+    Ok(paging::split_page(q.load(conn)?, limit))
 }
 
 /// One record by id (unique in the cache, which holds one provider's rows);
 /// `get_result`, not `first`, for the reason given at [`state`].
-pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<CachedRecord>> {
+pub fn get(conn: &mut Conn, record_id: &str) -> QueryResult<Option<CachedRecord>> {
     dns_records::table
         .filter(dns_records::record_id.eq(record_id))
         .select(CachedRecord::as_select())
@@ -388,7 +379,7 @@ pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<C
 }
 
 /// Records in the cache.
-pub fn count(conn: &mut SqliteConnection) -> QueryResult<u64> {
+pub fn count(conn: &mut Conn) -> QueryResult<u64> {
     dns_records::table
         .count()
         .get_result::<i64>(conn)
@@ -450,8 +441,8 @@ pub const JOURNAL_FAILED: &str = "failed";
 
 /// The journal's id, made at random the first time it is asked for (a new
 /// database gets a new id).
-pub fn journal_id(conn: &mut SqliteConnection) -> QueryResult<String> {
-    conn.immediate_transaction(|conn| {
+pub fn journal_id(conn: &mut Conn) -> QueryResult<String> {
+    write_tx(conn, |conn| {
         let id: String = cache_state::table
             .filter(cache_state::id.eq(1))
             .select(cache_state::journal_id)
@@ -468,9 +459,9 @@ pub fn journal_id(conn: &mut SqliteConnection) -> QueryResult<String> {
 }
 
 /// Journal entries of `ids` (those that exist).
-pub fn journal_get(conn: &mut SqliteConnection, ids: &[String]) -> QueryResult<Vec<JournalRow>> {
+pub fn journal_get(conn: &mut Conn, ids: &[String]) -> QueryResult<Vec<JournalRow>> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(INSERT_CHUNK) {
+    for chunk in ids.chunks(CHUNK) {
         out.extend(
             change_journal::table
                 .filter(change_journal::change_id.eq_any(chunk))
@@ -482,7 +473,7 @@ pub fn journal_get(conn: &mut SqliteConnection, ids: &[String]) -> QueryResult<V
 }
 
 /// Every pending journal entry, oldest first.
-pub fn journal_pending(conn: &mut SqliteConnection) -> QueryResult<Vec<JournalRow>> {
+pub fn journal_pending(conn: &mut Conn) -> QueryResult<Vec<JournalRow>> {
     change_journal::table
         .filter(change_journal::state.eq(JOURNAL_PENDING))
         .order((change_journal::created_at, change_journal::change_id))
@@ -492,14 +483,14 @@ pub fn journal_pending(conn: &mut SqliteConnection) -> QueryResult<Vec<JournalRo
 
 /// The ids the cache holds at each `(name, type)` asked for.
 pub fn ids_at(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     keys: &[(String, String)],
 ) -> QueryResult<HashMap<(String, String), Vec<String>>> {
     let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
     let mut names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    for chunk in names.chunks(INSERT_CHUNK) {
+    for chunk in names.chunks(CHUNK) {
         let rows: Vec<(String, String, String)> = dns_records::table
             .filter(dns_records::name.eq_any(chunk))
             .select((
@@ -517,18 +508,11 @@ pub fn ids_at(
 
 /// Journals `rows` as pending in one transaction, before their changes are
 /// sent; an entry of the same id left by a failed change is replaced.
-pub fn journal_begin(conn: &mut SqliteConnection, rows: &[JournalRow]) -> QueryResult<()> {
+pub fn journal_begin(conn: &mut Conn, rows: &[JournalRow]) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    conn.immediate_transaction(|conn| {
-        for chunk in rows.chunks(INSERT_CHUNK / 4) {
-            diesel::replace_into(change_journal::table)
-                .values(chunk)
-                .execute(conn)?;
-        }
-        Ok(())
-    })
+    write_tx(conn, |conn| upsert_journal(conn, rows))
 }
 
 /// Writes accepted changes into the cache and settles their journal entries
@@ -536,33 +520,28 @@ pub fn journal_begin(conn: &mut SqliteConnection, rows: &[JournalRow]) -> QueryR
 /// without the cache row, nor the reverse. Bumps the generation once when the
 /// cache changed. Returns the generation after it.
 pub fn apply_settled(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     provider: &str,
     zone: &str,
     written: &[Written],
     settled: &[JournalRow],
     now_ms: i64,
 ) -> QueryResult<u64> {
-    conn.immediate_transaction(|conn| {
+    write_tx(conn, |conn| {
         let generation = if written.is_empty() {
             counter(state(conn)?.generation)
         } else {
             write_rows(conn, provider, zone, written, now_ms)?
         };
-        // Whole rows rewritten a chunk at a time: a fixed number of
-        // statements per thousand changes, never one per change.
-        for chunk in settled.chunks(INSERT_CHUNK / 4) {
-            diesel::replace_into(change_journal::table)
-                .values(chunk)
-                .execute(conn)?;
-        }
+        // Whole rows rewritten a chunk at a time (see `upsert_journal`).
+        upsert_journal(conn, settled)?;
         Ok(generation)
     })
 }
 
 /// Drops settled journal entries created before `before`. Pending entries
 /// stay until they are settled.
-pub fn journal_purge(conn: &mut SqliteConnection, before: i64) -> QueryResult<usize> {
+pub fn journal_purge(conn: &mut Conn, before: i64) -> QueryResult<usize> {
     diesel::delete(
         change_journal::table
             .filter(change_journal::state.ne(JOURNAL_PENDING))

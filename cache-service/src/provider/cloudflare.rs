@@ -1,34 +1,30 @@
 //! The Cloudflare API v4 provider: lists a zone's DNS records page by page and
 //! applies writes through the batch endpoint, falling back to single calls.
 //!
-//! Every HTTP request goes through one helper, [`CloudflareProvider::send`],
+//! Every HTTP request goes through the shared client of `provider/http.rs`,
 //! which paces requests with a client-side budget, rides out 429s, 5xx answers
-//! and network faults with capped, jittered backoff, and maps Cloudflare's
-//! error envelope onto [`ProviderError`]. This module must never put the API
+//! and network faults with capped, jittered backoff; this module maps
+//! Cloudflare's error envelope onto [`ProviderError`]. It must never put the API
 //! token in a log line, an error message or a `Debug` output, must never return
 //! a partial listing as if it were whole, and must never touch the cache
 //! database.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use rand::Rng;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
-use tokio::time::Instant;
-use trafego_common::duration::millis_u64;
 use trafego_proto::validate::{
     Hostname, IdFormat, RecordType, TTL_MAX, TTL_MIN, ValidRecordInput, parse_content,
 };
 
+use super::http::{ApiRoot, Call, HeaderAuth, HttpClient, HttpSettings, HttpStats, sanitize};
 use super::{
     Capabilities, DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp,
     WriteResult,
@@ -38,7 +34,7 @@ use super::{
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 
 /// The User-Agent every request carries, so the provider's logs can tell us apart.
-pub const USER_AGENT: &str = "trafego-dns/0.1";
+pub use super::http::USER_AGENT;
 
 /// The smallest page size the listing falls back to when the API refuses a
 /// larger one (Cloudflare's own default page size).
@@ -50,9 +46,6 @@ const LIST_CONCURRENCY: usize = 4;
 
 /// More pages than this is taken as a broken `result_info`, not a zone.
 const MAX_PAGES: u32 = 1_000_000;
-
-/// Longest provider-supplied message kept in an error, in characters.
-const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Cloudflare's shortest TTL on every plan but Enterprise (which allows 30).
 pub const DEFAULT_MIN_TTL: u32 = 60;
@@ -153,143 +146,7 @@ impl fmt::Debug for CloudflareConfig {
 }
 
 /// Counters since the provider was built, for metrics and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CloudflareStats {
-    /// HTTP requests sent, retries included.
-    pub requests: u64,
-    /// Requests that were retries of an earlier attempt.
-    pub retries: u64,
-    /// 429 answers received.
-    pub rate_limited: u64,
-    /// Requests that had to wait for the client-side budget.
-    pub budget_waits: u64,
-    /// Calls that ended in an error after any retries.
-    pub errors: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    retries: AtomicU64,
-    rate_limited: AtomicU64,
-    budget_waits: AtomicU64,
-    errors: AtomicU64,
-}
-
-/// The client-side request budget: at most `limit` request instants in any
-/// sliding `window`. Reservations may lie in the future; the queue stays sorted.
-struct Budget {
-    limit: usize,
-    window: Duration,
-    max_wait: Duration,
-    sent: Mutex<VecDeque<Instant>>,
-}
-
-impl Budget {
-    fn new(limit: u32, window: Duration, max_wait: Duration) -> Self {
-        Budget {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            window,
-            max_wait,
-            sent: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// Reserves the earliest instant at or after `now` at which one more
-    /// request keeps every window within the limit. `Err(wait)` when that
-    /// instant is further than `max_wait` away (nothing is reserved then).
-    fn reserve(&self, now: Instant) -> Result<Instant, Duration> {
-        if self.limit == 0 || self.window.is_zero() {
-            return Ok(now);
-        }
-        let mut q = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        // A window too long to add to an instant never ends: nothing expires.
-        while q
-            .front()
-            .and_then(|&t| t.checked_add(self.window))
-            .is_some_and(|end| end <= now)
-        {
-            q.pop_front();
-        }
-        let mut at = now;
-        if q.len() >= self.limit {
-            match q[q.len() - self.limit].checked_add(self.window) {
-                Some(free) => at = at.max(free),
-                None => return Err(Duration::MAX),
-            }
-        }
-        if let Some(&last) = q.back() {
-            at = at.max(last);
-        }
-        let wait = at.saturating_duration_since(now);
-        if wait > self.max_wait {
-            return Err(wait);
-        }
-        q.push_back(at);
-        Ok(at)
-    }
-}
-
-/// The largest backoff for retry number `attempt` (0-based): `base * 2^attempt`, capped at `max`.
-fn backoff_cap(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
-    base.checked_mul(factor).unwrap_or(max).min(max)
-}
-
-/// Full jitter: a uniformly random wait in `[0, cap]`.
-fn jitter(cap: Duration) -> Duration {
-    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::rng().random_range(0..=nanos))
-}
-
-/// `Retry-After` as delta-seconds; an HTTP date or garbage yields `None`.
-fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
-    let s = value?.to_str().ok()?.trim();
-    s.parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// A provider-supplied text made safe for an error: no token, no control
-/// characters (so no line breaks in log lines), bounded length.
-fn sanitize(text: &str, token: &str) -> String {
-    let text = if token.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(token, "<redacted>")
-    };
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_MESSAGE_CHARS)
-        .collect();
-    if text.chars().count() > MAX_MESSAGE_CHARS {
-        out.push('…');
-    }
-    out
-}
-
-/// Replaces the token wherever it might appear in an error's text.
-fn scrub(e: ProviderError, token: &str) -> ProviderError {
-    if token.is_empty() {
-        return e;
-    }
-    let s = |m: String| {
-        if m.contains(token) {
-            m.replace(token, "<redacted>")
-        } else {
-            m
-        }
-    };
-    match e {
-        ProviderError::RateLimited { retry_after } => ProviderError::RateLimited { retry_after },
-        ProviderError::Unauthorized(m) => ProviderError::Unauthorized(s(m)),
-        ProviderError::NotFound(m) => ProviderError::NotFound(s(m)),
-        ProviderError::Conflict(m) => ProviderError::Conflict(s(m)),
-        ProviderError::Invalid(m) => ProviderError::Invalid(s(m)),
-        ProviderError::Unavailable(m) => ProviderError::Unavailable(s(m)),
-        ProviderError::Unanswered(m) => ProviderError::Unanswered(s(m)),
-        ProviderError::Other(m) => ProviderError::Other(s(m)),
-    }
-}
+pub type CloudflareStats = HttpStats;
 
 /// One entry of Cloudflare's `errors` array, with the details it chains.
 #[derive(Debug, Deserialize)]
@@ -616,15 +473,12 @@ fn provider_wide(e: &ProviderError) -> bool {
     )
 }
 
-/// The Cloudflare provider: one HTTP client, one request budget, one zone.
+/// The Cloudflare provider: one HTTP client (with its request budget), one zone.
 pub struct CloudflareProvider {
     cfg: CloudflareConfig,
-    client: reqwest::Client,
-    base: Url,
-    auth: HeaderValue,
+    base: ApiRoot,
     zone_id: OnceCell<String>,
-    budget: Budget,
-    counters: Counters,
+    http: HttpClient,
 }
 
 impl fmt::Debug for CloudflareProvider {
@@ -651,31 +505,8 @@ impl CloudflareProvider {
     /// on first use. Fails for a bad API URL, a token that cannot be a header
     /// value, a malformed zone id or zero page or batch sizes.
     pub fn new(cfg: CloudflareConfig) -> Result<Self, ProviderError> {
-        let mut base = Url::parse(cfg.api_url.trim()).map_err(|e| {
-            ProviderError::Invalid(format!("Cloudflare API URL {:?}: {e}", cfg.api_url))
-        })?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(ProviderError::Invalid(format!(
-                "Cloudflare API URL {:?} must be an http or https URL",
-                cfg.api_url
-            )));
-        }
-        if let Ok(mut segs) = base.path_segments_mut() {
-            segs.pop_if_empty();
-        }
-        base.set_query(None);
-        base.set_fragment(None);
-        if cfg.token.is_empty() {
-            return Err(ProviderError::Unauthorized(
-                "no API token configured".into(),
-            ));
-        }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.token)).map_err(|_| {
-            ProviderError::Unauthorized(
-                "the API token holds characters a header cannot carry".into(),
-            )
-        })?;
-        auth.set_sensitive(true);
+        let base = ApiRoot::parse("Cloudflare API URL", &cfg.api_url)?;
+        let auth = HeaderAuth::bearer(&cfg.token)?;
         if let Some(id) = &cfg.zone_id
             && !valid_zone_id(id)
         {
@@ -694,258 +525,43 @@ impl CloudflareProvider {
                 "per_page and batch_size must be at least 1".into(),
             ));
         }
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(USER_AGENT)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| {
-                ProviderError::Other(format!("cannot build the HTTP client: {}", e.without_url()))
-            })?;
+        let settings = HttpSettings {
+            request_timeout: cfg.request_timeout,
+            budget_requests: cfg.budget_requests,
+            budget_window: cfg.budget_window,
+            max_budget_wait: cfg.max_budget_wait,
+            max_retries: cfg.max_retries,
+            backoff_base: cfg.backoff_base,
+            backoff_max: cfg.backoff_max,
+            max_retry_after: cfg.max_retry_after,
+        };
+        let http = HttpClient::new("cloudflare", settings, auth, &cfg.token, map_error)?;
         let zone_id = match &cfg.zone_id {
             Some(id) => OnceCell::new_with(Some(id.clone())),
             None => OnceCell::new(),
         };
-        let budget = Budget::new(cfg.budget_requests, cfg.budget_window, cfg.max_budget_wait);
         Ok(CloudflareProvider {
             cfg,
-            client,
             base,
-            auth,
             zone_id,
-            budget,
-            counters: Counters::default(),
+            http,
         })
     }
 
     /// Total HTTP requests sent since the provider was built, retries included.
     pub fn requests_made(&self) -> u64 {
-        self.counters.requests.load(Ordering::Relaxed)
+        self.http.requests_made()
     }
 
     /// A snapshot of the provider's counters.
     pub fn stats(&self) -> CloudflareStats {
-        let c = &self.counters;
-        CloudflareStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-            rate_limited: c.rate_limited.load(Ordering::Relaxed),
-            budget_waits: c.budget_waits.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-        }
+        self.http.stats()
     }
 
     /// `{api}/seg/seg/...?k=v`, each segment percent-encoded so a record id
     /// can never change the path.
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut segs) = url.path_segments_mut() {
-            segs.extend(segments);
-        }
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        url
-    }
-
-    /// The one door to Cloudflare: budget, auth, retries, error mapping.
-    /// Every attempt is counted in `trafego_provider_requests_total` by
-    /// operation and outcome.
-    /// Returns the body of a 2xx answer. Every attempt adds one to `reqs`.
-    async fn send(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&[u8]>,
-        reqs: &AtomicU64,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let result = self.send_inner(&method, &url, body, reqs).await;
-        result.map_err(|e| {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            scrub(e, &self.cfg.token)
-        })
-    }
-
-    async fn send_inner(
-        &self,
-        method: &Method,
-        url: &Url,
-        body: Option<&[u8]>,
-        reqs: &AtomicU64,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let path = url.path();
-        let token = self.cfg.token.as_str();
-        let op = operation(method, path);
-        // A write whose answer is lost after it was sent may have been
-        // applied: it is reported as unanswered, never sent again from here.
-        let write = *method != Method::GET;
-        let lost = |fault: String| {
-            tracing::warn!(
-                %method,
-                path,
-                fault = %fault,
-                "Cloudflare write sent but its answer was lost; not retried blindly",
-            );
-            ProviderError::Unanswered(format!("{method} {path}: {fault}"))
-        };
-        let mut attempt: u32 = 0;
-        loop {
-            let now = Instant::now();
-            match self.budget.reserve(now) {
-                Ok(at) if at > now => {
-                    self.counters.budget_waits.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        %method,
-                        path,
-                        wait_ms = millis_u64(at - now),
-                        "waiting for the Cloudflare request budget",
-                    );
-                    tokio::time::sleep_until(at).await;
-                }
-                Ok(_) => {}
-                Err(wait) => {
-                    tracing::warn!(
-                        %method,
-                        path,
-                        wait_ms = millis_u64(wait),
-                        "Cloudflare request budget exhausted",
-                    );
-                    return Err(ProviderError::RateLimited {
-                        retry_after: Some(wait),
-                    });
-                }
-            }
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            reqs.fetch_add(1, Ordering::Relaxed);
-            if attempt > 0 {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("trafego_provider_retries_total", "provider" => "cloudflare", "operation" => op)
-                    .increment(1);
-            }
-            let mut req = self
-                .client
-                .request(method.clone(), url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
-                .header(ACCEPT, "application/json");
-            if let Some(b) = body {
-                req = req
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(b.to_vec());
-            }
-            let fault = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    count_request(op, outcome_of(status.as_u16()));
-                    if status.is_success() {
-                        match resp.bytes().await {
-                            Ok(b) => return Ok(Vec::from(b)),
-                            Err(e) if write => {
-                                return Err(lost(format!("reading the answer: {}", describe(&e))));
-                            }
-                            Err(e) => format!("reading the answer: {}", describe(&e)),
-                        }
-                    } else if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        let asked = parse_retry_after(resp.headers().get(RETRY_AFTER));
-                        if let Some(d) = asked
-                            && d > self.cfg.max_retry_after
-                        {
-                            tracing::warn!(
-                                %method,
-                                path,
-                                status = 429,
-                                retry_after_s = d.as_secs(),
-                                "Cloudflare asked to wait longer than allowed",
-                            );
-                            return Err(ProviderError::RateLimited {
-                                retry_after: Some(d),
-                            });
-                        }
-                        if attempt >= self.cfg.max_retries {
-                            tracing::warn!(
-                                %method,
-                                path,
-                                status = 429,
-                                attempt = attempt + 1,
-                                "Cloudflare still rate limiting; giving up",
-                            );
-                            return Err(ProviderError::RateLimited { retry_after: asked });
-                        }
-                        let delay = asked.unwrap_or_else(|| self.backoff(attempt));
-                        tracing::warn!(
-                            %method,
-                            path,
-                            status = 429,
-                            attempt = attempt + 1,
-                            delay_ms = millis_u64(delay),
-                            "Cloudflare rate limited the request; retrying",
-                        );
-                        attempt += 1;
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    } else if status.is_server_error() {
-                        if write {
-                            return Err(lost(format!("HTTP {}", status.as_u16())));
-                        }
-                        format!("HTTP {}", status.as_u16())
-                    } else {
-                        let bytes = resp.bytes().await.unwrap_or_default();
-                        let err =
-                            map_error(status.as_u16(), &bytes, &format!("{method} {path}"), token);
-                        tracing::debug!(
-                            %method,
-                            path,
-                            status = status.as_u16(),
-                            error = %err,
-                            "Cloudflare refused the request",
-                        );
-                        return Err(err);
-                    }
-                }
-                Err(e) => {
-                    count_request(op, "network_error");
-                    // A connection never made carried nothing: safe to retry.
-                    if write && !e.is_connect() {
-                        return Err(lost(describe(&e)));
-                    }
-                    describe(&e)
-                }
-            };
-            if attempt >= self.cfg.max_retries {
-                tracing::warn!(
-                    %method,
-                    path,
-                    fault = %fault,
-                    attempt = attempt + 1,
-                    "Cloudflare request failed; giving up",
-                );
-                return Err(ProviderError::Unavailable(format!(
-                    "{method} {path}: {fault} after {} attempts",
-                    attempt + 1
-                )));
-            }
-            let delay = self.backoff(attempt);
-            tracing::warn!(
-                %method,
-                path,
-                fault = %fault,
-                attempt = attempt + 1,
-                delay_ms = millis_u64(delay),
-                "Cloudflare request failed; retrying",
-            );
-            attempt += 1;
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        jitter(backoff_cap(
-            attempt,
-            self.cfg.backoff_base,
-            self.cfg.backoff_max,
-        ))
+        self.base.url(segments, query)
     }
 
     /// Sends and reads a success envelope's `result`, which must be there.
@@ -960,7 +576,7 @@ impl CloudflareProvider {
         match self.call_opt(method, url, body, reqs).await? {
             (Some(r), info) => Ok((r, info)),
             (None, _) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.http.count_error();
                 Err(ProviderError::Other(format!(
                     "{what}: answer without a result"
                 )))
@@ -977,16 +593,23 @@ impl CloudflareProvider {
         reqs: &AtomicU64,
     ) -> Result<(Option<T>, Option<ResultInfo>), ProviderError> {
         let what = format!("{method} {}", url.path());
-        let bytes = self.send(method, url, body, reqs).await?;
+        let operation = operation(&method, url.path());
+        let call = Call {
+            method,
+            url,
+            body,
+            operation,
+        };
+        let bytes = self.http.send(call, reqs).await?;
         let env: Envelope<T> = serde_json::from_slice(&bytes).map_err(|e| {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            self.http.count_error();
             ProviderError::Other(sanitize(
                 &format!("{what}: unreadable answer: {e}"),
                 &self.cfg.token,
             ))
         })?;
         if !env.success {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            self.http.count_error();
             return Err(map_cf_errors(200, &env.errors, &what, &self.cfg.token));
         }
         Ok((env.result, env.result_info))
@@ -1315,30 +938,6 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ProviderError> {
         .map_err(|e| ProviderError::Other(format!("cannot encode the request: {e}")))
 }
 
-/// A network fault in words, without the URL.
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken answer"
-    } else {
-        "request failed"
-    };
-    let mut detail = String::new();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind} ({detail})")
-    }
-}
-
 impl DnsProvider for CloudflareProvider {
     fn name(&self) -> &'static str {
         "cloudflare"
@@ -1435,128 +1034,13 @@ fn operation(method: &Method, path: &str) -> &'static str {
     }
 }
 
-/// The outcome label of an HTTP status.
-fn outcome_of(status: u16) -> &'static str {
-    match status {
-        200..=299 => "ok",
-        429 => "rate_limited",
-        500..=599 => "server_error",
-        _ => "client_error",
-    }
-}
-
-fn count_request(op: &'static str, outcome: &'static str) {
-    metrics::counter!("trafego_provider_requests_total",
-        "provider" => "cloudflare", "operation" => op, "outcome" => outcome)
-    .increment(1);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::http::scrub;
 
     fn zone() -> Hostname {
         Hostname::parse("zone", "example.com").unwrap()
-    }
-
-    #[test]
-    fn budget_allows_the_limit_then_paces() {
-        let b = Budget::new(3, Duration::from_millis(100), Duration::from_secs(1));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(b.reserve(t0), Ok(t0));
-        }
-        // The fourth waits until the first leaves the window.
-        assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_millis(100)));
-        assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_millis(100)));
-        assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_millis(100)));
-        assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_millis(200)));
-        // Later, the old entries are gone.
-        let later = t0 + Duration::from_millis(500);
-        assert_eq!(b.reserve(later), Ok(later));
-    }
-
-    #[test]
-    fn budget_refuses_a_wait_over_the_maximum() {
-        let b = Budget::new(2, Duration::from_secs(10), Duration::from_secs(5));
-        let t0 = Instant::now();
-        assert!(b.reserve(t0).is_ok());
-        assert!(b.reserve(t0).is_ok());
-        assert_eq!(b.reserve(t0), Err(Duration::from_secs(10)));
-        // Nothing was reserved by the refusal.
-        let t1 = t0 + Duration::from_secs(6);
-        assert_eq!(b.reserve(t1), Ok(t0 + Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn budget_never_exceeds_its_limit_in_any_window() {
-        let window = Duration::from_millis(50);
-        let b = Budget::new(5, window, Duration::from_secs(60));
-        let t0 = Instant::now();
-        let mut times = Vec::new();
-        for i in 0..200u64 {
-            let now = t0 + Duration::from_millis(i / 3);
-            times.push(b.reserve(now).unwrap());
-        }
-        for (i, &t) in times.iter().enumerate() {
-            let in_window = times.iter().filter(|&&u| u <= t && u + window > t).count();
-            assert!(in_window <= 5, "request {i}: {in_window} in one window");
-        }
-        assert!(times.windows(2).all(|w| w[0] <= w[1]));
-    }
-
-    #[test]
-    fn budget_of_zero_is_off() {
-        let b = Budget::new(0, Duration::from_secs(1), Duration::ZERO);
-        let t0 = Instant::now();
-        for _ in 0..10 {
-            assert_eq!(b.reserve(t0), Ok(t0));
-        }
-    }
-
-    #[test]
-    fn budget_with_a_window_too_long_for_an_instant_never_panics() {
-        // CLOUDFLARE_RATE_WINDOW=18446744073709551615 (bare: ms) or larger.
-        let b = Budget::new(2, Duration::MAX, Duration::from_secs(1));
-        let t0 = Instant::now();
-        assert_eq!(b.reserve(t0), Ok(t0));
-        assert_eq!(b.reserve(t0), Ok(t0));
-        // The window never ends: the third request waits "forever", refused.
-        assert_eq!(b.reserve(t0), Err(Duration::MAX));
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let base = Duration::from_millis(250);
-        let max = Duration::from_secs(10);
-        assert_eq!(backoff_cap(0, base, max), Duration::from_millis(250));
-        assert_eq!(backoff_cap(1, base, max), Duration::from_millis(500));
-        assert_eq!(backoff_cap(3, base, max), Duration::from_secs(2));
-        assert_eq!(backoff_cap(6, base, max), max);
-        assert_eq!(backoff_cap(40, base, max), max);
-        assert_eq!(backoff_cap(u32::MAX, base, max), max);
-        for attempt in 0..10 {
-            let cap = backoff_cap(attempt, base, max);
-            for _ in 0..50 {
-                assert!(jitter(cap) <= cap);
-            }
-        }
-        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
-    }
-
-    #[test]
-    fn retry_after_is_read_as_seconds() {
-        let v = |s: &'static str| HeaderValue::from_static(s);
-        assert_eq!(parse_retry_after(Some(&v("0"))), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after(Some(&v(" 7 "))),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            parse_retry_after(Some(&v("Wed, 21 Oct 2015 07:28:00 GMT"))),
-            None
-        );
-        assert_eq!(parse_retry_after(None), None);
     }
 
     fn body(code: u32, message: &str) -> Vec<u8> {

@@ -26,14 +26,13 @@ use futures::future::BoxFuture;
 use hickory_proto::rr::rdata::{A, AAAA, ANAME, CAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType as WireType};
 use hickory_proto::serialize::txt::{ParseError, Parser};
-use sha2::{Digest, Sha256};
 use trafego_proto::validate::{
-    Hostname, IdFormat, RecordSpec, RecordType, TTL_AUTO, TTL_MAX, TTL_MIN, ValidRecordInput,
+    Hostname, RecordSpec, RecordType, TTL_AUTO, TTL_MAX, TTL_MIN, ValidRecordInput,
 };
 
 use super::{
-    Capabilities, DnsProvider, Listing, MANAGED_COMMENT, ProviderError, ProviderRecord, WriteOp,
-    WriteResult,
+    Capabilities, DERIVED_ID_FORMAT, DnsProvider, Listing, MANAGED_COMMENT, ProviderError,
+    ProviderRecord, WriteOp, WriteResult, derived_id,
 };
 
 /// The TTL written for "automatic" records and as the file's `$TTL` when the
@@ -175,7 +174,7 @@ impl DnsProvider for ZoneFileProvider {
     /// Every type the project manages and the contract's whole TTL range; no
     /// proxying, no CNAME at the apex (the SOA and NS live there), no
     /// comments; one file write takes any number of changes. Ids are the 32
-    /// hex digits [`record_id`] derives.
+    /// hex digits [`derived_id`] makes.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             record_types: RecordType::ALL.to_vec(),
@@ -185,7 +184,7 @@ impl DnsProvider for ZoneFileProvider {
             cname_at_apex: false,
             batch_size: 0,
             comments: false,
-            id_format: IdFormat::HEX32,
+            id_format: DERIVED_ID_FORMAT,
         }
     }
 
@@ -422,7 +421,7 @@ impl Entry {
         let rtype = record.record_type().to_string();
         let name = canonical_name(&record.name);
         let (content, priority) = canonical_content(&record.data);
-        let id = record_id(&rtype, &name, &content);
+        let id = derived_id(&rtype, &name, &content);
         Entry {
             record,
             id,
@@ -465,20 +464,6 @@ impl Entry {
             u16::from(self.record.dns_class),
         )
     }
-}
-
-/// The stable id: the first 32 hex digits of SHA-256 over `TYPE\0name\0content`.
-/// The TTL is left out so a TTL change keeps the id.
-fn record_id(rtype: &str, name: &str, content: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(rtype.as_bytes());
-    h.update([0]);
-    h.update(name.as_bytes());
-    h.update([0]);
-    h.update(content.as_bytes());
-    let mut id = hex::encode(h.finalize());
-    id.truncate(32);
-    id
 }
 
 /// A parsed zone file.
@@ -1525,6 +1510,7 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32, commit: Commit<'_>) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::derived_id as record_id;
 
     fn zone() -> Hostname {
         Hostname::parse("zone", "example.com").unwrap()
