@@ -9,10 +9,11 @@
 pub mod background;
 pub mod cache_client;
 pub mod config;
+pub mod convert;
 pub mod desired;
 pub mod error;
 pub mod grpc;
-pub mod planner;
+pub mod plan;
 pub mod preserve;
 pub mod schema;
 pub mod store;

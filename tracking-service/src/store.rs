@@ -188,7 +188,7 @@ pub struct PlanInput {
     pub intents: Vec<IntentRow>,
     /// What cache-service's change journal says of them, by intent id (an
     /// intent without an entry is unvouched).
-    pub outcomes: HashMap<String, crate::planner::IntentState>,
+    pub outcomes: HashMap<String, crate::plan::IntentState>,
     /// `declared_at` of declarations this reconcile makes: `now`, or later
     /// than every stored declaration if the clock has not moved past them.
     pub decl_stamp: i64,

@@ -30,23 +30,22 @@ use tonic::Code;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
 use trafego_common::num;
-use trafego_proto::cache::{
-    Change, ChangeState, DeleteChange, DnsRecord, RecordInput, UpdateChange, change,
-};
+use trafego_proto::cache::{Change, ChangeState, DeleteChange, DnsRecord, change};
 use trafego_proto::timestamp_ms;
 use trafego_proto::tracking::{
-    ChangeAction, GetTrackerStatusResponse, PlannedChange, ReconcileResponse, ReconcileSummary,
-    RunOrphanSweepResponse, SweptRecord, TrackedRecord,
+    GetTrackerStatusResponse, PlannedChange, ReconcileResponse, RunOrphanSweepResponse,
+    SweptRecord, TrackedRecord,
 };
 use trafego_proto::validate::{Hostname, RecordSpec};
 
 use crate::cache_client::{self, CacheClient};
 use crate::config::ManagedEntry;
+use crate::convert::{planned_changes, row_from, row_to_proto, set_count_gauges, summarize};
 use crate::desired::{self, Defaults, MANAGED_SOURCE, ZoneInfo};
 use crate::error::TrackingError;
-use crate::planner::{self, IntentState, Planned, Timing};
+use crate::plan::{self, IntentState, Timing};
 use crate::preserve::Preserved;
-use crate::store::{self, CacheView, CheckOutcome, Commit, TrackedRow};
+use crate::store::{self, CacheView, CheckOutcome};
 
 /// What the tracker needs from the configuration, validated.
 #[derive(Debug, Clone)]
@@ -88,7 +87,7 @@ struct Checked {
 /// A planned reconcile handed to the task that applies and records it.
 struct Applied {
     specs: Vec<RecordSpec>,
-    plan: planner::Plan,
+    plan: plan::Plan,
     previous: Vec<store::DeclRow>,
     decl_stamp: i64,
     out: Vec<PlannedChange>,
@@ -124,136 +123,6 @@ impl std::fmt::Debug for Tracker {
         f.debug_struct("Tracker")
             .field("db", &self.db)
             .finish_non_exhaustive()
-    }
-}
-
-/// The name of an action, for logs and messages.
-pub fn action_name(a: ChangeAction) -> &'static str {
-    match a {
-        ChangeAction::Create => "create",
-        ChangeAction::Update => "update",
-        ChangeAction::Adopt => "adopt",
-        ChangeAction::Conflict => "conflict",
-        ChangeAction::Orphan => "orphan",
-        ChangeAction::Unorphan => "unorphan",
-        ChangeAction::Unchanged => "unchanged",
-        ChangeAction::Unspecified => "unspecified",
-    }
-}
-
-fn input_of(spec: &RecordSpec) -> RecordInput {
-    RecordInput {
-        r#type: spec.rtype.as_str().to_string(),
-        name: spec.name.as_str().to_string(),
-        content: spec.content.clone(),
-        ttl: spec.ttl,
-        proxied: spec.proxied,
-        priority: spec.priority.map(u32::from),
-        comment: String::new(),
-    }
-}
-
-fn metadata(app_managed: bool, source: &str, why: &str) -> String {
-    serde_json::json!({ "app_managed": app_managed, "source": source, "why": why }).to_string()
-}
-
-/// A tracked row for provider record `r`, keeping the timestamps (and the
-/// orphan clock) of `old` when the (name, type) was tracked before.
-fn row_from(
-    r: &DnsRecord,
-    old: Option<&TrackedRow>,
-    app_managed: bool,
-    source: &str,
-    why: &str,
-    now: i64,
-) -> TrackedRow {
-    TrackedRow {
-        provider: r.provider.clone(),
-        zone: r.zone.clone(),
-        record_id: r.record_id.clone(),
-        rtype: r.r#type.clone(),
-        name: r.name.clone(),
-        content: r.content.clone(),
-        ttl: num::to_db(r.ttl),
-        proxied: r.proxied,
-        priority: r.priority.map(num::to_db),
-        fingerprint: r.fingerprint.clone(),
-        app_managed,
-        source: old
-            .map(|o| o.source.clone())
-            .unwrap_or_else(|| source.to_string()),
-        is_orphaned: false,
-        orphaned_at: None,
-        is_missing: false,
-        missing_since: None,
-        drift: String::new(),
-        tracked_at: old.map_or(now, |o| o.tracked_at),
-        updated_at: now,
-        first_seen: old.map_or(now, |o| o.first_seen),
-        metadata: metadata(app_managed, old.map_or(source, |o| o.source.as_str()), why),
-    }
-}
-
-/// Whether the tracked row already says what the provider holds.
-fn row_current(t: &TrackedRow, r: &DnsRecord) -> bool {
-    t.record_id == r.record_id
-        && t.name == r.name
-        && t.rtype == r.r#type
-        && t.content == r.content
-        && t.ttl == num::to_db(r.ttl)
-        && t.proxied == r.proxied
-        && t.priority == r.priority.map(num::to_db)
-        && t.fingerprint == r.fingerprint
-        && !t.is_missing
-        && t.drift.is_empty()
-}
-
-/// The state name of a tracked row.
-pub fn state_of(t: &TrackedRow) -> &'static str {
-    if t.is_orphaned {
-        "orphaned"
-    } else if t.is_missing {
-        "missing"
-    } else if !t.app_managed {
-        "unmanaged"
-    } else {
-        "active"
-    }
-}
-
-/// A tracked row as the API shows it; `sources` lists every declaring source.
-pub fn row_to_proto(t: TrackedRow, sources: &[String]) -> TrackedRecord {
-    let state = state_of(&t).to_string();
-    let mut meta: serde_json::Value =
-        serde_json::from_str(&t.metadata).unwrap_or_else(|_| serde_json::json!({}));
-    if let Some(m) = meta.as_object_mut() {
-        m.insert("app_managed".into(), t.app_managed.into());
-        m.insert("sources".into(), sources.to_vec().into());
-        if !t.drift.is_empty() {
-            m.insert("drift".into(), t.drift.clone().into());
-        }
-    }
-    TrackedRecord {
-        record_id: t.record_id,
-        provider: t.provider,
-        zone: t.zone,
-        r#type: t.rtype,
-        name: t.name,
-        content: t.content,
-        ttl: num::from_db(t.ttl),
-        proxied: t.proxied,
-        priority: t.priority.map(num::from_db),
-        fingerprint: t.fingerprint,
-        app_managed: t.app_managed,
-        is_orphaned: t.is_orphaned,
-        orphaned_at: t.orphaned_at.map(timestamp_ms),
-        tracked_at: Some(timestamp_ms(t.tracked_at)),
-        first_seen: Some(timestamp_ms(t.first_seen)),
-        updated_at: Some(timestamp_ms(t.updated_at)),
-        source: t.source,
-        metadata: meta.to_string(),
-        missing: t.is_missing,
-        state,
     }
 }
 
@@ -471,23 +340,10 @@ impl Tracker {
             now,
             intent_max_age_ms: INTENT_MAX_AGE_MS,
         };
-        let plan = planner::plan(source, &specs, &cache, &input, timing);
+        let plan = plan::plan(source, &specs, &cache, &input, timing);
         self.guards(source, &plan, specs.len(), force)?;
 
-        let out: Vec<PlannedChange> = plan
-            .changes
-            .iter()
-            .map(|p| PlannedChange {
-                action: p.action as i32,
-                hostname: p.name.clone(),
-                r#type: p.rtype.clone(),
-                record_id: p.record_id(),
-                reason: p.reason.clone(),
-                content: p.content(),
-                applied: false,
-                code: if p.held { Code::Unavailable as i32 } else { 0 },
-            })
-            .collect();
+        let out = planned_changes(&plan.changes);
         if dry_run {
             let summary = summarize(&plan.changes, &out, true);
             return Ok(ReconcileResponse {
@@ -543,55 +399,11 @@ impl Tracker {
         // journaled first.
         let run_id = format!("{:016x}", rand::random::<u64>());
         let journal_id = self.client.journal_id();
-        let mut writes: Vec<Change> = Vec::new();
-        let mut write_of: Vec<usize> = Vec::new();
-        let mut intents: Vec<store::IntentRow> = Vec::new();
-        for (i, p) in plan.changes.iter().enumerate() {
-            let Some(spec) = &p.spec else { continue };
-            if p.held {
-                continue;
-            }
-            let (kind, action, record_id) = match p.action {
-                ChangeAction::Create if !p.claimed => (
-                    change::Kind::Create(input_of(spec)),
-                    store::INTENT_CREATE,
-                    String::new(),
-                ),
-                ChangeAction::Update => (
-                    change::Kind::Update(UpdateChange {
-                        record_id: p.record_id(),
-                        record: Some(input_of(spec)),
-                    }),
-                    store::INTENT_UPDATE,
-                    p.record_id(),
-                ),
-                _ => continue,
-            };
-            let change_id = p
-                .change_id
-                .clone()
-                .unwrap_or_else(|| format!("{run_id}:{i}"));
-            intents.push(store::IntentRow {
-                id: change_id.clone(),
-                source: source.to_string(),
-                action: action.to_string(),
-                record_id,
-                name: spec.name.as_str().to_string(),
-                rtype: spec.rtype.as_str().to_string(),
-                content: spec.content.clone(),
-                ttl: num::to_db(spec.ttl),
-                proxied: spec.proxied,
-                priority: spec.priority.map(i32::from),
-                created_at: now,
-                journal_id: journal_id.clone(),
-            });
-            writes.push(Change {
-                kind: Some(kind),
-                change_id,
-            });
-            write_of.push(i);
-        }
-        let intent_ids: Vec<String> = intents.iter().map(|i| i.id.clone()).collect();
+        let plan::Writes {
+            changes,
+            intents,
+            sent,
+        } = plan::writes_of(&plan, source, &run_id, &journal_id, now);
         if !intents.is_empty() {
             self.db
                 .run(move |c| Ok::<_, TrackingError>(store::write_intents(c, &intents)?))
@@ -600,11 +412,11 @@ impl Tracker {
         // A call that got no answer leaves every change of it unknown: the
         // intents stay journaled, the rest of the plan is recorded, and a
         // later reconcile asks cache-service what became of them.
-        let outcomes = if writes.is_empty() {
+        let outcomes = if changes.is_empty() {
             Vec::new()
         } else {
-            let n = writes.len();
-            match self.client.apply(writes).await {
+            let n = changes.len();
+            match self.client.apply(changes).await {
                 Ok(o) => o,
                 Err(e) => {
                     let code = match &e {
@@ -625,153 +437,17 @@ impl Tracker {
                 }
             }
         };
-        let mut commit = Commit {
-            source: source.to_string(),
-            orphan_reason: format!("{source} no longer declares it and no other source does"),
-            purge_intents_before: Some(now.saturating_sub(INTENT_MAX_AGE_MS)),
-            ..Default::default()
+        // One transaction records what the provider accepted, with the
+        // plan's other changes.
+        let declared = plan::Declared {
+            source,
+            specs: &specs,
+            previous: &previous,
+            decl_stamp,
+            now,
+            intent_max_age_ms: INTENT_MAX_AGE_MS,
         };
-        let mut written: HashMap<usize, DnsRecord> = HashMap::new();
-        for ((o, &i), intent) in outcomes.into_iter().zip(&write_of).zip(intent_ids) {
-            // An outcome nobody heard keeps its intent; any other resolves it.
-            if !o.uncertain {
-                commit.clear_intents.push(intent);
-            }
-            match (o.code, o.record) {
-                (0, Some(r)) => {
-                    written.insert(i, r);
-                }
-                (0, None) => {
-                    out[i].code = Code::Internal as i32;
-                    out[i].reason =
-                        "cache-service accepted the change but returned no record".into();
-                }
-                (code, _) if o.uncertain => {
-                    out[i].code = code;
-                    out[i].reason = format!(
-                        "outcome not known yet ({}); cache-service settles it and the next \
-                         reconcile learns what became of it",
-                        o.message
-                    );
-                }
-                (code, _) => {
-                    out[i].code = code;
-                    out[i].reason = format!("the provider refused it: {}", o.message);
-                }
-            }
-        }
-
-        // One transaction records what the provider accepted.
-        for (i, p) in plan.changes.iter().enumerate() {
-            let old = p.tracked.as_ref();
-            if !p.held {
-                commit.clear_intents.extend(p.clear_intents.iter().cloned());
-            }
-            let record = |row: TrackedRow, commit: &mut Commit| match old {
-                Some(o) => commit.replace.push((o.record_id.clone(), row)),
-                None => commit.insert.push(row),
-            };
-            match p.action {
-                ChangeAction::Create | ChangeAction::Update => {
-                    if let Some(r) = written.get(&i) {
-                        out[i].record_id = r.record_id.clone();
-                        out[i].applied = true;
-                        let why = match (p.action, p.claimed) {
-                            (ChangeAction::Create, _) => format!("created for {source}"),
-                            (_, true) => format!(
-                                "created by an earlier reconcile that did not finish; updated for {source}"
-                            ),
-                            _ => format!("updated for {source}"),
-                        };
-                        record(row_from(r, old, true, source, &why, now), &mut commit);
-                    } else if p.claimed
-                        && let Some(r) = &p.cache
-                    {
-                        // The app's own record: tracked as app-managed even
-                        // when the update putting it right failed.
-                        if p.action == ChangeAction::Create {
-                            out[i].applied = true;
-                        }
-                        let why = format!(
-                            "created by an earlier reconcile that did not finish; claimed for {source}"
-                        );
-                        record(row_from(r, old, true, source, &why, now), &mut commit);
-                    }
-                }
-                ChangeAction::Adopt => {
-                    let Some(r) = &p.cache else { continue };
-                    out[i].applied = true;
-                    let row = row_from(
-                        r,
-                        old,
-                        false,
-                        source,
-                        &format!("pre-existing record adopted for {source}; not app-managed"),
-                        now,
-                    );
-                    record(row, &mut commit);
-                }
-                ChangeAction::Unorphan | ChangeAction::Unchanged => {
-                    out[i].applied = true;
-                    if let (Some(t), Some(r)) = (old, &p.cache) {
-                        if p.action == ChangeAction::Unorphan {
-                            commit.unorphan.push(t.record_id.clone());
-                        }
-                        if !row_current(t, r) {
-                            let mut row = row_from(r, Some(t), t.app_managed, source, "", now);
-                            row.metadata = t.metadata.clone();
-                            if p.action == ChangeAction::Unchanged {
-                                row.is_orphaned = t.is_orphaned;
-                                row.orphaned_at = t.orphaned_at;
-                            }
-                            commit.replace.push((t.record_id.clone(), row));
-                        }
-                    }
-                }
-                ChangeAction::Orphan => {
-                    if let Some(t) = old {
-                        out[i].applied = true;
-                        commit.orphan.push(t.record_id.clone());
-                    }
-                }
-                ChangeAction::Conflict | ChangeAction::Unspecified => {}
-            }
-        }
-        // Declarations: replace this source's with the new set, writing only
-        // differences. A changed declaration keeps its place in line; a new
-        // one is stamped after every stored one. A declaration that lost a
-        // conflict is stored too: it takes effect once every earlier
-        // disagreeing declaration is gone, and keeps the record from being
-        // orphaned while it stands.
-        let previous: HashMap<(&str, &str), &store::DeclRow> = previous
-            .iter()
-            .map(|d| ((d.name.as_str(), d.rtype.as_str()), d))
-            .collect();
-        let mut kept = HashSet::new();
-        for spec in &specs {
-            let key = (spec.name.as_str(), spec.rtype.as_str());
-            kept.insert(key);
-            let mut d = planner::decl_of(source, spec, now);
-            match previous.get(&key) {
-                Some(p) if p.same_spec(&d) => {}
-                Some(p) => {
-                    d.declared_at = p.declared_at;
-                    commit.decl_delete.push((p.name.clone(), p.rtype.clone()));
-                    commit.decl_insert.push(d);
-                }
-                None => {
-                    d.declared_at = decl_stamp;
-                    commit.decl_insert.push(d);
-                }
-            }
-        }
-        for (key, d) in &previous {
-            if !kept.contains(key) {
-                commit.decl_delete.push((d.name.clone(), d.rtype.clone()));
-            }
-        }
-        commit.clear_intents.sort_unstable();
-        commit.clear_intents.dedup();
+        let commit = plan::commit_of(&plan, &sent, outcomes, &declared, &mut out);
         let commit_res = self
             .db
             .run(move |c| Ok::<_, TrackingError>(store::commit(c, &commit, now)?))
@@ -821,7 +497,7 @@ impl Tracker {
     fn guards(
         &self,
         source: &str,
-        plan: &planner::Plan,
+        plan: &plan::Plan,
         declared: usize,
         force: bool,
     ) -> Result<(), TrackingError> {
@@ -1293,41 +969,4 @@ fn public_message(e: TrackingError) -> String {
 
 fn desired_error(field: &str, msg: String) -> TrackingError {
     TrackingError::Invalid(trafego_proto::validate::FieldError::new(field, msg))
-}
-
-fn summarize(plan: &[Planned], out: &[PlannedChange], dry_run: bool) -> ReconcileSummary {
-    let mut s = ReconcileSummary::default();
-    for (p, o) in plan.iter().zip(out) {
-        if o.code != 0 {
-            s.failed += 1;
-            continue;
-        }
-        if !dry_run && !o.applied && p.action != ChangeAction::Conflict {
-            continue;
-        }
-        match p.action {
-            ChangeAction::Create => s.created += 1,
-            ChangeAction::Update => s.updated += 1,
-            ChangeAction::Adopt => s.adopted += 1,
-            ChangeAction::Conflict => s.conflicts += 1,
-            ChangeAction::Orphan => s.orphaned += 1,
-            ChangeAction::Unorphan => s.unorphaned += 1,
-            ChangeAction::Unchanged => s.unchanged += 1,
-            ChangeAction::Unspecified => {}
-        }
-    }
-    s
-}
-
-/// `trafego_tracked_records{state}` from one count query.
-fn set_count_gauges(c: &store::Counts) {
-    for (state, n) in [
-        ("total", c.total),
-        ("active", c.active),
-        ("orphaned", c.orphaned),
-        ("missing", c.missing),
-        ("unmanaged", c.unmanaged),
-    ] {
-        metrics::gauge!("trafego_tracked_records", "state" => state).set(n as f64);
-    }
 }
