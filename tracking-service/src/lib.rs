@@ -8,6 +8,7 @@
 
 pub mod background;
 pub mod cache_client;
+pub mod check;
 pub mod config;
 pub mod convert;
 pub mod desired;
@@ -15,8 +16,11 @@ pub mod error;
 pub mod grpc;
 pub mod plan;
 pub mod preserve;
+pub mod reconcile;
 pub mod schema;
 pub mod store;
+pub mod sweep;
+pub mod track;
 pub mod tracker;
 
 use std::future::Future;
