@@ -178,3 +178,9 @@ pub fn reconcile_response_of(
         .find(|a| a.type_url == RECONCILE_RESPONSE_TYPE_URL)
         .and_then(|a| trafego_proto::tracking::ReconcileResponse::decode(a.value.as_slice()).ok())
 }
+
+/// What a caller may read of an error: its gRPC message, which for internal
+/// errors is only "internal error (request id …)" (the detail is logged).
+pub fn public_message(e: TrackingError) -> String {
+    tonic::Status::from(e).message().to_string()
+}

@@ -10,10 +10,11 @@ use trafego_proto::tracking::tracking_service_server::TrackingService;
 use trafego_proto::tracking::*;
 use trafego_proto::validate::{self, FieldError, Hostname};
 
+use crate::convert::row_to_proto;
 use crate::desired;
 use crate::error::TrackingError;
 use crate::store::{self, ListFilter, PageKey};
-use crate::tracker::{Tracker, row_to_proto};
+use crate::tracker::Tracker;
 
 const DEFAULT_PAGE: u32 = 1000;
 const MAX_PAGE: u32 = 10_000;

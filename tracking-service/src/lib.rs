@@ -8,14 +8,19 @@
 
 pub mod background;
 pub mod cache_client;
+pub mod check;
 pub mod config;
+pub mod convert;
 pub mod desired;
 pub mod error;
 pub mod grpc;
-pub mod planner;
+pub mod plan;
 pub mod preserve;
+pub mod reconcile;
 pub mod schema;
 pub mod store;
+pub mod sweep;
+pub mod track;
 pub mod tracker;
 
 use std::future::Future;

@@ -3,21 +3,29 @@
 //!
 //! Every function takes a connection and runs synchronously; callers run
 //! them through `Db::run`, never holding a connection across an `.await`.
-//! Writes happen in `IMMEDIATE` transactions. Work over many records is
-//! set-based: ids travel as one JSON array bound to one parameter and are
-//! unpacked by SQLite's `json_each`, so a sweep over 100,000 records is a
-//! fixed number of statements, never one per record.
+//! Writes happen in write transactions (`write_tx`). Work over many records
+//! is set-based: ids travel as one list bound to one parameter (`Ids`,
+//! `in_ids`), so a sweep over 100,000 records is a fixed number of
+//! statements, never one per record.
+//!
+//! The SQL is all here. What is portable (diesel's DSL) is in this file;
+//! what only SQLite understands is in [`sqlite`], behind small functions,
+//! so a PostgreSQL backend is one more file beside it.
 
 use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
-use diesel::sqlite::SqliteConnection;
 
 use crate::schema::{
     dns_declarations, dns_pending_intents, dns_tracked_records, orphaned_records_history,
     tracker_state,
 };
+
+pub mod sqlite;
+
+pub use sqlite::Conn;
+use sqlite::{Ids, in_ids, write_tx};
 
 /// Rows per multi-row INSERT, kept under SQLite's bound-variable limit.
 const INSERT_CHUNK: usize = 1000;
@@ -152,25 +160,6 @@ pub const INTENT_CREATE: &str = "create";
 /// The `action` of an update in the journal.
 pub const INTENT_UPDATE: &str = "update";
 
-fn json_list<S: AsRef<str>>(items: &[S]) -> String {
-    serde_json::Value::Array(
-        items
-            .iter()
-            .map(|s| serde_json::Value::String(s.as_ref().to_string()))
-            .collect(),
-    )
-    .to_string()
-}
-
-/// `column IN (the strings of a JSON array)`, as one bound parameter.
-macro_rules! in_json {
-    ($column:literal, $json:expr) => {
-        diesel::dsl::sql::<Bool>(concat!($column, " IN (SELECT value FROM json_each("))
-            .bind::<Text, _>($json)
-            .sql("))")
-    };
-}
-
 /// What a reconcile needs from the database: the source's current
 /// declarations, every declaration, tracked row and pending intent of the
 /// names concerned, tracked rows of the provider records found there (a
@@ -188,7 +177,7 @@ pub struct PlanInput {
     pub intents: Vec<IntentRow>,
     /// What cache-service's change journal says of them, by intent id (an
     /// intent without an entry is unvouched).
-    pub outcomes: HashMap<String, crate::planner::IntentState>,
+    pub outcomes: HashMap<String, crate::plan::IntentState>,
     /// `declared_at` of declarations this reconcile makes: `now`, or later
     /// than every stored declaration if the clock has not moved past them.
     pub decl_stamp: i64,
@@ -197,7 +186,7 @@ pub struct PlanInput {
 /// Loads what planning `source` over `names` needs, in one read transaction.
 /// `ids` are the provider ids of the cache records held at `names`.
 pub fn load_plan_input(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     source: &str,
     names: &[String],
     ids: &[String],
@@ -212,17 +201,17 @@ pub fn load_plan_input(
         all.extend(previous.iter().map(|d| d.name.clone()));
         all.sort_unstable();
         all.dedup();
-        let json = json_list(&all);
+        let names = Ids::of(&all);
         let declarations = dns_declarations::table
-            .filter(in_json!("name", json.clone()))
+            .filter(in_ids("name", &names))
             .select(DeclRow::as_select())
             .load(conn)?;
         let tracked = dns_tracked_records::table
-            .filter(in_json!("name", json.clone()).or(in_json!("record_id", json_list(ids))))
+            .filter(in_ids("name", &names).or(in_ids("record_id", &Ids::of(ids))))
             .select(TrackedRow::as_select())
             .load(conn)?;
         let intents = dns_pending_intents::table
-            .filter(in_json!("name", json))
+            .filter(in_ids("name", &names))
             .select(IntentRow::as_select())
             .load(conn)?;
         let decl_stamp = next_decl_stamp(conn, now)?;
@@ -239,7 +228,7 @@ pub fn load_plan_input(
 
 /// The `declared_at` of a new declaration: `now`, or one past the latest
 /// stored one, so a later declaration never ties with an earlier one.
-pub fn next_decl_stamp(conn: &mut SqliteConnection, now: i64) -> QueryResult<i64> {
+pub fn next_decl_stamp(conn: &mut Conn, now: i64) -> QueryResult<i64> {
     let latest: Option<i64> = dns_declarations::table
         .select(diesel::dsl::max(dns_declarations::declared_at))
         .first(conn)?;
@@ -248,22 +237,20 @@ pub fn next_decl_stamp(conn: &mut SqliteConnection, now: i64) -> QueryResult<i64
 
 /// Journals `intents` in one transaction, before their writes are sent. An
 /// intent sent again under its own id is rewritten.
-pub fn write_intents(conn: &mut SqliteConnection, intents: &[IntentRow]) -> QueryResult<()> {
+pub fn write_intents(conn: &mut Conn, intents: &[IntentRow]) -> QueryResult<()> {
     if intents.is_empty() {
         return Ok(());
     }
-    conn.immediate_transaction(|conn| {
+    write_tx(conn, |conn| {
         for chunk in intents.chunks(INSERT_CHUNK / 2) {
-            diesel::replace_into(dns_pending_intents::table)
-                .values(chunk)
-                .execute(conn)?;
+            sqlite::replace_intents(conn, chunk)?;
         }
         Ok(())
     })
 }
 
 /// Every pending intent, oldest first (for tests and inspection).
-pub fn intents(conn: &mut SqliteConnection) -> QueryResult<Vec<IntentRow>> {
+pub fn intents(conn: &mut Conn) -> QueryResult<Vec<IntentRow>> {
     dns_pending_intents::table
         .select(IntentRow::as_select())
         .order((dns_pending_intents::created_at, dns_pending_intents::id))
@@ -313,12 +300,12 @@ impl Commit {
     }
 }
 
-/// Writes `c` in one `IMMEDIATE` transaction.
-pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<()> {
+/// Writes `c` in one write transaction.
+pub fn commit(conn: &mut Conn, c: &Commit, now: i64) -> QueryResult<()> {
     if c.is_empty() {
         return Ok(());
     }
-    conn.immediate_transaction(|conn| {
+    write_tx(conn, |conn| {
         let mut upsert: Vec<&TrackedRow> = Vec::new();
         for (old_id, row) in &c.replace {
             if *old_id != row.record_id {
@@ -342,30 +329,13 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
         }
         upsert.extend(c.insert.iter());
         for chunk in upsert.chunks(INSERT_CHUNK) {
-            upsert_rows(conn, chunk)?;
+            sqlite::upsert_rows(conn, chunk)?;
         }
         if !c.orphan.is_empty() {
-            diesel::sql_query(
-                "UPDATE dns_tracked_records SET is_orphaned = 1, \
-                 orphaned_at = COALESCE(orphaned_at, ?), updated_at = ?, \
-                 metadata = json_set(metadata, '$.orphan_reason', ?) \
-                 WHERE is_orphaned = 0 AND record_id IN (SELECT value FROM json_each(?))",
-            )
-            .bind::<BigInt, _>(now)
-            .bind::<BigInt, _>(now)
-            .bind::<Text, _>(&c.orphan_reason)
-            .bind::<Text, _>(json_list(&c.orphan))
-            .execute(conn)?;
+            sqlite::mark_orphaned(conn, &Ids::of(&c.orphan), &c.orphan_reason, now)?;
         }
         if !c.unorphan.is_empty() {
-            diesel::sql_query(
-                "UPDATE dns_tracked_records SET is_orphaned = 0, orphaned_at = NULL, updated_at = ?, \
-                 metadata = json_remove(metadata, '$.orphan_reason') \
-                 WHERE record_id IN (SELECT value FROM json_each(?))",
-            )
-            .bind::<BigInt, _>(now)
-            .bind::<Text, _>(json_list(&c.unorphan))
-            .execute(conn)?;
+            sqlite::unorphan(conn, &Ids::of(&c.unorphan), now)?;
         }
         if !c.decl_delete.is_empty() {
             let keys: Vec<String> = c
@@ -373,13 +343,7 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
                 .iter()
                 .map(|(n, t)| format!("{n} {t}"))
                 .collect();
-            diesel::sql_query(
-                "DELETE FROM dns_declarations WHERE source = ? AND \
-                 (name || ' ' || type) IN (SELECT value FROM json_each(?))",
-            )
-            .bind::<Text, _>(&c.source)
-            .bind::<Text, _>(json_list(&keys))
-            .execute(conn)?;
+            sqlite::delete_declarations(conn, &c.source, &Ids::of(&keys))?;
         }
         for chunk in c.decl_insert.chunks(INSERT_CHUNK) {
             diesel::insert_into(dns_declarations::table)
@@ -388,7 +352,7 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
         }
         if !c.clear_intents.is_empty() {
             diesel::delete(dns_pending_intents::table)
-                .filter(in_json!("id", json_list(&c.clear_intents)))
+                .filter(in_ids("id", &Ids::of(&c.clear_intents)))
                 .execute(conn)?;
         }
         if let Some(before) = c.purge_intents_before {
@@ -399,43 +363,6 @@ pub fn commit(conn: &mut SqliteConnection, c: &Commit, now: i64) -> QueryResult<
         }
         Ok(())
     })
-}
-
-/// Inserts `rows`, or rewrites the row already holding each one's
-/// `(provider, record_id)`, keeping its `tracked_at`, `first_seen` and, while
-/// it stays orphaned, its `orphaned_at`: one statement, whatever the count.
-fn upsert_rows(conn: &mut SqliteConnection, rows: &[&TrackedRow]) -> QueryResult<usize> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let json = serde_json::to_string(rows).unwrap_or_else(|_| "[]".into());
-    diesel::sql_query(
-        "INSERT INTO dns_tracked_records (provider, zone, record_id, type, name, content, ttl, \
-         proxied, priority, fingerprint, app_managed, source, is_orphaned, orphaned_at, \
-         is_missing, missing_since, drift, tracked_at, updated_at, first_seen, metadata) \
-         SELECT json_extract(value, '$.provider'), json_extract(value, '$.zone'), \
-         json_extract(value, '$.record_id'), json_extract(value, '$.rtype'), \
-         json_extract(value, '$.name'), json_extract(value, '$.content'), \
-         json_extract(value, '$.ttl'), json_extract(value, '$.proxied'), \
-         json_extract(value, '$.priority'), json_extract(value, '$.fingerprint'), \
-         json_extract(value, '$.app_managed'), json_extract(value, '$.source'), \
-         json_extract(value, '$.is_orphaned'), json_extract(value, '$.orphaned_at'), \
-         json_extract(value, '$.is_missing'), json_extract(value, '$.missing_since'), \
-         json_extract(value, '$.drift'), json_extract(value, '$.tracked_at'), \
-         json_extract(value, '$.updated_at'), json_extract(value, '$.first_seen'), \
-         json_extract(value, '$.metadata') FROM json_each(?) WHERE true \
-         ON CONFLICT (provider, record_id) DO UPDATE SET zone = excluded.zone, \
-         type = excluded.type, name = excluded.name, content = excluded.content, \
-         ttl = excluded.ttl, proxied = excluded.proxied, priority = excluded.priority, \
-         fingerprint = excluded.fingerprint, app_managed = excluded.app_managed, \
-         source = excluded.source, is_orphaned = excluded.is_orphaned, \
-         orphaned_at = CASE WHEN excluded.is_orphaned \
-           THEN COALESCE(dns_tracked_records.orphaned_at, excluded.orphaned_at) ELSE NULL END, \
-         is_missing = excluded.is_missing, missing_since = excluded.missing_since, \
-         drift = excluded.drift, updated_at = excluded.updated_at, metadata = excluded.metadata",
-    )
-    .bind::<Text, _>(json)
-    .execute(conn)
 }
 
 /// One record of the cache as the missing/drift check needs it.
@@ -470,12 +397,6 @@ pub struct CheckOutcome {
     pub missing: u64,
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// Ends the check's transaction: `Db` for a failure, `DryRun` to roll back
 /// what a dry run computed.
 enum CheckEnd {
@@ -492,91 +413,17 @@ impl From<diesel::result::Error> for CheckEnd {
 /// Flags tracked records absent from `cache` as missing, clears the flag of
 /// those present, and notes drift (name, type, content, proxied, priority,
 /// or an explicit TTL differing), in a fixed number of statements whatever
-/// the sizes. With `dry_run` the same outcome is computed and rolled back:
+/// the sizes, in one write transaction. With `dry_run` the same outcome is computed and rolled back:
 /// nothing is written.
 pub fn check_against_cache(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     cache: &[CacheView],
     now: i64,
     dry_run: bool,
 ) -> QueryResult<CheckOutcome> {
-    // One JSON array of `[id, content, ttl, proxied, priority, name, type]`, bound once.
-    let rows: Vec<_> = cache
-        .iter()
-        .map(|r| {
-            (
-                &r.record_id,
-                &r.content,
-                r.ttl,
-                r.proxied,
-                r.priority,
-                &r.name,
-                &r.rtype,
-            )
-        })
-        .collect();
-    let json = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
-    let res = conn.immediate_transaction::<_, CheckEnd, _>(|conn| {
-        diesel::sql_query(
-            "CREATE TEMP TABLE IF NOT EXISTS cache_view (record_id TEXT PRIMARY KEY NOT NULL, \
-             content TEXT NOT NULL, ttl INTEGER NOT NULL, proxied BOOLEAN NOT NULL, priority INTEGER, \
-             name TEXT NOT NULL, type TEXT NOT NULL)",
-        )
-        .execute(conn)?;
-        diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
-        diesel::sql_query(
-            "INSERT OR REPLACE INTO cache_view (record_id, content, ttl, proxied, priority, name, type) \
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
-             json_extract(value, '$[6]') FROM json_each(?)",
-        )
-        .bind::<Text, _>(json)
-        .execute(conn)?;
-        let newly_missing = diesel::sql_query(
-            "UPDATE dns_tracked_records SET is_missing = 1, missing_since = ?, updated_at = ? \
-             WHERE is_missing = 0 AND record_id NOT IN (SELECT record_id FROM cache_view)",
-        )
-        .bind::<BigInt, _>(now)
-        .bind::<BigInt, _>(now)
-        .execute(conn)?;
-        let found_again = diesel::sql_query(
-            "UPDATE dns_tracked_records SET is_missing = 0, missing_since = NULL, updated_at = ? \
-             WHERE is_missing = 1 AND record_id IN (SELECT record_id FROM cache_view)",
-        )
-        .bind::<BigInt, _>(now)
-        .execute(conn)?;
-        diesel::sql_query(
-            "UPDATE dns_tracked_records AS t SET drift = d.note, updated_at = ? FROM ( \
-               SELECT c.record_id AS rid, CASE \
-               WHEN c.name != t2.name OR c.type != t2.type \
-               THEN 'the provider now holds it as ' || c.type || ' ' || c.name || ' ' || c.content || \
-                    ' (tracked as ' || t2.type || ' ' || t2.name || ')' \
-               WHEN c.content != t2.content OR c.proxied != t2.proxied \
-                 OR c.priority IS NOT t2.priority OR (t2.ttl != 1 AND c.ttl != t2.ttl) \
-               THEN 'the provider holds content ' || c.content || ', ttl ' || c.ttl || \
-                    ', proxied ' || CASE WHEN c.proxied THEN 'true' ELSE 'false' END \
-               ELSE '' END AS note \
-               FROM cache_view c JOIN dns_tracked_records t2 ON t2.record_id = c.record_id \
-             ) AS d WHERE t.record_id = d.rid AND t.drift != d.note",
-        )
-        .bind::<BigInt, _>(now)
-        .execute(conn)?;
-        let drifted = diesel::sql_query(
-            "SELECT COUNT(*) AS n FROM dns_tracked_records WHERE drift != '' AND is_missing = 0",
-        )
-        .get_result::<Count>(conn)?
-        .n;
-        let missing =
-            diesel::sql_query("SELECT COUNT(*) AS n FROM dns_tracked_records WHERE is_missing = 1")
-                .get_result::<Count>(conn)?
-                .n;
-        diesel::sql_query("DELETE FROM cache_view").execute(conn)?;
-        let outcome = CheckOutcome {
-            newly_missing: u64::try_from(newly_missing).unwrap_or(u64::MAX),
-            found_again: u64::try_from(found_again).unwrap_or(u64::MAX),
-            drifted: u64::try_from(drifted).unwrap_or(0),
-            missing: u64::try_from(missing).unwrap_or(0),
-        };
+    let rows = sqlite::ViewRows::of(cache);
+    let res = write_tx::<_, CheckEnd, _>(conn, |conn| {
+        let outcome = sqlite::check_with_cache_view(conn, &rows, now)?;
         if dry_run {
             return Err(CheckEnd::DryRun(outcome));
         }
@@ -606,7 +453,7 @@ pub struct OrphanRow {
 }
 
 /// Every orphaned record, in one statement.
-pub fn orphans(conn: &mut SqliteConnection) -> QueryResult<Vec<OrphanRow>> {
+pub fn orphans(conn: &mut Conn) -> QueryResult<Vec<OrphanRow>> {
     dns_tracked_records::table
         .filter(dns_tracked_records::is_orphaned.eq(true))
         .select((
@@ -624,7 +471,7 @@ pub fn orphans(conn: &mut SqliteConnection) -> QueryResult<Vec<OrphanRow>> {
 /// Moves deleted records into `orphaned_records_history` and untracks them,
 /// in one transaction of two statements. Only rows still orphaned move.
 pub fn record_deleted(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     ids: &[String],
     reason: &str,
     now: i64,
@@ -632,25 +479,9 @@ pub fn record_deleted(
     if ids.is_empty() {
         return Ok(0);
     }
-    let json = json_list(ids);
-    conn.immediate_transaction(|conn| {
-        diesel::sql_query(
-            "INSERT INTO orphaned_records_history (provider, zone, record_id, type, name, content, \
-             ttl, proxied, priority, source, orphaned_at, deleted_at, reason, metadata) \
-             SELECT provider, zone, record_id, type, name, content, ttl, proxied, priority, source, \
-             orphaned_at, ?, ?, metadata FROM dns_tracked_records \
-             WHERE is_orphaned = 1 AND record_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind::<BigInt, _>(now)
-        .bind::<Text, _>(reason)
-        .bind::<Text, _>(&json)
-        .execute(conn)?;
-        diesel::sql_query(
-            "DELETE FROM dns_tracked_records \
-             WHERE is_orphaned = 1 AND record_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind::<Text, _>(&json)
-        .execute(conn)
+    let ids = Ids::of(ids);
+    write_tx(conn, |conn| {
+        sqlite::move_to_history(conn, &ids, reason, now)
     })
 }
 
@@ -675,21 +506,14 @@ pub struct Counts {
 }
 
 /// Counts by state in one statement.
-pub fn counts(conn: &mut SqliteConnection) -> QueryResult<Counts> {
-    diesel::sql_query(
-        "SELECT COUNT(*) AS total, \
-         COALESCE(SUM(app_managed = 1 AND is_orphaned = 0), 0) AS active, \
-         COALESCE(SUM(is_orphaned = 1), 0) AS orphaned, \
-         COALESCE(SUM(is_missing = 1), 0) AS missing, \
-         COALESCE(SUM(app_managed = 0), 0) AS unmanaged FROM dns_tracked_records",
-    )
-    .get_result(conn)
+pub fn counts(conn: &mut Conn) -> QueryResult<Counts> {
+    sqlite::counts(conn)
 }
 
 /// Reads one state value. Point reads use `get_result` on a unique key, never
 /// `first`: `first` binds `LIMIT ?`, and SQLite re-prepares a statement whose
 /// LIMIT is a bound parameter at every execution.
-pub fn state_get(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<String>> {
+pub fn state_get(conn: &mut Conn, key: &str) -> QueryResult<Option<String>> {
     tracker_state::table
         .filter(tracker_state::key.eq(key))
         .select(tracker_state::value)
@@ -698,7 +522,7 @@ pub fn state_get(conn: &mut SqliteConnection, key: &str) -> QueryResult<Option<S
 }
 
 /// Writes one state value.
-pub fn state_set(conn: &mut SqliteConnection, key: &str, value: &str) -> QueryResult<()> {
+pub fn state_set(conn: &mut Conn, key: &str, value: &str) -> QueryResult<()> {
     diesel::insert_into(tracker_state::table)
         .values((tracker_state::key.eq(key), tracker_state::value.eq(value)))
         .on_conflict(tracker_state::key)
@@ -725,7 +549,7 @@ pub use trafego_common::paging::PageKey;
 
 /// One page of tracked records ordered by (name, type, record_id), and whether more follow.
 pub fn list(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     filter: &ListFilter,
     after: Option<&PageKey>,
     limit: u32,
@@ -774,7 +598,7 @@ pub fn list(
 }
 
 /// One tracked record by id (`get_result`, not `first`: see [`state_get`]).
-pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<TrackedRow>> {
+pub fn get(conn: &mut Conn, record_id: &str) -> QueryResult<Option<TrackedRow>> {
     dns_tracked_records::table
         .filter(dns_tracked_records::record_id.eq(record_id))
         .select(TrackedRow::as_select())
@@ -784,7 +608,7 @@ pub fn get(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<Option<T
 
 /// Sources declaring each `(name, type)` of `rows`, for display.
 pub fn sources_of(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     rows: &[TrackedRow],
 ) -> QueryResult<HashMap<(String, String), Vec<String>>> {
     if rows.is_empty() {
@@ -794,7 +618,7 @@ pub fn sources_of(
     names.sort_unstable();
     names.dedup();
     let decls: Vec<(String, String, String)> = dns_declarations::table
-        .filter(in_json!("name", json_list(&names)))
+        .filter(in_ids("name", &Ids::of(&names)))
         .select((
             dns_declarations::name,
             dns_declarations::rtype,
@@ -811,12 +635,8 @@ pub fn sources_of(
 
 /// Inserts or rewrites a hand-tracked row, and (when `decl` is given) the
 /// declaration that attributes it to a source, in one transaction.
-pub fn track(
-    conn: &mut SqliteConnection,
-    row: &TrackedRow,
-    decl: Option<&DeclRow>,
-) -> QueryResult<()> {
-    conn.immediate_transaction(|conn| {
+pub fn track(conn: &mut Conn, row: &TrackedRow, decl: Option<&DeclRow>) -> QueryResult<()> {
+    write_tx(conn, |conn| {
         let n = diesel::update(
             dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(&row.record_id)),
         )
@@ -855,14 +675,14 @@ pub fn track(
 }
 
 /// Stops tracking a record; returns whether it was tracked.
-pub fn untrack(conn: &mut SqliteConnection, record_id: &str) -> QueryResult<bool> {
+pub fn untrack(conn: &mut Conn, record_id: &str) -> QueryResult<bool> {
     diesel::delete(dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(record_id)))
         .execute(conn)
         .map(|n| n > 0)
 }
 
 /// Rows of the orphan history (for tests and inspection), newest first.
-pub fn history(conn: &mut SqliteConnection) -> QueryResult<Vec<(String, String, String, String)>> {
+pub fn history(conn: &mut Conn) -> QueryResult<Vec<(String, String, String, String)>> {
     orphaned_records_history::table
         .select((
             orphaned_records_history::record_id,
@@ -875,246 +695,4 @@ pub fn history(conn: &mut SqliteConnection) -> QueryResult<Vec<(String, String, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use trafego_common::db::{Db, DbOptions};
-
-    fn row(id: &str, name: &str, managed: bool) -> TrackedRow {
-        TrackedRow {
-            provider: "zonefile".into(),
-            zone: "example.com".into(),
-            record_id: id.into(),
-            rtype: "A".into(),
-            name: name.into(),
-            content: "192.0.2.1".into(),
-            ttl: 1,
-            proxied: false,
-            priority: None,
-            fingerprint: String::new(),
-            app_managed: managed,
-            source: "s".into(),
-            is_orphaned: false,
-            orphaned_at: None,
-            is_missing: false,
-            missing_since: None,
-            drift: String::new(),
-            tracked_at: 1,
-            updated_at: 1,
-            first_seen: 1,
-            metadata: "{}".into(),
-        }
-    }
-
-    fn view(id: &str, content: &str) -> CacheView {
-        CacheView {
-            record_id: id.into(),
-            name: format!(
-                "{}.example.com",
-                ["a", "b", "c"][id.parse::<usize>().unwrap() - 1]
-            ),
-            rtype: "A".into(),
-            content: content.into(),
-            ttl: 300,
-            proxied: false,
-            priority: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn set_based_statements_do_what_they_say() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("t.db"),
-            crate::MIGRATIONS,
-            DbOptions::default(),
-        )
-        .unwrap();
-        db.run(|c| {
-            let commit_one = Commit {
-                insert: vec![
-                    row("1", "a.example.com", true),
-                    row("2", "b.example.com", false),
-                    row("3", "c.example.com", true),
-                ],
-                orphan: vec![],
-                source: "s".into(),
-                ..Default::default()
-            };
-            commit(c, &commit_one, 10)?;
-            let orphan = Commit {
-                orphan: vec!["1".into(), "2".into()],
-                orphan_reason: "gone".into(),
-                source: "s".into(),
-                ..Default::default()
-            };
-            commit(c, &orphan, 20)?;
-            // A second orphan mark keeps the first orphaned_at.
-            commit(c, &orphan, 30)?;
-            assert_eq!(get(c, "1")?.unwrap().orphaned_at, Some(20));
-            // "3" is gone from the cache, "1" drifted.
-            let o = check_against_cache(
-                c,
-                &[view("1", "192.0.2.9"), view("2", "192.0.2.1")],
-                40,
-                false,
-            )?;
-            assert_eq!(o.newly_missing, 1);
-            assert_eq!(o.drifted, 1);
-            assert!(get(c, "3")?.unwrap().is_missing);
-            assert!(!get(c, "1")?.unwrap().drift.is_empty());
-            let o = check_against_cache(
-                c,
-                &[
-                    view("1", "192.0.2.1"),
-                    view("2", "192.0.2.1"),
-                    view("3", "192.0.2.1"),
-                ],
-                50,
-                false,
-            )?;
-            assert_eq!((o.found_again, o.drifted, o.missing), (1, 0, 0));
-            let n = counts(c)?;
-            assert_eq!((n.total, n.active, n.orphaned, n.unmanaged), (3, 1, 2, 1));
-            assert_eq!(orphans(c)?.len(), 2);
-            assert_eq!(
-                record_deleted(c, &["1".into(), "3".into()], "grace passed", 60)?,
-                1
-            );
-            assert!(get(c, "1")?.is_none());
-            assert!(
-                get(c, "3")?.is_some(),
-                "a record not orphaned is never moved"
-            );
-            assert_eq!(history(c)?.len(), 1);
-            let (page, more) = list(c, &ListFilter::default(), None, 1)?;
-            assert!(more);
-            let key = PageKey {
-                name: page[0].name.clone(),
-                rtype: page[0].rtype.clone(),
-                record_id: page[0].record_id.clone(),
-            };
-            let key = PageKey::decode(&key.encode()).unwrap();
-            let (page2, more) = list(c, &ListFilter::default(), Some(&key), 10)?;
-            assert!(!more);
-            assert_eq!(page2.len(), 1);
-            Ok::<_, crate::error::TrackingError>(())
-        })
-        .await
-        .unwrap();
-    }
-
-    #[tokio::test]
-    async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("t.db"),
-            crate::MIGRATIONS,
-            DbOptions::default(),
-        )
-        .unwrap();
-        db.run(|c| {
-            let mut orphaned = row("2", "b.example.com", true);
-            orphaned.is_orphaned = true;
-            orphaned.orphaned_at = Some(5);
-            let first = Commit {
-                insert: vec![row("1", "a.example.com", true), orphaned.clone()],
-                source: "s".into(),
-                ..Default::default()
-            };
-            commit(c, &first, 10)?;
-            // The same ids again (a record renamed at the provider, one still
-            // orphaned): rewritten in place, never a UNIQUE failure.
-            let mut renamed = row("1", "z.example.com", true);
-            renamed.tracked_at = 99;
-            renamed.first_seen = 99;
-            orphaned.orphaned_at = Some(50);
-            let again = Commit {
-                insert: vec![renamed, orphaned],
-                source: "s".into(),
-                ..Default::default()
-            };
-            commit(c, &again, 20)?;
-            let r = get(c, "1")?.unwrap();
-            assert_eq!(
-                (r.name.as_str(), r.tracked_at, r.first_seen),
-                ("z.example.com", 1, 1)
-            );
-            assert_eq!(
-                get(c, "2")?.unwrap().orphaned_at,
-                Some(5),
-                "the orphan clock is kept"
-            );
-            // A dry check reports the missing record and writes nothing.
-            let o = check_against_cache(c, &[view("2", "192.0.2.1")], 30, true)?;
-            assert_eq!(o.newly_missing, 1);
-            assert!(!get(c, "1")?.unwrap().is_missing);
-            // Intents: written, then cleared or purged by a commit.
-            let intent = |id: &str, at: i64| IntentRow {
-                id: id.into(),
-                source: "s".into(),
-                action: INTENT_CREATE.into(),
-                record_id: String::new(),
-                name: "n.example.com".into(),
-                rtype: "A".into(),
-                content: "192.0.2.1".into(),
-                ttl: 1,
-                proxied: false,
-                priority: None,
-                created_at: at,
-                journal_id: String::new(),
-            };
-            write_intents(
-                c,
-                &[intent("r:0", 10), intent("r:1", 40), intent("r:2", 40)],
-            )?;
-            let clear = Commit {
-                source: "s".into(),
-                clear_intents: vec!["r:1".into()],
-                purge_intents_before: Some(20),
-                ..Default::default()
-            };
-            commit(c, &clear, 50)?;
-            let left: Vec<String> = intents(c)?.into_iter().map(|i| i.id).collect();
-            assert_eq!(left, vec!["r:2".to_string()]);
-            Ok::<_, crate::error::TrackingError>(())
-        })
-        .await
-        .unwrap();
-    }
-
-    /// Point reads bind no `LIMIT`: a bound LIMIT makes SQLite re-prepare the
-    /// cached statement at every call.
-    #[tokio::test]
-    async fn point_reads_bind_no_limit() {
-        use diesel::connection::{Connection, InstrumentationEvent};
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("t.db"),
-            crate::MIGRATIONS,
-            DbOptions::default(),
-        )
-        .unwrap();
-        let sql = db
-            .run(|c| {
-                let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-                let rec = seen.clone();
-                c.set_instrumentation(move |e: InstrumentationEvent<'_>| {
-                    if let InstrumentationEvent::StartQuery { query, .. } = e {
-                        rec.lock().unwrap().push(query.to_string());
-                    }
-                });
-                assert!(get(c, "1")?.is_none());
-                state_set(c, "k", "v")?;
-                assert_eq!(state_get(c, "k")?.as_deref(), Some("v"));
-                let sql = seen.lock().unwrap().clone();
-                Ok::<_, crate::error::TrackingError>(sql)
-            })
-            .await
-            .unwrap();
-        let reads: Vec<_> = sql.iter().filter(|s| s.starts_with("SELECT")).collect();
-        assert_eq!(reads.len(), 2, "{sql:#?}");
-        for s in reads {
-            assert!(!s.contains("LIMIT"), "{s}");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,244 @@
+//! Unit tests of the store: the set-based statements against a real
+//! SQLite file, and what the point reads send.
+
+use super::*;
+use trafego_common::db::{Db, DbOptions};
+
+fn row(id: &str, name: &str, managed: bool) -> TrackedRow {
+    TrackedRow {
+        provider: "zonefile".into(),
+        zone: "example.com".into(),
+        record_id: id.into(),
+        rtype: "A".into(),
+        name: name.into(),
+        content: "192.0.2.1".into(),
+        ttl: 1,
+        proxied: false,
+        priority: None,
+        fingerprint: String::new(),
+        app_managed: managed,
+        source: "s".into(),
+        is_orphaned: false,
+        orphaned_at: None,
+        is_missing: false,
+        missing_since: None,
+        drift: String::new(),
+        tracked_at: 1,
+        updated_at: 1,
+        first_seen: 1,
+        metadata: "{}".into(),
+    }
+}
+
+fn view(id: &str, content: &str) -> CacheView {
+    CacheView {
+        record_id: id.into(),
+        name: format!(
+            "{}.example.com",
+            ["a", "b", "c"][id.parse::<usize>().unwrap() - 1]
+        ),
+        rtype: "A".into(),
+        content: content.into(),
+        ttl: 300,
+        proxied: false,
+        priority: None,
+    }
+}
+
+#[tokio::test]
+async fn set_based_statements_do_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        &dir.path().join("t.db"),
+        crate::MIGRATIONS,
+        DbOptions::default(),
+    )
+    .unwrap();
+    db.run(|c| {
+        let commit_one = Commit {
+            insert: vec![
+                row("1", "a.example.com", true),
+                row("2", "b.example.com", false),
+                row("3", "c.example.com", true),
+            ],
+            orphan: vec![],
+            source: "s".into(),
+            ..Default::default()
+        };
+        commit(c, &commit_one, 10)?;
+        let orphan = Commit {
+            orphan: vec!["1".into(), "2".into()],
+            orphan_reason: "gone".into(),
+            source: "s".into(),
+            ..Default::default()
+        };
+        commit(c, &orphan, 20)?;
+        // A second orphan mark keeps the first orphaned_at.
+        commit(c, &orphan, 30)?;
+        assert_eq!(get(c, "1")?.unwrap().orphaned_at, Some(20));
+        // "3" is gone from the cache, "1" drifted.
+        let o = check_against_cache(
+            c,
+            &[view("1", "192.0.2.9"), view("2", "192.0.2.1")],
+            40,
+            false,
+        )?;
+        assert_eq!(o.newly_missing, 1);
+        assert_eq!(o.drifted, 1);
+        assert!(get(c, "3")?.unwrap().is_missing);
+        assert!(!get(c, "1")?.unwrap().drift.is_empty());
+        let o = check_against_cache(
+            c,
+            &[
+                view("1", "192.0.2.1"),
+                view("2", "192.0.2.1"),
+                view("3", "192.0.2.1"),
+            ],
+            50,
+            false,
+        )?;
+        assert_eq!((o.found_again, o.drifted, o.missing), (1, 0, 0));
+        let n = counts(c)?;
+        assert_eq!((n.total, n.active, n.orphaned, n.unmanaged), (3, 1, 2, 1));
+        assert_eq!(orphans(c)?.len(), 2);
+        assert_eq!(
+            record_deleted(c, &["1".into(), "3".into()], "grace passed", 60)?,
+            1
+        );
+        assert!(get(c, "1")?.is_none());
+        assert!(
+            get(c, "3")?.is_some(),
+            "a record not orphaned is never moved"
+        );
+        assert_eq!(history(c)?.len(), 1);
+        let (page, more) = list(c, &ListFilter::default(), None, 1)?;
+        assert!(more);
+        let key = PageKey {
+            name: page[0].name.clone(),
+            rtype: page[0].rtype.clone(),
+            record_id: page[0].record_id.clone(),
+        };
+        let key = PageKey::decode(&key.encode()).unwrap();
+        let (page2, more) = list(c, &ListFilter::default(), Some(&key), 10)?;
+        assert!(!more);
+        assert_eq!(page2.len(), 1);
+        Ok::<_, crate::error::TrackingError>(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        &dir.path().join("t.db"),
+        crate::MIGRATIONS,
+        DbOptions::default(),
+    )
+    .unwrap();
+    db.run(|c| {
+        let mut orphaned = row("2", "b.example.com", true);
+        orphaned.is_orphaned = true;
+        orphaned.orphaned_at = Some(5);
+        let first = Commit {
+            insert: vec![row("1", "a.example.com", true), orphaned.clone()],
+            source: "s".into(),
+            ..Default::default()
+        };
+        commit(c, &first, 10)?;
+        // The same ids again (a record renamed at the provider, one still
+        // orphaned): rewritten in place, never a UNIQUE failure.
+        let mut renamed = row("1", "z.example.com", true);
+        renamed.tracked_at = 99;
+        renamed.first_seen = 99;
+        orphaned.orphaned_at = Some(50);
+        let again = Commit {
+            insert: vec![renamed, orphaned],
+            source: "s".into(),
+            ..Default::default()
+        };
+        commit(c, &again, 20)?;
+        let r = get(c, "1")?.unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.tracked_at, r.first_seen),
+            ("z.example.com", 1, 1)
+        );
+        assert_eq!(
+            get(c, "2")?.unwrap().orphaned_at,
+            Some(5),
+            "the orphan clock is kept"
+        );
+        // A dry check reports the missing record and writes nothing.
+        let o = check_against_cache(c, &[view("2", "192.0.2.1")], 30, true)?;
+        assert_eq!(o.newly_missing, 1);
+        assert!(!get(c, "1")?.unwrap().is_missing);
+        // Intents: written, then cleared or purged by a commit.
+        let intent = |id: &str, at: i64| IntentRow {
+            id: id.into(),
+            source: "s".into(),
+            action: INTENT_CREATE.into(),
+            record_id: String::new(),
+            name: "n.example.com".into(),
+            rtype: "A".into(),
+            content: "192.0.2.1".into(),
+            ttl: 1,
+            proxied: false,
+            priority: None,
+            created_at: at,
+            journal_id: String::new(),
+        };
+        write_intents(
+            c,
+            &[intent("r:0", 10), intent("r:1", 40), intent("r:2", 40)],
+        )?;
+        let clear = Commit {
+            source: "s".into(),
+            clear_intents: vec!["r:1".into()],
+            purge_intents_before: Some(20),
+            ..Default::default()
+        };
+        commit(c, &clear, 50)?;
+        let left: Vec<String> = intents(c)?.into_iter().map(|i| i.id).collect();
+        assert_eq!(left, vec!["r:2".to_string()]);
+        Ok::<_, crate::error::TrackingError>(())
+    })
+    .await
+    .unwrap();
+}
+
+/// Point reads bind no `LIMIT`: a bound LIMIT makes SQLite re-prepare the
+/// cached statement at every call.
+#[tokio::test]
+async fn point_reads_bind_no_limit() {
+    use diesel::connection::{Connection, InstrumentationEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        &dir.path().join("t.db"),
+        crate::MIGRATIONS,
+        DbOptions::default(),
+    )
+    .unwrap();
+    let sql = db
+        .run(|c| {
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let rec = seen.clone();
+            c.set_instrumentation(move |e: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = e {
+                    rec.lock().unwrap().push(query.to_string());
+                }
+            });
+            assert!(get(c, "1")?.is_none());
+            state_set(c, "k", "v")?;
+            assert_eq!(state_get(c, "k")?.as_deref(), Some("v"));
+            let sql = seen.lock().unwrap().clone();
+            Ok::<_, crate::error::TrackingError>(sql)
+        })
+        .await
+        .unwrap();
+    let reads: Vec<_> = sql.iter().filter(|s| s.starts_with("SELECT")).collect();
+    assert_eq!(reads.len(), 2, "{sql:#?}");
+    for s in reads {
+        assert!(!s.contains("LIMIT"), "{s}");
+    }
+}
