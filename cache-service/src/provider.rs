@@ -167,7 +167,9 @@ impl ProviderError {
     pub fn code(&self) -> tonic::Code {
         match self {
             ProviderError::RateLimited { .. } => tonic::Code::ResourceExhausted,
-            ProviderError::Unauthorized(_) => tonic::Code::FailedPrecondition,
+            // cache-service's caller authenticated fine; it is the provider
+            // that denied cache-service's credentials.
+            ProviderError::Unauthorized(_) => tonic::Code::PermissionDenied,
             ProviderError::NotFound(_) => tonic::Code::NotFound,
             ProviderError::Conflict(_) => tonic::Code::AlreadyExists,
             ProviderError::Invalid(_) => tonic::Code::InvalidArgument,

@@ -6,6 +6,7 @@
 //! for tests (PowerDNS, Knot, PostgreSQL). Used by the end-to-end tests in
 //! `tests/` and by the benchmarks.
 
+pub mod conformance;
 pub mod fake_cloudflare;
 pub mod fake_digitalocean;
 pub mod fake_docker;
@@ -109,14 +110,17 @@ pub async fn start_cache_with_clock(
 ) -> ServiceHandle {
     let db = dir.join("cache.db").display().to_string();
     let zonefile = dir.join("example.com.zone").display().to_string();
-    let mut args = vec![
-        "--zone",
-        "example.com",
-        "--db-path",
-        db.as_str(),
-        "--zonefile-path",
-        zonefile.as_str(),
-    ];
+    let mut args = vec![];
+    // Defaults for what `extra` leaves out (a flag may be given only once).
+    for (flag, value) in [
+        ("--zone", "example.com"),
+        ("--db-path", db.as_str()),
+        ("--zonefile-path", zonefile.as_str()),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
     args.extend_from_slice(extra);
     let config = cache_service::Config::for_test(&args);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -181,6 +185,47 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         })
         .expect("profile dir");
     profile_dir.join(name)
+}
+
+static CAPTURED: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+    std::sync::OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per process) a global subscriber at debug level that keeps
+/// every log line of every thread in memory, for tests that assert what the
+/// services log (no secret in any line). Call it before anything else logs;
+/// [`captured_logs`] then holds every line.
+pub fn capture_logs() {
+    let buf = CAPTURED.get_or_init(Default::default).clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+        .with_ansi(false)
+        .with_writer(move || Capture(buf.clone()))
+        .try_init();
+}
+
+/// Every log line [`capture_logs`] kept so far.
+pub fn captured_logs() -> String {
+    CAPTURED
+        .get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned())
+        .unwrap_or_default()
 }
 
 /// Installs a test log subscriber once (respects RUST_LOG; quiet by default).

@@ -448,7 +448,7 @@ async fn provider_errors_map_to_grpc_codes_without_the_token() {
         .refresh_cache(RefreshCacheRequest { force: true })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     assert!(
         err.message().contains("refused the credentials"),
         "{}",

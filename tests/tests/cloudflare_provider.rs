@@ -606,7 +606,7 @@ async fn a_wrong_token_is_reported_as_refused_credentials() {
     cfg.token = "wrong-token-Pz4".into();
     let p = provider(cfg);
     let (code, msg) = err_code(p.list().await);
-    assert_eq!(code, tonic::Code::FailedPrecondition, "{msg}");
+    assert_eq!(code, tonic::Code::PermissionDenied, "{msg}");
     assert!(
         msg.contains("the provider refused the credentials"),
         "{msg}"
@@ -617,7 +617,7 @@ async fn a_wrong_token_is_reported_as_refused_credentials() {
     let (r, _) = p.apply(vec![create("a.example.com", "192.0.2.1")]).await;
     assert_eq!(
         r[0].as_ref().unwrap_err().code(),
-        tonic::Code::FailedPrecondition
+        tonic::Code::PermissionDenied
     );
 
     // Also with the zone id configured (the refusal comes from the records endpoint).
@@ -625,7 +625,7 @@ async fn a_wrong_token_is_reported_as_refused_credentials() {
     cfg.token = "wrong-token-Pz4".into();
     cfg.zone_id = Some(fake.zone_id());
     let (code, _) = err_code(provider(cfg).list().await);
-    assert_eq!(code, tonic::Code::FailedPrecondition);
+    assert_eq!(code, tonic::Code::PermissionDenied);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use tonic::Code;
 use tonic::transport::Channel;
-use trafego_proto::cache::GetRecordRequest;
+use trafego_proto::cache::{GetRecordRequest, RefreshCacheRequest};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::tracking::tracking_service_client::TrackingServiceClient;
 use trafego_proto::tracking::{ListTrackedRecordsRequest, RunOrphanSweepRequest};
@@ -88,6 +88,11 @@ async fn cache_service_database_failure_names_the_request_id_only() {
         .await
         .unwrap();
     let mut c = CacheServiceClient::new(ch);
+    // The start-up refresh writes dns_records: let it finish first, or the
+    // dropped table fails the refresh and the read answers "not ready".
+    c.refresh_cache(RefreshCacheRequest { force: false })
+        .await
+        .expect("first refresh");
     drop_table(&dir.path().join("cache.db"), "dns_records");
     let id = "req-internal-cache-0001";
     let err = c

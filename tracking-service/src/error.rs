@@ -77,7 +77,14 @@ impl From<TrackingError> for Status {
                 // The caller authenticated fine: it is this service's own
                 // credentials that cache-service refused. Telling the caller
                 // UNAUTHENTICATED would send them after the wrong token.
-                Code::Unauthenticated | Code::PermissionDenied => {
+                // PERMISSION_DENIED is the provider refusing cache-service's
+                // own provider credentials: an operator problem of
+                // cache-service, the caller can do nothing about it.
+                Code::PermissionDenied => Status::failed_precondition(format!(
+                    "cache-service: {}; the operator must fix cache-service's provider credentials",
+                    s.message()
+                )),
+                Code::Unauthenticated => {
                     tracing::error!(
                         code = ?s.code(),
                         "cache-service refused tracking-service's credentials (CACHE_SERVICE_TOKEN)"

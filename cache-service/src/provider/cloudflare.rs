@@ -1635,7 +1635,7 @@ mod tests {
         ));
         // gRPC codes, through the one mapping in provider.rs.
         assert_eq!(m(400, 81053, "x").code(), tonic::Code::AlreadyExists);
-        assert_eq!(m(400, 9109, "x").code(), tonic::Code::FailedPrecondition);
+        assert_eq!(m(400, 9109, "x").code(), tonic::Code::PermissionDenied);
         assert_eq!(m(400, 9005, "x").code(), tonic::Code::InvalidArgument);
     }
 
