@@ -5,6 +5,7 @@
 //! line or a record.
 
 pub mod cloudflare;
+pub mod rfc2136;
 pub mod zonefile;
 
 use std::time::Duration;

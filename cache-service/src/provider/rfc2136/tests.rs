@@ -1,0 +1,1 @@
+//! Unit tests of the RFC 2136 provider's pure parts.
