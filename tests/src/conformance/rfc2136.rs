@@ -87,8 +87,13 @@ pub struct Rfc2136 {
 impl Rfc2136 {
     /// A fresh `knotd` serving an empty `example.com`.
     pub async fn knot() -> Self {
+        Self::knot_with(&[]).await
+    }
+
+    /// A fresh `knotd` serving `example.com` with `records` (zone-file lines).
+    pub async fn knot_with(records: &[&str]) -> Self {
         crate::capture_logs();
-        let knot = KnotServer::start(ZONE, &[]).await.expect("start knotd");
+        let knot = KnotServer::start(ZONE, records).await.expect("start knotd");
         let (port, key) = (knot.port, knot.key.clone());
         Self::with("rfc2136-knot", Server::Knot(knot), port, key).await
     }
@@ -133,15 +138,20 @@ impl Rfc2136 {
         &self.key
     }
 
-    /// cache-service flags for this server with `key`.
+    /// cache-service flags for this server (through the relay) with `key`.
     pub fn args_with(&self, key: &TsigKey) -> Vec<String> {
+        self.args_for(&self.relay.server(), key)
+    }
+
+    /// cache-service flags for this zone at `server` (`host:port`) with `key`.
+    pub fn args_for(&self, server: &str, key: &TsigKey) -> Vec<String> {
         vec![
             "--provider".into(),
             "rfc2136".into(),
             "--zone".into(),
             ZONE.into(),
             "--rfc2136-server".into(),
-            self.relay.server(),
+            server.into(),
             "--rfc2136-tsig-key-name".into(),
             key.name.clone(),
             "--rfc2136-tsig-secret".into(),
