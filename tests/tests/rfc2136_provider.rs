@@ -322,6 +322,80 @@ async fn what_is_written_resolves() {
     svc.shutdown().await.unwrap();
 }
 
+/// Changes to different names travel together (a hundred per UPDATE
+/// message); a conflict among them fails that change alone, the message's
+/// halves sent apart to find it; two changes to one name go in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_changes_share_messages_and_a_conflict_fails_alone() {
+    let backend = Rfc2136::knot().await;
+    backend
+        .seed(vec![Held::new("A", "taken.example.com", "192.0.2.1")])
+        .await;
+    let (svc, mut c) = start(&backend.cache_args(std::path::Path::new("."))).await;
+    refresh(&mut c).await.expect("refresh");
+    let change = |rec: RecordInput| Change {
+        kind: Some(change::Kind::Create(rec)),
+        change_id: String::new(),
+    };
+    let mut changes: Vec<Change> = (0..250)
+        .map(|i| {
+            change(input(
+                "A",
+                &format!("many-{i:03}.example.com"),
+                "192.0.2.3",
+                None,
+            ))
+        })
+        .collect();
+    changes.push(change(input(
+        "CNAME",
+        "taken.example.com",
+        "else.example.net",
+        None,
+    )));
+    changes.push(change(input("A", "twice.example.com", "192.0.2.4", None)));
+    changes.push(change(input("A", "twice.example.com", "192.0.2.5", None)));
+    let r = c
+        .apply_changes(ApplyChangesRequest { changes })
+        .await
+        .expect("ApplyChanges")
+        .into_inner();
+    assert_eq!(
+        r.succeeded,
+        252,
+        "{:?}",
+        r.results.iter().find(|x| x.code != 0)
+    );
+    assert_eq!(
+        r.results[250].code,
+        Code::AlreadyExists as i32,
+        "{:?}",
+        r.results[250]
+    );
+    // 100 + 100 + 53 changes, the last message bisected to the conflict
+    // (about a dozen messages), and the second change to `twice` alone.
+    assert!(
+        (5..=20).contains(&r.provider_requests),
+        "{} UPDATE messages",
+        r.provider_requests
+    );
+    let held = backend.held().await;
+    assert_eq!(
+        held.iter().filter(|h| h.name.starts_with("many-")).count(),
+        250
+    );
+    assert_eq!(
+        contents(&backend, "A", "twice.example.com").await,
+        ["192.0.2.4", "192.0.2.5"]
+    );
+    assert!(
+        contents(&backend, "CNAME", "taken.example.com")
+            .await
+            .is_empty()
+    );
+    svc.shutdown().await.unwrap();
+}
+
 /// A zone of thousands of records, which Knot sends as many messages, is
 /// listed whole: each message's TSIG is checked, chained to the one before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -620,9 +620,12 @@ impl Rfc2136Provider {
                     || matches!(c, ResponseCode::FormErr | ResponseCode::NotZone)) =>
             {
                 // The message failed as a whole and nothing of it was
-                // applied: each change alone tells which one it was.
-                for one in group {
-                    if let Some(stop) = Box::pin(self.send(vec![one], results, requests)).await {
+                // applied: its halves, sent apart, narrow down which change
+                // it was (a few messages for one conflict in a hundred).
+                let mut group = group;
+                let second = group.split_off(group.len() / 2);
+                for half in [group, second] {
+                    if let Some(stop) = Box::pin(self.send(half, results, requests)).await {
                         return Some(stop);
                     }
                 }
