@@ -1,5 +1,6 @@
-//! The RFC 2136 provider against a real `knotd` (and `pdns_server` where the
-//! answer differs), through a real cache-service: a key the server refuses
+//! The RFC 2136 provider against a real `knotd` (and a real `pdns_server` for
+//! refused keys, out-of-band changes and lost answers), through a real
+//! cache-service: a key the server refuses
 //! is reported as PERMISSION_DENIED naming the server's answer, with no
 //! secret anywhere; a record changed out of band between a refresh and a
 //! write makes the write fail instead of overwriting it (the prerequisites);
@@ -144,94 +145,95 @@ async fn a_key_the_server_refuses_is_permission_denied_without_the_secret() {
 /// there now). After a refresh the same write goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_changed_out_of_band_is_not_overwritten() {
-    let backend = Rfc2136::knot().await;
-    backend
-        .seed(vec![
-            Held::new("A", "moved.example.com", "192.0.2.1"),
-            Held::new("A", "grown.example.com", "192.0.2.1"),
-            Held::new("A", "gone.example.com", "192.0.2.1"),
-        ])
+    for backend in [Rfc2136::knot().await, Rfc2136::pdns().await] {
+        backend
+            .seed(vec![
+                Held::new("A", "moved.example.com", "192.0.2.1"),
+                Held::new("A", "grown.example.com", "192.0.2.1"),
+                Held::new("A", "gone.example.com", "192.0.2.1"),
+            ])
+            .await;
+        let (svc, mut c) = start(&backend.cache_args(std::path::Path::new("."))).await;
+        refresh(&mut c).await.expect("refresh");
+        let moved = cached_id(&mut c, "moved.example.com", "192.0.2.1").await;
+        let grown = cached_id(&mut c, "grown.example.com", "192.0.2.1").await;
+        let gone = cached_id(&mut c, "gone.example.com", "192.0.2.1").await;
+
+        // Someone else, after the refresh: changes one, adds to another, deletes
+        // the third, and creates a fourth.
+        let oob = knsupdate(
+            backend.port(),
+            "example.com.",
+            Some(backend.key()),
+            &[
+                "delete moved.example.com. A 192.0.2.1",
+                "add moved.example.com. 300 A 192.0.2.9",
+                "add grown.example.com. 300 A 192.0.2.5",
+                "delete gone.example.com. A",
+                "add fresh.example.com. 300 A 192.0.2.5",
+            ],
+        )
         .await;
-    let (svc, mut c) = start(&backend.cache_args(std::path::Path::new("."))).await;
-    refresh(&mut c).await.expect("refresh");
-    let moved = cached_id(&mut c, "moved.example.com", "192.0.2.1").await;
-    let grown = cached_id(&mut c, "grown.example.com", "192.0.2.1").await;
-    let gone = cached_id(&mut c, "gone.example.com", "192.0.2.1").await;
+        assert!(oob.is_ok(), "{}", oob.output);
 
-    // Someone else, after the refresh: changes one, adds to another, deletes
-    // the third, and creates a fourth.
-    let oob = knsupdate(
-        backend.port(),
-        "example.com.",
-        Some(backend.key()),
-        &[
-            "delete moved.example.com. A 192.0.2.1",
-            "add moved.example.com. 300 A 192.0.2.9",
-            "add grown.example.com. 300 A 192.0.2.5",
-            "delete gone.example.com. A",
-            "add fresh.example.com. 300 A 192.0.2.5",
-        ],
-    )
-    .await;
-    assert!(oob.is_ok(), "{}", oob.output);
+        let update = |id: &str, name: &str, content: &str| UpdateRecordRequest {
+            record_id: id.into(),
+            record: Some(input("A", name, content, None)),
+        };
+        let e = c
+            .update_record(update(&moved, "moved.example.com", "192.0.2.2"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        assert_eq!(
+            contents(&backend, "A", "moved.example.com").await,
+            ["192.0.2.9"]
+        );
 
-    let update = |id: &str, name: &str, content: &str| UpdateRecordRequest {
-        record_id: id.into(),
-        record: Some(input("A", name, content, None)),
-    };
-    let e = c
-        .update_record(update(&moved, "moved.example.com", "192.0.2.2"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{e:?}");
-    assert_eq!(
-        contents(&backend, "A", "moved.example.com").await,
-        ["192.0.2.9"]
-    );
+        let e = c
+            .update_record(update(&grown, "grown.example.com", "192.0.2.2"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+        let e = c
+            .delete_record(DeleteRecordRequest {
+                record_id: grown.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+        assert_eq!(
+            contents(&backend, "A", "grown.example.com").await,
+            ["192.0.2.1", "192.0.2.5"]
+        );
 
-    let e = c
-        .update_record(update(&grown, "grown.example.com", "192.0.2.2"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
-    let e = c
-        .delete_record(DeleteRecordRequest {
-            record_id: grown.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
-    assert_eq!(
-        contents(&backend, "A", "grown.example.com").await,
-        ["192.0.2.1", "192.0.2.5"]
-    );
+        let e = c
+            .delete_record(DeleteRecordRequest { record_id: gone })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
-    let e = c
-        .delete_record(DeleteRecordRequest { record_id: gone })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        let e = create(&mut c, input("A", "fresh.example.com", "192.0.2.6", None))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+        assert_eq!(
+            contents(&backend, "A", "fresh.example.com").await,
+            ["192.0.2.5"]
+        );
 
-    let e = create(&mut c, input("A", "fresh.example.com", "192.0.2.6", None))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
-    assert_eq!(
-        contents(&backend, "A", "fresh.example.com").await,
-        ["192.0.2.5"]
-    );
-
-    // Having read the zone again, the caller may decide: the write now goes
-    // through, next to what the other client added.
-    refresh(&mut c).await.expect("refresh");
-    c.update_record(update(&grown, "grown.example.com", "192.0.2.2"))
-        .await
-        .expect("update after a refresh");
-    assert_eq!(
-        contents(&backend, "A", "grown.example.com").await,
-        ["192.0.2.2", "192.0.2.5"]
-    );
-    svc.shutdown().await.unwrap();
+        // Having read the zone again, the caller may decide: the write now goes
+        // through, next to what the other client added.
+        refresh(&mut c).await.expect("refresh");
+        c.update_record(update(&grown, "grown.example.com", "192.0.2.2"))
+            .await
+            .expect("update after a refresh");
+        assert_eq!(
+            contents(&backend, "A", "grown.example.com").await,
+            ["192.0.2.2", "192.0.2.5"]
+        );
+        svc.shutdown().await.unwrap();
+    }
 }
 
 /// What cache-service writes is what the server answers to any resolver.
@@ -589,28 +591,29 @@ async fn a_transfer_message_altered_on_the_way_fails_its_check() {
 /// was sent once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_is_settled_by_looking_not_by_sending_again() {
-    let backend = Rfc2136::knot().await;
-    let meddler = Meddler::start(backend.port(), Meddle::SwallowUpdateAnswer).await;
-    let args = with_flag(
-        backend.args_for(&meddler.addr.to_string(), backend.key()),
-        "--rfc2136-timeout",
-        "1s",
-    );
-    let (svc, mut c) = start(&args).await;
-    refresh(&mut c).await.expect("refresh");
-    let created = create(&mut c, input("A", "lost.example.com", "192.0.2.44", None))
-        .await
-        .expect("settled as applied");
-    assert_eq!(created.content, "192.0.2.44");
-    assert_eq!(meddler.updates.load(Ordering::SeqCst), 1, "sent once");
-    assert_eq!(
-        contents(&backend, "A", "lost.example.com").await,
-        ["192.0.2.44"]
-    );
-    // The cache holds it under the id the server's record has.
-    assert_eq!(
-        cached_id(&mut c, "lost.example.com", "192.0.2.44").await,
-        created.record_id
-    );
-    svc.shutdown().await.unwrap();
+    for backend in [Rfc2136::knot().await, Rfc2136::pdns().await] {
+        let meddler = Meddler::start(backend.port(), Meddle::SwallowUpdateAnswer).await;
+        let args = with_flag(
+            backend.args_for(&meddler.addr.to_string(), backend.key()),
+            "--rfc2136-timeout",
+            "1s",
+        );
+        let (svc, mut c) = start(&args).await;
+        refresh(&mut c).await.expect("refresh");
+        let created = create(&mut c, input("A", "lost.example.com", "192.0.2.44", None))
+            .await
+            .expect("settled as applied");
+        assert_eq!(created.content, "192.0.2.44");
+        assert_eq!(meddler.updates.load(Ordering::SeqCst), 1, "sent once");
+        assert_eq!(
+            contents(&backend, "A", "lost.example.com").await,
+            ["192.0.2.44"]
+        );
+        // The cache holds it under the id the server's record has.
+        assert_eq!(
+            cached_id(&mut c, "lost.example.com", "192.0.2.44").await,
+            created.record_id
+        );
+        svc.shutdown().await.unwrap();
+    }
 }
