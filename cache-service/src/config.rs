@@ -15,6 +15,7 @@ use trafego_proto::validate::Hostname;
 use crate::cache::CacheSettings;
 use crate::provider::DnsProvider;
 use crate::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
+use crate::provider::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigSecret, parse_algorithm};
 use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
 
 /// Which provider holds the zone.
@@ -24,6 +25,8 @@ pub enum ProviderKind {
     Zonefile,
     /// Cloudflare's API v4.
     Cloudflare,
+    /// Any primary DNS server taking RFC 2136 updates signed with TSIG (BIND, Knot, PowerDNS).
+    Rfc2136,
 }
 
 /// cache-service: the provider cache of TrafegoDNS.
@@ -109,6 +112,34 @@ pub struct Config {
     #[arg(long, env = "CLOUDFLARE_RATE_WINDOW", default_value = "300s", value_parser = duration::parse_millis)]
     pub cloudflare_rate_window: Duration,
 
+    /// RFC 2136: the zone's primary server, host:port (port 53 when left out).
+    #[arg(long, env = "RFC2136_SERVER")]
+    pub rfc2136_server: Option<String>,
+
+    /// RFC 2136: the TSIG key's name, as the server knows it.
+    #[arg(long, env = "RFC2136_TSIG_KEY_NAME")]
+    pub rfc2136_tsig_key_name: Option<String>,
+
+    /// RFC 2136: the TSIG secret, base64 (prefer RFC2136_TSIG_SECRET_FILE).
+    #[arg(long, env = "RFC2136_TSIG_SECRET", hide_env_values = true)]
+    pub rfc2136_tsig_secret: Option<String>,
+
+    /// RFC 2136: file holding the TSIG secret, base64.
+    #[arg(long, env = "RFC2136_TSIG_SECRET_FILE")]
+    pub rfc2136_tsig_secret_file: Option<PathBuf>,
+
+    /// RFC 2136: the TSIG algorithm: hmac-sha256, hmac-sha384 or hmac-sha512.
+    #[arg(long, env = "RFC2136_TSIG_ALGORITHM", default_value = "hmac-sha256")]
+    pub rfc2136_tsig_algorithm: String,
+
+    /// RFC 2136: longest wait for a connection, a write or one answer message (bare numbers are milliseconds).
+    #[arg(long, env = "RFC2136_TIMEOUT", default_value = "10s", value_parser = duration::parse_millis)]
+    pub rfc2136_timeout: Duration,
+
+    /// RFC 2136: changes per UPDATE message.
+    #[arg(long, env = "RFC2136_BATCH_SIZE", default_value_t = crate::provider::rfc2136::DEFAULT_BATCH_SIZE)]
+    pub rfc2136_batch_size: usize,
+
     /// Cache TTL and refresh period (bare numbers are milliseconds, as in TrafegoDNS).
     #[arg(long, env = "DNS_CACHE_REFRESH_INTERVAL", default_value = "1h", value_parser = duration::parse_millis)]
     pub refresh_interval: Duration,
@@ -143,6 +174,12 @@ impl std::fmt::Debug for Config {
                 &self.cloudflare_token.as_ref().map(|_| "<redacted>"),
             )
             .field("cloudflare_api_url", &self.cloudflare_api_url)
+            .field("rfc2136_server", &self.rfc2136_server)
+            .field("rfc2136_tsig_key_name", &self.rfc2136_tsig_key_name)
+            .field(
+                "rfc2136_tsig_secret",
+                &self.rfc2136_tsig_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("refresh_interval", &self.refresh_interval)
             .finish_non_exhaustive()
     }
@@ -190,6 +227,48 @@ impl Config {
                 "DNS_PROVIDER=cloudflare needs CLOUDFLARE_TOKEN or CLOUDFLARE_TOKEN_FILE"
             )
         })
+    }
+
+    fn rfc2136(&self, zone: Hostname) -> anyhow::Result<Rfc2136Config> {
+        let need = |v: &Option<String>, name: &str| {
+            v.clone()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("DNS_PROVIDER=rfc2136 needs {name}"))
+        };
+        let server = need(
+            &self.rfc2136_server,
+            "RFC2136_SERVER (host:port of the primary server)",
+        )?;
+        let key_name = need(&self.rfc2136_tsig_key_name, "RFC2136_TSIG_KEY_NAME")?;
+        let (secret, setting) = match trafego_common::mesh::read_secret(
+            "RFC2136_TSIG_SECRET",
+            self.rfc2136_tsig_secret.as_deref(),
+            self.rfc2136_tsig_secret_file.as_ref(),
+        )? {
+            Some(s)
+                if self
+                    .rfc2136_tsig_secret
+                    .as_deref()
+                    .is_some_and(|v| !v.trim().is_empty()) =>
+            {
+                (s, "RFC2136_TSIG_SECRET")
+            }
+            Some(s) => (s, "RFC2136_TSIG_SECRET_FILE"),
+            None => {
+                bail!("DNS_PROVIDER=rfc2136 needs RFC2136_TSIG_SECRET or RFC2136_TSIG_SECRET_FILE")
+            }
+        };
+        let mut cfg = Rfc2136Config::new(
+            &server,
+            zone,
+            &key_name,
+            TsigSecret::from_base64(setting, &secret).map_err(anyhow::Error::msg)?,
+        );
+        cfg.algorithm = parse_algorithm("RFC2136_TSIG_ALGORITHM", &self.rfc2136_tsig_algorithm)
+            .map_err(anyhow::Error::msg)?;
+        cfg.timeout = self.rfc2136_timeout.max(Duration::from_millis(1));
+        cfg.batch_size = self.rfc2136_batch_size.max(1);
+        Ok(cfg)
     }
 
     /// Builds the configured provider.
@@ -249,6 +328,10 @@ impl Config {
                     CloudflareProvider::new(cfg).map_err(|e| anyhow::anyhow!("cloudflare: {e}"))?,
                 )
             }
+            ProviderKind::Rfc2136 => Arc::new(
+                Rfc2136Provider::new(self.rfc2136(zone)?)
+                    .map_err(|e| anyhow::anyhow!("rfc2136: {e}"))?,
+            ),
         })
     }
 

@@ -4,6 +4,10 @@
 //! paged read through ListRecords, the service's peak RSS, and ApplyChanges of
 //! 10,000 creates (time, provider requests).
 //!
+//! With the argument `rfc2136` it measures the RFC 2136 provider against a
+//! real `knotd` instead: a cold listing of a 10,000-record zone (time, AXFR
+//! messages) and 1,000 creates through ApplyChanges (time, UPDATE messages).
+//!
 //! The service runs as its own process (the release binary next to this one),
 //! so its peak RSS is its own. Build both first:
 //! `cargo build --release -p cache-service -p trafego-tests --bins`.
@@ -37,6 +41,29 @@ async fn start_service(
     tokio::process::Child,
     CacheServiceClient<tonic::transport::Channel>,
 )> {
+    let envs = [
+        ("DNS_PROVIDER", "cloudflare".to_string()),
+        ("CLOUDFLARE_API_URL", fake.base_url()),
+        ("CLOUDFLARE_TOKEN", TOKEN.to_string()),
+    ];
+    let (child, client, _) = start_service_with(dir, &envs, "warn,trafego_common=info").await?;
+    Ok((child, client))
+}
+
+/// Log lines of the service kept by [`start_service_with`].
+type Kept = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts the release cache-service with `envs` and `log_level`; the log
+/// lines containing "zone transfer read" are kept.
+async fn start_service_with(
+    dir: &std::path::Path,
+    envs: &[(&str, String)],
+    log_level: &str,
+) -> anyhow::Result<(
+    tokio::process::Child,
+    CacheServiceClient<tonic::transport::Channel>,
+    Kept,
+)> {
     let bin = trafego_tests::workspace_bin("cache-service");
     anyhow::ensure!(
         bin.exists(),
@@ -47,12 +74,10 @@ async fn start_service(
         .env_clear()
         .env("CACHE_LISTEN_ADDR", "127.0.0.1:0")
         .env("CACHE_DB_PATH", dir.join("cache.db"))
-        .env("DNS_PROVIDER", "cloudflare")
         .env("DNS_ZONE", "example.com")
-        .env("CLOUDFLARE_API_URL", fake.base_url())
-        .env("CLOUDFLARE_TOKEN", TOKEN)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "warn,trafego_common=info")
+        .env("LOG_LEVEL", log_level)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -68,14 +93,22 @@ async fn start_service(
             break v["addr"].as_str().unwrap_or_default().to_string();
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let kept: Kept = Default::default();
+    let keep = kept.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("zone transfer read") {
+                keep.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        }
+    });
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
     let client = CacheServiceClient::new(channel)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
-    Ok((child, client))
+    Ok((child, client, kept))
 }
 
 async fn run_size(n: usize) -> anyhow::Result<()> {
@@ -211,8 +244,98 @@ async fn run_creates(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The RFC 2136 provider against a real knotd: a cold listing of `n`
+/// records and `creates` creates.
+async fn run_rfc2136(n: usize, creates: usize) -> anyhow::Result<()> {
+    use trafego_tests::knot::KnotServer;
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "host-{i:07} 300 A 10.{}.{}.{}",
+                i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let knot = KnotServer::start("example.com", &refs).await?;
+    let dir = tempfile::tempdir()?;
+    let envs = [
+        ("DNS_PROVIDER", "rfc2136".to_string()),
+        ("RFC2136_SERVER", knot.server()),
+        ("RFC2136_TSIG_KEY_NAME", knot.key.name.clone()),
+        ("RFC2136_TSIG_SECRET", knot.key.secret.clone()),
+    ];
+    let level = "warn,trafego_common=info,cache_service::provider::rfc2136=info";
+    let (mut child, mut c, kept) = start_service_with(dir.path(), &envs, level).await?;
+    let pid = child.id().unwrap_or(0);
+    // The service refreshes at start: that is the cold listing.
+    let status = loop {
+        let s = c
+            .get_cache_status(GetCacheStatusRequest {})
+            .await?
+            .into_inner();
+        if s.last_refreshed.is_some() || !s.last_error.is_empty() {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    anyhow::ensure!(
+        status.last_error.is_empty(),
+        "cold refresh failed: {}",
+        status.last_error
+    );
+    let messages = kept
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["fields"]["messages"].as_u64().or(v["messages"].as_u64()))
+        .unwrap_or(0);
+    println!(
+        "rfc2136 (knotd) records={} cold_refresh={} ms (1 AXFR, {messages} messages)",
+        status.record_count, status.last_refresh_duration_ms
+    );
+    let changes = (0..creates)
+        .map(|i| Change {
+            kind: Some(change::Kind::Create(RecordInput {
+                r#type: "A".into(),
+                name: format!("new-{i:06}.example.com"),
+                content: "192.0.2.1".into(),
+                ttl: 300,
+                ..Default::default()
+            })),
+            change_id: String::new(),
+        })
+        .collect();
+    let t = Instant::now();
+    let r = c
+        .apply_changes(ApplyChangesRequest { changes })
+        .await?
+        .into_inner();
+    let wall = t.elapsed();
+    anyhow::ensure!(
+        r.succeeded as usize == creates,
+        "{} of {creates} succeeded",
+        r.succeeded
+    );
+    println!(
+        "rfc2136 (knotd) apply_changes creates={creates}  time={} ms  UPDATE messages={}  peak_rss={:.1} MiB",
+        wall.as_millis(),
+        r.provider_requests,
+        peak_rss_mib(pid)
+    );
+    child.start_kill()?;
+    let _ = child.wait().await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "rfc2136") {
+        return run_rfc2136(10_000, 1_000).await;
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
