@@ -15,6 +15,7 @@ use trafego_proto::validate::Hostname;
 use crate::cache::CacheSettings;
 use crate::provider::DnsProvider;
 use crate::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
+use crate::provider::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
 
 /// Which provider holds the zone.
@@ -24,6 +25,8 @@ pub enum ProviderKind {
     Zonefile,
     /// Cloudflare's API v4.
     Cloudflare,
+    /// PowerDNS Authoritative's HTTP API.
+    Powerdns,
 }
 
 /// cache-service: the provider cache of TrafegoDNS.
@@ -108,6 +111,30 @@ pub struct Config {
     /// The budget's window (bare numbers are milliseconds).
     #[arg(long, env = "CLOUDFLARE_RATE_WINDOW", default_value = "300s", value_parser = duration::parse_millis)]
     pub cloudflare_rate_window: Duration,
+
+    /// PowerDNS API webserver, e.g. http://127.0.0.1:8081 (DNS_PROVIDER=powerdns).
+    #[arg(long, env = "PDNS_API_URL")]
+    pub pdns_api_url: Option<String>,
+
+    /// PowerDNS API key, sent as X-API-Key (prefer PDNS_API_KEY_FILE).
+    #[arg(long, env = "PDNS_API_KEY", hide_env_values = true)]
+    pub pdns_api_key: Option<String>,
+
+    /// File holding the PowerDNS API key.
+    #[arg(long, env = "PDNS_API_KEY_FILE")]
+    pub pdns_api_key_file: Option<PathBuf>,
+
+    /// PowerDNS server id in API paths.
+    #[arg(long, env = "PDNS_SERVER_ID", default_value = crate::provider::powerdns::DEFAULT_SERVER_ID)]
+    pub pdns_server_id: String,
+
+    /// Changes per PowerDNS PATCH.
+    #[arg(long, env = "PDNS_BATCH_SIZE", default_value_t = crate::provider::powerdns::DEFAULT_BATCH_SIZE)]
+    pub pdns_batch_size: usize,
+
+    /// TTL written to PowerDNS for records asking for an automatic TTL.
+    #[arg(long, env = "PDNS_DEFAULT_TTL", default_value_t = crate::provider::powerdns::DEFAULT_TTL)]
+    pub pdns_default_ttl: u32,
 
     /// Cache TTL and refresh period (bare numbers are milliseconds, as in TrafegoDNS).
     #[arg(long, env = "DNS_CACHE_REFRESH_INTERVAL", default_value = "1h", value_parser = duration::parse_millis)]
@@ -249,6 +276,38 @@ impl Config {
                     CloudflareProvider::new(cfg).map_err(|e| anyhow::anyhow!("cloudflare: {e}"))?,
                 )
             }
+            ProviderKind::Powerdns => {
+                use trafego_proto::validate::{TTL_MAX, TTL_MIN};
+                let Some(url) = self
+                    .pdns_api_url
+                    .as_deref()
+                    .filter(|u| !u.trim().is_empty())
+                else {
+                    bail!("DNS_PROVIDER=powerdns needs PDNS_API_URL, e.g. http://127.0.0.1:8081");
+                };
+                if !(TTL_MIN..=TTL_MAX).contains(&self.pdns_default_ttl) {
+                    bail!(
+                        "PDNS_DEFAULT_TTL {} is out of range {TTL_MIN} to {TTL_MAX}",
+                        self.pdns_default_ttl
+                    );
+                }
+                let mut cfg = PowerDnsConfig::new(url, &self.pdns_api_key()?, zone);
+                cfg.server_id = self.pdns_server_id.clone();
+                cfg.batch_size = self.pdns_batch_size.max(1);
+                cfg.default_ttl = self.pdns_default_ttl;
+                Arc::new(PowerDnsProvider::new(cfg).map_err(|e| anyhow::anyhow!("powerdns: {e}"))?)
+            }
+        })
+    }
+
+    fn pdns_api_key(&self) -> anyhow::Result<String> {
+        trafego_common::mesh::read_secret(
+            "PDNS_API_KEY",
+            self.pdns_api_key.as_deref(),
+            self.pdns_api_key_file.as_ref(),
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!("DNS_PROVIDER=powerdns needs PDNS_API_KEY or PDNS_API_KEY_FILE")
         })
     }
 
