@@ -4,7 +4,8 @@
 //! stages a fault PowerDNS itself cannot produce: 429s with `Retry-After`
 //! (PowerDNS has no rate limit), 503s (the server down, as a gateway in
 //! front of it answers), or a write passed on and applied whose answer is
-//! then lost (a 504 after PowerDNS answered). The proxy also counts the
+//! then lost (a 504 after PowerDNS answered), or one refused before it got
+//! there (a 503 the client cannot tell from a lost answer). The proxy also counts the
 //! requests it passes, for the tests and the benchmark.
 //!
 //! The backend seeds and reads the zone out of band through PowerDNS's API
@@ -51,6 +52,12 @@ pub enum Stage {
     /// if the answer had been lost on the way back.
     LoseWrites {
         /// Writes whose answer is lost.
+        count: u32,
+    },
+    /// Answers the next `count` writes (`PATCH`) 503 without passing them
+    /// on: sent, not applied, and the client cannot tell.
+    DropWrites {
+        /// Writes refused.
         count: u32,
     },
 }
@@ -164,7 +171,15 @@ fn decide(state: &ProxyState, method: &Method) -> Act {
             };
             Act::PassThenLose
         }
-        Stage::LoseWrites { .. } => Act::Pass,
+        Stage::DropWrites { count } if method == Method::PATCH => {
+            *stage = if count > 1 {
+                Stage::DropWrites { count: count - 1 }
+            } else {
+                Stage::Pass
+            };
+            Act::Answer(StatusCode::SERVICE_UNAVAILABLE, None)
+        }
+        Stage::LoseWrites { .. } | Stage::DropWrites { .. } => Act::Pass,
     }
 }
 
