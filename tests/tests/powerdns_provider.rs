@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::*;
 use trafego_proto::validate::{Hostname, RecordSpec, RecordType, ValidRecordInput};
-use trafego_tests::conformance::powerdns::{PDNS_BAD_KEY, PowerDns, Stage};
+use trafego_tests::conformance::powerdns::{OutOfBand, PDNS_BAD_KEY, PowerDns, Stage};
 use trafego_tests::knot::dig_short;
 use trafego_tests::{ServiceHandle, cache_client, captured_logs, start_cache_in, tempdir};
 
@@ -84,12 +84,7 @@ async fn cached(c: &mut CacheServiceClient<Channel>, name: &str) -> Vec<DnsRecor
     .records
 }
 
-fn set(
-    name: &str,
-    rtype: &str,
-    ttl: u32,
-    records: &[(&str, bool)],
-) -> (String, String, u32, Vec<(String, bool)>) {
+fn set(name: &str, rtype: &str, ttl: u32, records: &[(&str, bool)]) -> OutOfBand {
     (
         name.into(),
         rtype.into(),

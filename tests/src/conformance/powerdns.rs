@@ -307,6 +307,9 @@ pub fn held_of(rtype: &str, name: &str, content: &str) -> Held {
     }
 }
 
+/// An RRset written out of band: name, type, TTL, and (content, disabled) per record.
+pub type OutOfBand = (String, String, u32, Vec<(String, bool)>);
+
 /// PowerDNS with its fault proxy.
 pub struct PowerDns {
     /// The real server.
@@ -375,7 +378,7 @@ impl PowerDns {
     }
 
     /// Replaces whole RRsets out of band: (name, type, ttl, [(content, disabled)]).
-    pub async fn replace(&self, sets: Vec<(String, String, u32, Vec<(String, bool)>)>) {
+    pub async fn replace(&self, sets: Vec<OutOfBand>) {
         for chunk in sets.chunks(2000) {
             let rrsets: Vec<Value> = chunk
                 .iter()

@@ -35,6 +35,9 @@ struct Planned {
     made: Option<(Key, Rec)>,
 }
 
+/// What planning one change gives: the RRsets it changes and the record it made.
+type Plan = (Vec<Key>, Option<(Key, Rec)>);
+
 /// Changes whose RRsets share names, sent (or refused) together.
 #[derive(Default)]
 struct Group {
@@ -291,7 +294,7 @@ impl PowerDnsProvider {
         old: Option<&Key>,
         working: &mut RRsets,
         conflicted: &HashSet<Key>,
-    ) -> Result<(Vec<Key>, Option<(Key, Rec)>), ProviderError> {
+    ) -> Result<Plan, ProviderError> {
         if let (Some(id), Some(k)) = (op.id(), old)
             && !holds(working.get(k), id)
         {
