@@ -10,7 +10,10 @@
 //! about to replace again and refuses, as a conflict, a change to one that
 //! someone else changed since, rather than overwrite their change. What
 //! remains is the moment between that read and the `PATCH`: PowerDNS has no
-//! conditional write, so a change landing in between is overwritten.
+//! conditional write, so a change landing in between is overwritten. And the
+//! filtered read hides disabled records, so those come from the snapshot: one
+//! disabled since the last whole read is dropped by a `REPLACE` of its RRset
+//! from a batch of few names.
 //!
 //! Every request goes through the shared client of `provider/http.rs` (budget,
 //! backoff, a write never re-sent after its answer was lost). This module must
