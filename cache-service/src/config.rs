@@ -15,6 +15,7 @@ use trafego_proto::validate::Hostname;
 use crate::cache::CacheSettings;
 use crate::provider::DnsProvider;
 use crate::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
+use crate::provider::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::provider::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigSecret, parse_algorithm};
 use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
 
@@ -27,6 +28,8 @@ pub enum ProviderKind {
     Cloudflare,
     /// Any primary DNS server taking RFC 2136 updates signed with TSIG (BIND, Knot, PowerDNS).
     Rfc2136,
+    /// PowerDNS Authoritative's HTTP API.
+    Powerdns,
 }
 
 /// cache-service: the provider cache of TrafegoDNS.
@@ -139,6 +142,29 @@ pub struct Config {
     /// RFC 2136: changes per UPDATE message.
     #[arg(long, env = "RFC2136_BATCH_SIZE", default_value_t = crate::provider::rfc2136::DEFAULT_BATCH_SIZE)]
     pub rfc2136_batch_size: usize,
+    /// PowerDNS API webserver, e.g. http://127.0.0.1:8081 (DNS_PROVIDER=powerdns).
+    #[arg(long, env = "PDNS_API_URL")]
+    pub pdns_api_url: Option<String>,
+
+    /// PowerDNS API key, sent as X-API-Key (prefer PDNS_API_KEY_FILE).
+    #[arg(long, env = "PDNS_API_KEY", hide_env_values = true)]
+    pub pdns_api_key: Option<String>,
+
+    /// File holding the PowerDNS API key.
+    #[arg(long, env = "PDNS_API_KEY_FILE")]
+    pub pdns_api_key_file: Option<PathBuf>,
+
+    /// PowerDNS server id in API paths.
+    #[arg(long, env = "PDNS_SERVER_ID", default_value = crate::provider::powerdns::DEFAULT_SERVER_ID)]
+    pub pdns_server_id: String,
+
+    /// Changes per PowerDNS PATCH.
+    #[arg(long, env = "PDNS_BATCH_SIZE", default_value_t = crate::provider::powerdns::DEFAULT_BATCH_SIZE)]
+    pub pdns_batch_size: usize,
+
+    /// TTL written to PowerDNS for records asking for an automatic TTL.
+    #[arg(long, env = "PDNS_DEFAULT_TTL", default_value_t = crate::provider::powerdns::DEFAULT_TTL)]
+    pub pdns_default_ttl: u32,
 
     /// Cache TTL and refresh period (bare numbers are milliseconds, as in TrafegoDNS).
     #[arg(long, env = "DNS_CACHE_REFRESH_INTERVAL", default_value = "1h", value_parser = duration::parse_millis)]
@@ -332,6 +358,38 @@ impl Config {
                 Rfc2136Provider::new(self.rfc2136(zone)?)
                     .map_err(|e| anyhow::anyhow!("rfc2136: {e}"))?,
             ),
+            ProviderKind::Powerdns => {
+                use trafego_proto::validate::{TTL_MAX, TTL_MIN};
+                let Some(url) = self
+                    .pdns_api_url
+                    .as_deref()
+                    .filter(|u| !u.trim().is_empty())
+                else {
+                    bail!("DNS_PROVIDER=powerdns needs PDNS_API_URL, e.g. http://127.0.0.1:8081");
+                };
+                if !(TTL_MIN..=TTL_MAX).contains(&self.pdns_default_ttl) {
+                    bail!(
+                        "PDNS_DEFAULT_TTL {} is out of range {TTL_MIN} to {TTL_MAX}",
+                        self.pdns_default_ttl
+                    );
+                }
+                let mut cfg = PowerDnsConfig::new(url, &self.pdns_api_key()?, zone);
+                cfg.server_id = self.pdns_server_id.clone();
+                cfg.batch_size = self.pdns_batch_size.max(1);
+                cfg.default_ttl = self.pdns_default_ttl;
+                Arc::new(PowerDnsProvider::new(cfg).map_err(|e| anyhow::anyhow!("powerdns: {e}"))?)
+            }
+        })
+    }
+
+    fn pdns_api_key(&self) -> anyhow::Result<String> {
+        trafego_common::mesh::read_secret(
+            "PDNS_API_KEY",
+            self.pdns_api_key.as_deref(),
+            self.pdns_api_key_file.as_ref(),
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!("DNS_PROVIDER=powerdns needs PDNS_API_KEY or PDNS_API_KEY_FILE")
         })
     }
 

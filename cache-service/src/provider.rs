@@ -7,6 +7,7 @@
 pub mod cloudflare;
 pub mod derived_id;
 pub mod http;
+pub mod powerdns;
 pub mod rfc2136;
 pub mod zonefile;
 

@@ -10,6 +10,7 @@
 //! that it does not apply instead of passing silently.
 
 pub mod backends;
+pub mod powerdns;
 pub mod rfc2136;
 
 use std::collections::HashMap;

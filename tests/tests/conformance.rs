@@ -8,3 +8,7 @@ conformance_suite!(zonefile, backends::ZoneFile::start().await);
 conformance_suite!(cloudflare, backends::Cloudflare::start().await);
 conformance_suite!(rfc2136_knot, rfc2136::Rfc2136::knot().await);
 conformance_suite!(rfc2136_pdns, rfc2136::Rfc2136::pdns().await);
+conformance_suite!(
+    powerdns,
+    trafego_tests::conformance::powerdns::PowerDns::start().await
+);
