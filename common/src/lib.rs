@@ -1,6 +1,9 @@
 //! Plumbing both TrafegoDNS services share: the SQLite pool and its blocking
-//! helper, logging, the gRPC server with health, reflection and graceful
-//! shutdown, duration parsing and an injectable clock.
+//! helper, keyset paging for list RPCs, logging, the mesh layer (bearer-token
+//! authentication, load shedding, request ids, per-call metrics, TLS), the
+//! gRPC server with health, reflection and graceful shutdown, the settings
+//! both take alike, duration parsing, lossless integer conversions and an
+//! injectable clock.
 //!
 //! Nothing here knows about DNS records; service logic lives in the services.
 
