@@ -381,3 +381,29 @@ async fn container_labels_override_router_records() {
         "{s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_out_a_slow_traefik() {
+    let traefik = FakeTraefik::start(TraefikOptions::v3()).await.unwrap();
+    traefik.upsert_router(RouterKind::Http, http("app", "Host(`app.example.com`)"));
+    traefik.set_delay(Duration::from_secs(120));
+    // A shutdown grace longer than the bound below: the stop must not come
+    // from the grace running out.
+    let env = start(
+        &traefik,
+        None,
+        &["--api-timeout", "120s", "--shutdown-grace", "15s"],
+    )
+    .await;
+    // A read is under way, and would take two minutes.
+    traefik.wait_stats(|s| s.total >= 1).await;
+    let Env { tracking, .. } = env;
+    let t = std::time::Instant::now();
+    let res = tracking
+        .shutdown_result()
+        .await
+        .expect("stopped within 20 s");
+    res.expect("clean stop");
+    assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());
+    traefik.shutdown();
+}

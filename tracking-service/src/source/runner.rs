@@ -115,7 +115,13 @@ impl Runner {
             if !woken && due >= next_poll {
                 next_poll = Instant::now() + self.poll;
             }
-            let ok = self.once(&mut logged, &mut reported).await;
+            // Stopping never waits out a slow Traefik or Docker: the read is
+            // dropped, and a reconcile already under way finishes in the
+            // tracker's own task.
+            let ok = tokio::select! {
+                () = cancel.cancelled() => return,
+                ok = self.once(&mut logged, &mut reported) => ok,
+            };
             retry_at = if ok {
                 backoff.reset();
                 None
