@@ -125,6 +125,10 @@ pub struct Config {
     #[arg(long, env = "CACHE_SERVICE_TLS_DOMAIN")]
     pub cache_service_tls_domain: Option<String>,
 
+    /// The built-in hostname sources (SOURCES, Traefik, Docker).
+    #[command(flatten)]
+    pub sources: crate::source::SourceArgs,
+
     /// Shutdown grace, database pool, logging, and mesh settings (auth, TLS, limits, metrics).
     #[command(flatten)]
     pub service: trafego_common::service_args::ServiceArgs,
@@ -166,6 +170,7 @@ impl std::fmt::Debug for Config {
                 &self.cache_service_client_key_file,
             )
             .field("cache_service_tls_domain", &self.cache_service_tls_domain)
+            .field("sources", &self.sources)
             .field("service", &self.service)
             .finish()
     }
@@ -295,6 +300,7 @@ impl Config {
         self.preserved()?;
         self.managed()?;
         crate::cache_client::parse_url(&self.cache_service_url)?;
+        self.sources.settings()?;
         Ok(())
     }
 }

@@ -23,12 +23,22 @@ const MAX_PAGE: u32 = 10_000;
 #[derive(Clone)]
 pub struct TrackingApi {
     tracker: Arc<Tracker>,
+    sources: Arc<crate::source::Registry>,
 }
 
 impl TrackingApi {
     /// Serves `tracker`.
     pub fn new(tracker: Arc<Tracker>) -> Self {
-        Self { tracker }
+        Self {
+            tracker,
+            sources: Arc::default(),
+        }
+    }
+
+    /// Reports the built-in sources of `sources` in `GetTrackerStatus`.
+    pub fn with_sources(mut self, sources: Arc<crate::source::Registry>) -> Self {
+        self.sources = sources;
+        self
     }
 }
 
@@ -200,6 +210,8 @@ impl TrackingService for TrackingApi {
         &self,
         _request: Request<GetTrackerStatusRequest>,
     ) -> Result<Response<GetTrackerStatusResponse>, Status> {
-        Ok(Response::new(self.tracker.status().await?))
+        let mut status = self.tracker.status().await?;
+        status.sources = self.sources.to_proto();
+        Ok(Response::new(status))
     }
 }

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod preserve;
 pub mod reconcile;
 pub mod schema;
+pub mod source;
 pub mod store;
 pub mod sweep;
 pub mod track;
@@ -86,6 +87,7 @@ pub async fn run_with_clock(
     clock: SharedClock,
 ) -> anyhow::Result<()> {
     let settings = settings(&config)?;
+    let source_settings = config.sources.settings()?;
     let mesh = config.service.mesh.settings()?;
     config.service.mesh.install_metrics()?;
     // Series that exist from the start, so dashboards and alerts see zeros.
@@ -109,7 +111,7 @@ pub async fn run_with_clock(
         managed_hostnames = settings.managed.len(),
         "tracking-service starting"
     );
-    let tracker = Arc::new(tracker::Tracker::new(db, client, clock, settings));
+    let tracker = Arc::new(tracker::Tracker::new(db, client, clock.clone(), settings));
     let cancel = CancellationToken::new();
     let follower = tokio::spawn(background::follow_cache(tracker.clone(), cancel.clone()));
     let sweeper = tokio::spawn(background::sweep_loop(
@@ -117,9 +119,16 @@ pub async fn run_with_clock(
         config.cleanup_interval,
         cancel.clone(),
     ));
-    let svc = TrackingServiceServer::new(grpc::TrackingApi::new(tracker.clone()))
-        .max_decoding_message_size(config.service.mesh.max_message_bytes)
-        .max_encoding_message_size(config.service.mesh.max_message_bytes);
+    let (sources, source_tasks) = source::start(
+        source_settings,
+        tracker.clone(),
+        clock.clone(),
+        cancel.clone(),
+    )?;
+    let svc =
+        TrackingServiceServer::new(grpc::TrackingApi::new(tracker.clone()).with_sources(sources))
+            .max_decoding_message_size(config.service.mesh.max_message_bytes)
+            .max_encoding_message_size(config.service.mesh.max_message_bytes);
     let res = serve(
         listener,
         svc,
@@ -140,6 +149,9 @@ pub async fn run_with_clock(
     let background = async {
         let _ = follower.await;
         let _ = sweeper.await;
+        for t in source_tasks {
+            let _ = t.await;
+        }
         tracker.idle().await;
     };
     if tokio::time::timeout(config.service.shutdown_grace, background)

@@ -292,6 +292,8 @@ impl Tracker {
             cache_generation: self.client.generation(),
             cleanup_enabled: self.settings.cleanup,
             grace_period_seconds: self.settings.grace.as_secs(),
+            // The built-in sources are filled in by the gRPC edge.
+            sources: Vec::new(),
         })
     }
 
