@@ -1,14 +1,15 @@
 //! The RFC 2136 provider against a real `knotd` (and a real `pdns_server` for
 //! refused keys, out-of-band changes and lost answers), through a real
-//! cache-service: a key the server refuses
-//! is reported as PERMISSION_DENIED naming the server's answer, with no
-//! secret anywhere; a record changed out of band between a refresh and a
-//! write makes the write fail instead of overwriting it (the prerequisites);
-//! what is written resolves with `kdig`; a zone of thousands of records,
-//! transferred over many messages, lists whole, and a transfer message
-//! altered on the way fails its TSIG check; a lost answer to an update is
-//! settled by looking, never by sending it again. Needs `knot`,
-//! `knot-dnsutils`, `pdns-server` and `pdns-backend-sqlite3`; never skips.
+//! cache-service: a key the server refuses is reported as PERMISSION_DENIED
+//! naming the server's answer, with no secret anywhere; a record changed out
+//! of band between a refresh and a write makes the write fail instead of
+//! overwriting it (the prerequisites); changes to different names share
+//! UPDATE messages; what is written resolves with `kdig`; a zone of
+//! thousands of records, transferred over many messages, lists whole, and a
+//! transfer message altered on the way fails its TSIG check; a lost answer
+//! to an update is settled by looking, never by sending it again. Needs
+//! `knot`, `knot-dnsutils`, `pdns-server` and `pdns-backend-sqlite3`; never
+//! skips.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -342,14 +342,9 @@ impl Rfc2136Provider {
             transport::FUDGE,
         )
         .map_err(|e| ProviderError::Invalid(format!("RFC2136_TSIG_ALGORITHM: {e}")))?;
-        let server = if cfg.server.contains(':') {
-            cfg.server.clone()
-        } else {
-            format!("{}:53", cfg.server)
-        };
         Ok(Rfc2136Provider {
             transport: Transport {
-                server,
+                server: with_port(cfg.server.trim()),
                 signer,
                 timeout: cfg.timeout,
             },
@@ -821,6 +816,19 @@ impl Rfc2136Provider {
             .map(|r| r.unwrap_or_else(|| Err(ProviderError::Other("no result".into()))))
             .collect();
         (results, requests)
+    }
+}
+
+/// `server` as `host:port`, port 53 when it names none: `ns1.example.net`,
+/// `192.0.2.53` and `::1` get it; `ns1:5300`, `[::1]:5300` keep theirs.
+fn with_port(server: &str) -> String {
+    if server.parse::<std::net::SocketAddr>().is_ok() {
+        return server.to_string();
+    }
+    match server.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, 53).to_string(),
+        Err(_) if server.contains(':') => server.to_string(),
+        Err(_) => format!("{server}:53"),
     }
 }
 

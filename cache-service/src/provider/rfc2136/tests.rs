@@ -329,3 +329,13 @@ fn wildcards_make_lookups_read_the_zone() {
     index.remove(&id);
     assert!(!index.wildcard_covers("x.apps.example.com"));
 }
+
+#[test]
+fn servers_get_port_53_when_they_name_none() {
+    assert_eq!(with_port("ns1.example.net"), "ns1.example.net:53");
+    assert_eq!(with_port("ns1.example.net:5300"), "ns1.example.net:5300");
+    assert_eq!(with_port("192.0.2.53"), "192.0.2.53:53");
+    assert_eq!(with_port("127.0.0.1:5300"), "127.0.0.1:5300");
+    assert_eq!(with_port("::1"), "[::1]:53");
+    assert_eq!(with_port("[2001:db8::53]:5300"), "[2001:db8::53]:5300");
+}
