@@ -4,6 +4,10 @@
 //! paged read through ListRecords, the service's peak RSS, and ApplyChanges of
 //! 10,000 creates (time, provider requests).
 //!
+//! `bench-cache digitalocean` runs the DigitalOcean mode instead
+//! (`bench-cache/digitalocean.rs`): against the fake DigitalOcean, a cold
+//! listing of a 10,000-record domain and 1,000 creates.
+//!
 //! The service runs as its own process (the release binary next to this one),
 //! so its peak RSS is its own. Build both first:
 //! `cargo build --release -p cache-service -p trafego-tests --bins`.
@@ -16,6 +20,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::*;
 use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
+
+#[path = "bench-cache/digitalocean.rs"]
+mod digitalocean;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -37,6 +44,24 @@ async fn start_service(
     tokio::process::Child,
     CacheServiceClient<tonic::transport::Channel>,
 )> {
+    let provider = [
+        ("DNS_PROVIDER", "cloudflare".to_string()),
+        ("DNS_ZONE", "example.com".to_string()),
+        ("CLOUDFLARE_API_URL", fake.base_url()),
+        ("CLOUDFLARE_TOKEN", TOKEN.to_string()),
+    ];
+    start_service_with(dir, &provider).await
+}
+
+/// Starts the release cache-service with its database in `dir` and the
+/// provider settings `provider` (variable, value), and connects to it.
+async fn start_service_with(
+    dir: &std::path::Path,
+    provider: &[(&str, String)],
+) -> anyhow::Result<(
+    tokio::process::Child,
+    CacheServiceClient<tonic::transport::Channel>,
+)> {
     let bin = trafego_tests::workspace_bin("cache-service");
     anyhow::ensure!(
         bin.exists(),
@@ -47,10 +72,7 @@ async fn start_service(
         .env_clear()
         .env("CACHE_LISTEN_ADDR", "127.0.0.1:0")
         .env("CACHE_DB_PATH", dir.join("cache.db"))
-        .env("DNS_PROVIDER", "cloudflare")
-        .env("DNS_ZONE", "example.com")
-        .env("CLOUDFLARE_API_URL", fake.base_url())
-        .env("CLOUDFLARE_TOKEN", TOKEN)
+        .envs(provider.iter().map(|(k, v)| (*k, v.as_str())))
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "warn,trafego_common=info")
         .stdout(Stdio::null())
@@ -213,6 +235,9 @@ async fn run_creates(n: usize) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("digitalocean") {
+        return digitalocean::run().await;
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
