@@ -15,6 +15,7 @@ use trafego_proto::validate::Hostname;
 use crate::cache::CacheSettings;
 use crate::provider::DnsProvider;
 use crate::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
+use crate::provider::digitalocean::{DigitalOceanConfig, DigitalOceanProvider};
 use crate::provider::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::provider::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigSecret, parse_algorithm};
 use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
@@ -30,6 +31,8 @@ pub enum ProviderKind {
     Rfc2136,
     /// PowerDNS Authoritative's HTTP API.
     Powerdns,
+    /// DigitalOcean's API v2 (domain records).
+    Digitalocean,
 }
 
 /// cache-service: the provider cache of TrafegoDNS.
@@ -48,7 +51,7 @@ pub struct Config {
     #[arg(long, env = "DNS_PROVIDER", value_enum, default_value = "zonefile")]
     pub provider: ProviderKind,
 
-    /// The zone managed, e.g. example.com. For Cloudflare, CLOUDFLARE_ZONE is accepted too.
+    /// The zone managed, e.g. example.com. CLOUDFLARE_ZONE and DO_DOMAIN are accepted too.
     #[arg(long, env = "DNS_ZONE")]
     pub zone: Option<String>,
 
@@ -165,6 +168,33 @@ pub struct Config {
     /// TTL written to PowerDNS for records asking for an automatic TTL.
     #[arg(long, env = "PDNS_DEFAULT_TTL", default_value_t = crate::provider::powerdns::DEFAULT_TTL)]
     pub pdns_default_ttl: u32,
+    /// DigitalOcean personal access token (prefer DO_TOKEN_FILE).
+    #[arg(long, env = "DO_TOKEN", hide_env_values = true)]
+    pub do_token: Option<String>,
+
+    /// File holding the DigitalOcean token.
+    #[arg(long, env = "DO_TOKEN_FILE")]
+    pub do_token_file: Option<PathBuf>,
+
+    /// The domain as TrafegoDNS users set it for DigitalOcean (same as DNS_ZONE).
+    #[arg(long, env = "DO_DOMAIN")]
+    pub do_domain: Option<String>,
+
+    /// DigitalOcean API base URL (point it at a compatible endpoint or a test fake).
+    #[arg(long, env = "DO_API_URL", default_value = crate::provider::digitalocean::DEFAULT_API_URL)]
+    pub do_api_url: String,
+
+    /// Records per page when listing the domain (DigitalOcean serves at most 200).
+    #[arg(long, env = "DO_PER_PAGE", default_value_t = crate::provider::digitalocean::MAX_PER_PAGE)]
+    pub do_per_page: u32,
+
+    /// Client-side budget: requests in any hour (DigitalOcean allows 5000).
+    #[arg(long, env = "DO_RATE_LIMIT", default_value_t = crate::provider::digitalocean::HOURLY_LIMIT)]
+    pub do_rate_limit: u32,
+
+    /// Client-side budget: requests in any minute (DigitalOcean allows 250).
+    #[arg(long, env = "DO_BURST_LIMIT", default_value_t = crate::provider::digitalocean::MINUTE_LIMIT)]
+    pub do_burst_limit: u32,
 
     /// Cache TTL and refresh period (bare numbers are milliseconds, as in TrafegoDNS).
     #[arg(long, env = "DNS_CACHE_REFRESH_INTERVAL", default_value = "1h", value_parser = duration::parse_millis)]
@@ -206,6 +236,8 @@ impl std::fmt::Debug for Config {
                 "rfc2136_tsig_secret",
                 &self.rfc2136_tsig_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("do_token", &self.do_token.as_ref().map(|_| "<redacted>"))
+            .field("do_api_url", &self.do_api_url)
             .field("refresh_interval", &self.refresh_interval)
             .finish_non_exhaustive()
     }
@@ -228,15 +260,23 @@ impl Config {
         <Self as clap::FromArgMatches>::from_arg_matches(&m).expect("test configuration")
     }
 
-    /// The zone, from DNS_ZONE or CLOUDFLARE_ZONE.
+    /// The zone, from DNS_ZONE, CLOUDFLARE_ZONE or DO_DOMAIN.
     pub fn zone(&self) -> anyhow::Result<Hostname> {
-        let z = match (&self.zone, &self.cloudflare_zone) {
-            (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b) => {
-                bail!("DNS_ZONE ({a}) and CLOUDFLARE_ZONE ({b}) disagree; set one")
-            }
-            (Some(z), _) | (None, Some(z)) => z.clone(),
-            (None, None) => {
-                bail!("set DNS_ZONE (or --zone) to the zone to manage, e.g. example.com")
+        let set: Vec<(&str, &String)> = [
+            ("DNS_ZONE", &self.zone),
+            ("CLOUDFLARE_ZONE", &self.cloudflare_zone),
+            ("DO_DOMAIN", &self.do_domain),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+        let z = match set.as_slice() {
+            [] => bail!("set DNS_ZONE (or --zone) to the zone to manage, e.g. example.com"),
+            [(_, z), rest @ ..] => {
+                if let Some((k, b)) = rest.iter().find(|(_, b)| !b.eq_ignore_ascii_case(z)) {
+                    bail!("{} ({z}) and {k} ({b}) disagree; set one", set[0].0)
+                }
+                (*z).clone()
             }
         };
         Hostname::parse("DNS_ZONE", &z).map_err(|e| anyhow::anyhow!("{e}"))
@@ -295,6 +335,15 @@ impl Config {
         cfg.timeout = self.rfc2136_timeout.max(Duration::from_millis(1));
         cfg.batch_size = self.rfc2136_batch_size.max(1);
         Ok(cfg)
+    }
+
+    fn do_token(&self) -> anyhow::Result<String> {
+        trafego_common::mesh::read_secret(
+            "DO_TOKEN",
+            self.do_token.as_deref(),
+            self.do_token_file.as_ref(),
+        )?
+        .ok_or_else(|| anyhow::anyhow!("DNS_PROVIDER=digitalocean needs DO_TOKEN or DO_TOKEN_FILE"))
     }
 
     /// Builds the configured provider.
@@ -379,6 +428,16 @@ impl Config {
                 cfg.default_ttl = self.pdns_default_ttl;
                 Arc::new(PowerDnsProvider::new(cfg).map_err(|e| anyhow::anyhow!("powerdns: {e}"))?)
             }
+            ProviderKind::Digitalocean => {
+                let mut cfg = DigitalOceanConfig::new(&self.do_api_url, &self.do_token()?, zone);
+                cfg.per_page = self.do_per_page;
+                cfg.hourly_limit = self.do_rate_limit;
+                cfg.minute_limit = self.do_burst_limit;
+                Arc::new(
+                    DigitalOceanProvider::new(cfg)
+                        .map_err(|e| anyhow::anyhow!("digitalocean: {e}"))?,
+                )
+            }
         })
     }
 
@@ -413,6 +472,47 @@ mod tests {
         let mut args = vec!["--zone", "example.com", "--zonefile-path", path.as_str()];
         args.extend_from_slice(extra);
         Config::for_test(&args)
+    }
+
+    #[test]
+    fn digitalocean_settings() {
+        let c = Config::for_test(&[
+            "--provider",
+            "digitalocean",
+            "--do-domain",
+            "Example.com",
+            "--do-token",
+            "do-s3cr3t",
+        ]);
+        assert_eq!(c.zone().unwrap().as_str(), "example.com");
+        assert_eq!(c.do_api_url, "https://api.digitalocean.com/v2");
+        assert_eq!(
+            (c.do_per_page, c.do_rate_limit, c.do_burst_limit),
+            (200, 5000, 250)
+        );
+        assert!(!format!("{c:?}").contains("do-s3cr3t"));
+        let p = c.provider().unwrap();
+        assert_eq!(p.name(), "digitalocean");
+        assert_eq!(p.capabilities().batch_size, 1);
+        // DNS_ZONE and DO_DOMAIN must agree; the token is required.
+        let c = Config::for_test(&["--zone", "example.net", "--do-domain", "example.com"]);
+        let e = c.zone().unwrap_err().to_string();
+        assert!(e.contains("DNS_ZONE") && e.contains("DO_DOMAIN"), "{e}");
+        let c = Config::for_test(&["--provider", "digitalocean", "--zone", "example.com"]);
+        let e = c.provider().err().expect("refused").to_string();
+        assert!(e.contains("DO_TOKEN"), "{e}");
+        let c = Config::for_test(&[
+            "--provider",
+            "digitalocean",
+            "--zone",
+            "example.com",
+            "--do-token",
+            "t",
+            "--do-per-page",
+            "500",
+        ]);
+        let e = c.provider().err().expect("refused").to_string();
+        assert!(e.contains("per_page"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod cloudflare;
 pub mod derived_id;
+pub mod digitalocean;
 pub mod http;
 pub mod powerdns;
 pub mod rfc2136;

@@ -10,6 +10,7 @@
 //! that it does not apply instead of passing silently.
 
 pub mod backends;
+pub mod digitalocean;
 pub mod powerdns;
 pub mod rfc2136;
 
@@ -630,12 +631,17 @@ pub async fn conflicts_and_missing_records_have_their_codes(backend: &dyn Backen
     run.svc.shutdown().await.unwrap();
 }
 
-/// A well-formed id of this provider that names no record (every charset
-/// reported so far takes lowercase hex digits).
+/// A well-formed id of this provider that names no record (nines for
+/// decimal ids, lowercase hex digits for every other charset).
 fn missing_id(caps: &Capabilities) -> String {
     let f = caps.record_id_format.unwrap_or_default();
     let len = 32u32.clamp(f.min_length.max(1), f.max_length.max(1));
-    "f".repeat(len as usize)
+    let digit = if f.charset == RecordIdCharset::Decimal as i32 {
+        "9"
+    } else {
+        "f"
+    };
+    digit.repeat(len as usize)
 }
 
 /// With credentials the provider refuses, a refresh fails with

@@ -240,6 +240,9 @@ struct Faults {
     fail_names: HashMap<String, u16>,
     lose_left: u32,
     lose_how: Option<LostAnswer>,
+    /// Requests still to refuse as a spent burst window, and the wait they ask.
+    rate_limit_left: u32,
+    retry_after_secs: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -380,6 +383,16 @@ impl FakeDigitalOcean {
     /// [`FakeDigitalOcean::reset_rate_limits`]).
     pub fn clear_faults(&self) {
         *lock(&self.inner.faults) = Faults::default();
+    }
+
+    /// The next `n` authenticated requests are refused as DigitalOcean refuses a spent burst
+    /// window: 429 `too_many_requests` with `Retry-After: retry_after_secs` and the
+    /// `ratelimit-*` headers, without touching the state or the budget. Lets a test stage the
+    /// per-minute limit without filling it.
+    pub fn rate_limit_next(&self, n: u32, retry_after_secs: u32) {
+        let mut f = lock(&self.inner.faults);
+        f.rate_limit_left = n;
+        f.retry_after_secs = retry_after_secs;
     }
 
     /// The next `n` authenticated requests within budget answer `status` (e.g. 500, 503) with
@@ -768,7 +781,20 @@ async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response 
         .into_response();
     }
 
-    let budget = spend(&inner);
+    let staged = {
+        let mut f = lock(&inner.faults);
+        (f.rate_limit_left > 0).then(|| {
+            f.rate_limit_left -= 1;
+            i64::from(f.retry_after_secs)
+        })
+    };
+    let mut budget = spend(&inner);
+    if staged.is_some() && budget.refused.is_none() {
+        // A staged refusal does not count against the budget (refused requests never do).
+        lock(&inner.budget).pop_back();
+        budget.remaining = budget.remaining.saturating_add(1);
+        budget.refused = Some(staged);
+    }
     if let Some(retry_after) = budget.refused {
         inner.bump(|s| s.rate_limited += 1);
         let mut resp = DoError::new(

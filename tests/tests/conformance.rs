@@ -12,3 +12,7 @@ conformance_suite!(
     powerdns,
     trafego_tests::conformance::powerdns::PowerDns::start().await
 );
+conformance_suite!(
+    digitalocean,
+    trafego_tests::conformance::digitalocean::DigitalOcean::start().await
+);

@@ -525,6 +525,25 @@ async fn the_per_minute_burst_limit_answers_429_with_retry_after_until_the_minut
 }
 
 #[tokio::test]
+async fn a_staged_burst_refusal_answers_like_the_real_one_without_spending_the_budget() {
+    let (fake, _clock) = fake_with_clock(100, 250).await;
+    let c = Client::new(&fake);
+    fake.rate_limit_next(2, 7);
+    for _ in 0..2 {
+        let refused = c.get(&records_path()).await;
+        assert_eq!(refused.status, 429);
+        assert_eq!(refused.error_id(), "too_many_requests");
+        assert_eq!(refused.header_num("retry-after"), 7);
+        assert_eq!(refused.header_num("ratelimit-remaining"), 100);
+    }
+    let a = c.get(&records_path()).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header_num("ratelimit-remaining"), 99);
+    let s = fake.stats();
+    assert_eq!((s.rate_limited, s.list), (2, 1));
+}
+
+#[tokio::test]
 async fn the_hourly_budget_expires_request_by_request() {
     let (fake, clock) = fake_with_clock(3, 250).await;
     let c = Client::new(&fake);

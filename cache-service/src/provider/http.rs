@@ -1,8 +1,10 @@
 //! What every HTTP provider shares, so a provider module writes only its wire
 //! format: one `reqwest` client (rustls, timeouts, user agent), the API root
-//! its paths are built on, a client-side request budget, capped backoff with
-//! full jitter that honours `Retry-After`, one retry policy, secret-free error
-//! text, and request metrics labelled with the provider's name.
+//! its paths are built on, a client-side request budget (one sliding window or
+//! several, held back when the provider's own rate-limit headers say its
+//! budget is spent), capped backoff with full jitter that honours
+//! `Retry-After`, one retry policy, secret-free error text, and request
+//! metrics labelled with the provider's name.
 //!
 //! The retry policy, in [`HttpClient::send`]: a read is retried after a 429,
 //! a 5xx or a network fault, up to `max_retries`. A write whose answer was lost
@@ -23,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use tokio::time::Instant;
 use trafego_common::duration::millis_u64;
@@ -85,45 +89,85 @@ struct Counters {
 }
 
 /// The client-side request budget: at most `limit` request instants in any
-/// sliding `window`. Reservations may lie in the future; the queue stays sorted.
+/// sliding `window`, for each of its windows (DigitalOcean counts a minute
+/// and an hour), and none before a hold the provider's rate-limit headers
+/// asked for. Reservations may lie in the future; the queue stays sorted.
 struct Budget {
-    limit: usize,
-    window: Duration,
+    /// (limit, window) pairs; a pair with a zero limit or window is off.
+    windows: Vec<(usize, Duration)>,
     max_wait: Duration,
-    sent: Mutex<VecDeque<Instant>>,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    sent: VecDeque<Instant>,
+    /// No request before this instant: the provider said its budget is spent.
+    hold: Option<Instant>,
 }
 
 impl Budget {
     fn new(limit: u32, window: Duration, max_wait: Duration) -> Self {
-        Budget {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            window,
+        let mut b = Budget {
+            windows: Vec::new(),
             max_wait,
-            sent: Mutex::new(VecDeque::new()),
+            state: Mutex::new(BudgetState::default()),
+        };
+        b.add_window(limit, window);
+        b
+    }
+
+    /// Adds a window: at most `limit` requests in any `window` as well.
+    fn add_window(&mut self, limit: u32, window: Duration) {
+        if limit > 0 && !window.is_zero() {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            self.windows.push((limit, window));
         }
     }
 
+    /// No request is sent before `until` (a later hold already set stays).
+    fn hold(&self, until: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.hold = Some(st.hold.map_or(until, |h| h.max(until)));
+    }
+
     /// Reserves the earliest instant at or after `now` at which one more
-    /// request keeps every window within the limit. `Err(wait)` when that
-    /// instant is further than `max_wait` away (nothing is reserved then).
+    /// request keeps every window within its limit and lies past any hold.
+    /// `Err(wait)` when that instant is further than `max_wait` away
+    /// (nothing is reserved then).
     fn reserve(&self, now: Instant) -> Result<Instant, Duration> {
-        if self.limit == 0 || self.window.is_zero() {
-            return Ok(now);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = now;
+        if let Some(h) = st.hold {
+            if h <= now {
+                st.hold = None;
+            } else {
+                at = h;
+            }
         }
-        let mut q = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(longest) = self.windows.iter().map(|&(_, w)| w).max() else {
+            let wait = at.saturating_duration_since(now);
+            return if wait > self.max_wait {
+                Err(wait)
+            } else {
+                Ok(at)
+            };
+        };
+        let q = &mut st.sent;
         // A window too long to add to an instant never ends: nothing expires.
         while q
             .front()
-            .and_then(|&t| t.checked_add(self.window))
+            .and_then(|&t| t.checked_add(longest))
             .is_some_and(|end| end <= now)
         {
             q.pop_front();
         }
-        let mut at = now;
-        if q.len() >= self.limit {
-            match q[q.len() - self.limit].checked_add(self.window) {
-                Some(free) => at = at.max(free),
-                None => return Err(Duration::MAX),
+        for &(limit, window) in &self.windows {
+            if q.len() >= limit {
+                match q[q.len() - limit].checked_add(window) {
+                    Some(free) => at = at.max(free),
+                    None => return Err(Duration::MAX),
+                }
             }
         }
         if let Some(&last) = q.back() {
@@ -137,6 +181,13 @@ impl Budget {
         Ok(at)
     }
 }
+
+/// Reads a provider's rate-limit headers (DigitalOcean's `ratelimit-*`) on
+/// every answer: `Some(d)` when they say the provider will refuse every
+/// request for `d` from now (its budget is spent). The client then sends
+/// nothing before that, and waits that long after a 429 without
+/// `Retry-After`.
+pub type RateHeaders = Box<dyn Fn(&HeaderMap) -> Option<Duration> + Send + Sync>;
 
 /// The largest backoff for retry number `attempt` (0-based): `base * 2^attempt`, capped at `max`.
 fn backoff_cap(attempt: u32, base: Duration, max: Duration) -> Duration {
@@ -369,6 +420,7 @@ pub struct HttpClient {
     map_error: ErrorMapper,
     settings: HttpSettings,
     budget: Budget,
+    rate_headers: Option<RateHeaders>,
     counters: Counters,
 }
 
@@ -417,8 +469,26 @@ impl HttpClient {
                 settings.max_budget_wait,
             ),
             settings,
+            rate_headers: None,
             counters: Counters::default(),
         })
+    }
+
+    /// A second (third...) budget window: at most `requests` in any `window`
+    /// as well, for providers that count more than one (DigitalOcean: 250 a
+    /// minute and 5,000 an hour). Zero for either turns it off.
+    pub fn also_limit(mut self, requests: u32, window: Duration) -> Self {
+        self.budget.add_window(requests, window);
+        self
+    }
+
+    /// Reads the provider's rate-limit headers on every answer (see
+    /// [`RateHeaders`]): a spent budget holds every request until it frees,
+    /// or fails it as rate limited when that is further than the longest
+    /// budget wait; a 429 without `Retry-After` waits what they say.
+    pub fn rate_headers(mut self, reader: RateHeaders) -> Self {
+        self.rate_headers = Some(reader);
+        self
     }
 
     /// The media type of bodies and answers (`Content-Type`, `Accept`), for
@@ -531,6 +601,20 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status();
                     count_request(provider, op, outcome_of(status.as_u16()));
+                    let spent = self.rate_headers.as_ref().and_then(|r| r(resp.headers()));
+                    if let Some(until) = spent
+                        .filter(|d| !d.is_zero())
+                        .and_then(|d| Instant::now().checked_add(d))
+                    {
+                        tracing::debug!(
+                            provider,
+                            %method,
+                            path,
+                            wait_ms = millis_u64(until.saturating_duration_since(Instant::now())),
+                            "the provider's rate-limit headers say its budget is spent",
+                        );
+                        self.budget.hold(until);
+                    }
                     if status.is_success() {
                         match resp.bytes().await {
                             Ok(b) => return Ok(Vec::from(b)),
@@ -541,7 +625,7 @@ impl HttpClient {
                         }
                     } else if status == StatusCode::TOO_MANY_REQUESTS {
                         self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                        let asked = parse_retry_after(resp.headers().get(RETRY_AFTER));
+                        let asked = parse_retry_after(resp.headers().get(RETRY_AFTER)).or(spent);
                         if let Some(d) = asked
                             && d > self.settings.max_retry_after
                         {

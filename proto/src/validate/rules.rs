@@ -60,6 +60,8 @@ pub enum IdCharset {
     LowerHex,
     /// Letters, digits, `.`, `_`, `:` and `-`: the shared conservative set.
     Safe,
+    /// `0-9`: DigitalOcean's integer ids.
+    Decimal,
 }
 
 impl IdCharset {
@@ -68,6 +70,7 @@ impl IdCharset {
         match self {
             IdCharset::LowerHex => matches!(c, '0'..='9' | 'a'..='f'),
             IdCharset::Safe => c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'),
+            IdCharset::Decimal => c.is_ascii_digit(),
         }
     }
 
@@ -75,6 +78,7 @@ impl IdCharset {
         match self {
             IdCharset::LowerHex => "lowercase hexadecimal digits",
             IdCharset::Safe => "letters, digits, '.', '_', ':' or '-'",
+            IdCharset::Decimal => "decimal digits",
         }
     }
 }
@@ -104,6 +108,14 @@ impl IdFormat {
         charset: IdCharset::LowerHex,
         min_len: 32,
         max_len: 32,
+    };
+
+    /// 1 to 19 decimal digits: DigitalOcean's integer ids (19 digits hold
+    /// every id below 2^63, the largest its API's integers carry).
+    pub const DECIMAL: IdFormat = IdFormat {
+        charset: IdCharset::Decimal,
+        min_len: 1,
+        max_len: 19,
     };
 
     /// Runs [`record_id`], then checks `id` against this format.
@@ -137,6 +149,7 @@ impl IdFormat {
             charset: match self.charset {
                 IdCharset::LowerHex => RecordIdCharset::LowerHex,
                 IdCharset::Safe => RecordIdCharset::Safe,
+                IdCharset::Decimal => RecordIdCharset::Decimal,
             } as i32,
             min_length: self.min_len,
             max_length: self.max_len,
@@ -154,6 +167,7 @@ impl IdFormat {
         let charset = match RecordIdCharset::try_from(f.charset) {
             Ok(RecordIdCharset::LowerHex) => IdCharset::LowerHex,
             Ok(RecordIdCharset::Safe) => IdCharset::Safe,
+            Ok(RecordIdCharset::Decimal) => IdCharset::Decimal,
             _ => return IdFormat::CONSERVATIVE,
         };
         let max = f.max_length.clamp(1, 128);
@@ -285,6 +299,23 @@ mod tests {
             max_length: 5,
         };
         assert_eq!(IdFormat::from_proto(Some(&unknown)), IdFormat::CONSERVATIVE);
+    }
+
+    #[test]
+    fn decimal_ids_are_digits_only() {
+        for ok in ["1", "28448429", "9223372036854775807"] {
+            assert_eq!(IdFormat::DECIMAL.check("record_id", ok).unwrap(), ok);
+        }
+        for bad in ["abc", "12a", "-1", "1.5", "12345678901234567890"] {
+            let e = IdFormat::DECIMAL.check("record_id", bad).expect_err(bad);
+            assert_eq!(e.field, "record_id");
+        }
+        let e = IdFormat::DECIMAL.check("record_id", "f00").unwrap_err();
+        assert!(e.message.contains("1 to 19 decimal digits"), "{e}");
+        assert_eq!(
+            IdFormat::from_proto(Some(&IdFormat::DECIMAL.to_proto())),
+            IdFormat::DECIMAL
+        );
     }
 
     fn rules() -> ProviderRules {

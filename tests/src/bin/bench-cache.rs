@@ -7,6 +7,9 @@
 //! With the argument `rfc2136` it measures the RFC 2136 provider against a
 //! real `knotd` instead: a cold listing of a 10,000-record zone (time, AXFR
 //! messages) and 1,000 creates through ApplyChanges (time, UPDATE messages).
+//! `bench-cache digitalocean` runs the DigitalOcean mode instead
+//! (`bench-cache/digitalocean.rs`): against the fake DigitalOcean, a cold
+//! listing of a 10,000-record domain and 1,000 creates.
 //!
 //! The service runs as its own process (the release binary next to this one),
 //! so its peak RSS is its own. Build both first:
@@ -20,6 +23,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::*;
 use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
+
+#[path = "bench-cache/digitalocean.rs"]
+mod digitalocean;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -335,6 +341,9 @@ async fn run_rfc2136(n: usize, creates: usize) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "rfc2136") {
         return run_rfc2136(10_000, 1_000).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("digitalocean") {
+        return digitalocean::run().await;
     }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)

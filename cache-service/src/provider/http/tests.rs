@@ -114,6 +114,18 @@ async fn scripted_server(
     std::sync::Arc<Mutex<Vec<(String, Option<String>)>>>,
     tokio::task::JoinHandle<()>,
 ) {
+    scripted_server_with(script.into_iter().map(|s| (s, "")).collect()).await
+}
+
+/// [`scripted_server`] whose answers also carry the given header lines
+/// (each ending in `\r\n`).
+async fn scripted_server_with(
+    script: Vec<(u16, &'static str)>,
+) -> (
+    Url,
+    std::sync::Arc<Mutex<Vec<(String, Option<String>)>>>,
+    tokio::task::JoinHandle<()>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("http://{}/api/v1", listener.local_addr().unwrap())).unwrap();
@@ -140,14 +152,14 @@ async fn scripted_server(
                 .find_map(|l| l.strip_prefix("x-api-key: "))
                 .map(str::to_string);
             log.lock().unwrap().push((line, key));
-            let status = script.next().unwrap_or(200);
+            let (status, extra) = script.next().unwrap_or((200, ""));
             let body = if status == 200 {
                 "{\"ok\":true}"
             } else {
                 "{\"error\":\"no\"}"
             };
             let answer = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = sock.write_all(answer.as_bytes()).await;
@@ -261,4 +273,90 @@ fn api_roots_are_checked_and_segments_encoded() {
     assert!(HeaderAuth::bearer("").is_err());
     let e = HeaderAuth::bearer("line\nbreak").unwrap_err();
     assert!(!e.to_string().contains("line"), "{e}");
+}
+
+#[test]
+fn budget_keeps_every_window() {
+    // 3 a second and 4 in any 10 s: the fourth waits a second, the fifth ten.
+    let mut b = Budget::new(3, Duration::from_secs(1), Duration::from_secs(60));
+    b.add_window(4, Duration::from_secs(10));
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(b.reserve(t0), Ok(t0));
+    }
+    assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_secs(1)));
+    assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_secs(10)));
+    // A window of zero is off.
+    let mut off = Budget::new(0, Duration::from_secs(1), Duration::ZERO);
+    off.add_window(5, Duration::ZERO);
+    assert_eq!(off.reserve(t0), Ok(t0));
+}
+
+#[test]
+fn a_hold_delays_or_refuses_what_follows() {
+    let b = Budget::new(0, Duration::ZERO, Duration::from_secs(5));
+    let t0 = Instant::now();
+    b.hold(t0 + Duration::from_secs(2));
+    // An earlier hold never shortens a later one.
+    b.hold(t0 + Duration::from_secs(1));
+    assert_eq!(b.reserve(t0), Ok(t0 + Duration::from_secs(2)));
+    b.hold(t0 + Duration::from_secs(3600));
+    assert_eq!(b.reserve(t0), Err(Duration::from_secs(3600)));
+    // Once passed, the hold is gone.
+    let later = t0 + Duration::from_secs(3601);
+    assert_eq!(b.reserve(later), Ok(later));
+}
+
+/// A provider's rate-limit headers: a spent budget holds the next request
+/// (refused client-side when the wait is too long, nothing sent), and a
+/// 429 without `Retry-After` waits what the headers say.
+#[tokio::test]
+async fn rate_limit_headers_hold_requests() {
+    let key = "hdr-s3cr3t";
+    let auth = HeaderAuth::new(HeaderName::from_static("x-api-key"), key).unwrap();
+    // "x-spent: N": the budget is spent for N ms.
+    let reader: RateHeaders = Box::new(|h: &HeaderMap| {
+        let ms: u64 = h.get("x-spent")?.to_str().ok()?.parse().ok()?;
+        Some(Duration::from_millis(ms))
+    });
+    let http = HttpClient::new("other", settings(), auth, key, by_status)
+        .unwrap()
+        .rate_headers(reader);
+    let (url, seen, task) = scripted_server_with(vec![
+        // A 429 without Retry-After whose headers say 300 ms: waited, then ok.
+        (429, "x-spent: 300\r\n"),
+        (200, ""),
+        // A success saying the budget is spent for an hour: the next
+        // request is refused here, never sent.
+        (200, "x-spent: 3600000\r\n"),
+        (200, ""),
+    ])
+    .await;
+    let root = ApiRoot::parse("X API URL", url.as_str()).unwrap();
+    let reqs = AtomicU64::new(0);
+    let get = || Call {
+        method: Method::GET,
+        url: root.url(&["records"], &[]),
+        body: None,
+        operation: "list",
+    };
+    let t = std::time::Instant::now();
+    http.send(get(), &reqs).await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "waited {:?}, less than the headers said",
+        t.elapsed()
+    );
+    http.send(get(), &reqs).await.unwrap();
+    let e = http.send(get(), &reqs).await.unwrap_err();
+    assert!(
+        matches!(e, ProviderError::RateLimited { retry_after: Some(d) } if d > Duration::from_secs(3500)),
+        "{e:?}"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "the held request was not sent"
+    );
+    task.abort();
 }
