@@ -76,16 +76,12 @@ impl TrackingService for TrackingApi {
                 .transpose()?,
         };
         let limit = validate::page_size("page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = non_empty(&req.page_token)
-            .map(|t| {
-                PageKey::decode(t).ok_or_else(|| {
-                    FieldError::new(
-                        "page_token",
-                        "is not a token returned by ListTrackedRecords",
-                    )
-                })
-            })
-            .transpose()?;
+        let after = PageKey::from_token(&req.page_token).map_err(|_| {
+            FieldError::new(
+                "page_token",
+                "is not a token returned by ListTrackedRecords",
+            )
+        })?;
         let (rows, more, sources) = self
             .tracker
             .db()
@@ -95,15 +91,7 @@ impl TrackingService for TrackingApi {
                 Ok::<_, TrackingError>((rows, more, sources))
             })
             .await?;
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => PageKey {
-                name: last.name.clone(),
-                rtype: last.rtype.clone(),
-                record_id: last.record_id.clone(),
-            }
-            .encode(),
-            _ => String::new(),
-        };
+        let next_page_token = trafego_common::paging::next_token(&rows, more);
         let records = rows
             .into_iter()
             .map(|r| {

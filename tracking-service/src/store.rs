@@ -555,11 +555,7 @@ pub fn list(
     limit: u32,
 ) -> QueryResult<(Vec<TrackedRow>, bool)> {
     use dns_tracked_records as t;
-    let mut q = t::table
-        .select(TrackedRow::as_select())
-        .order((t::name.asc(), t::rtype.asc(), t::record_id.asc()))
-        .limit(i64::from(limit) + 1)
-        .into_boxed();
+    let mut q = t::table.select(TrackedRow::as_select()).into_boxed();
     if let Some(o) = filter.orphaned {
         q = q.filter(t::is_orphaned.eq(o));
     }
@@ -579,22 +575,18 @@ pub fn list(
             .sql(")")),
         );
     }
-    if let Some(k) = after {
-        q = q.filter(
-            t::name
-                .gt(k.name.clone())
-                .or(t::name.eq(k.name.clone()).and(
-                    t::rtype.gt(k.rtype.clone()).or(t::rtype
-                        .eq(k.rtype.clone())
-                        .and(t::record_id.gt(k.record_id.clone()))),
-                )),
-        );
+    let q = trafego_common::keyset_page!(q, (t::name, t::rtype, t::record_id), after, limit);
+    Ok(trafego_common::paging::split_page(q.load(conn)?, limit))
+}
+
+impl trafego_common::paging::Keyed for TrackedRow {
+    fn page_key(&self) -> PageKey {
+        PageKey {
+            name: self.name.clone(),
+            rtype: self.rtype.clone(),
+            record_id: self.record_id.clone(),
+        }
     }
-    let mut rows = q.load(conn)?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    Ok((rows, more))
 }
 
 /// One tracked record by id (`get_result`, not `first`: see [`state_get`]).
