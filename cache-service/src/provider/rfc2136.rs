@@ -18,6 +18,7 @@
 //! [`DnsProvider::lookup`]), or let the TSIG secret reach a log, an error or
 //! `Debug`.
 
+mod settings;
 mod transport;
 mod wire;
 
@@ -27,11 +28,9 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType as WireType, TSigner};
 use hickory_proto::serialize::binary::BinEncodable;
 use trafego_proto::validate::{Hostname, RecordType, TTL_MAX, TTL_MIN, ValidRecordInput};
@@ -40,106 +39,15 @@ use super::{
     Capabilities, DERIVED_ID_FORMAT, DnsProvider, Listing, ProviderError, ProviderRecord, WriteOp,
     WriteResult,
 };
+use settings::with_port;
+pub use settings::{
+    DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT, DEFAULT_TTL, Rfc2136Config, TsigSecret, parse_algorithm,
+};
 use transport::{Failure, Reply, Transport};
-
-/// The TTL sent for records asking for "automatic": five minutes, as the
-/// zone-file provider writes.
-pub const DEFAULT_TTL: u32 = 300;
-
-/// Changes per UPDATE message unless configured.
-pub const DEFAULT_BATCH_SIZE: usize = 100;
-
-/// How long a connection, a write or one answer may take unless configured.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Upper bound of an UPDATE message's records in bytes (uncompressed), well
 /// under DNS's 65,535 so the header, zone and TSIG always fit.
 const MAX_MESSAGE_BYTES: usize = 60_000;
-
-/// The TSIG algorithms accepted, as servers spell them.
-const ALGORITHMS: [(&str, TsigAlgorithm); 3] = [
-    ("hmac-sha256", TsigAlgorithm::HmacSha256),
-    ("hmac-sha384", TsigAlgorithm::HmacSha384),
-    ("hmac-sha512", TsigAlgorithm::HmacSha512),
-];
-
-/// The TSIG secret: bytes that never show in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TsigSecret(Vec<u8>);
-
-impl TsigSecret {
-    /// Decodes a base64 secret (as `tsig-keygen`, `keymgr` and `pdnsutil`
-    /// print them); `setting` names where it came from in the error, which
-    /// never repeats the value.
-    pub fn from_base64(setting: &str, text: &str) -> Result<Self, String> {
-        let compact: String = text.split_whitespace().collect();
-        match data_encoding::BASE64.decode(compact.as_bytes()) {
-            Ok(bytes) if !bytes.is_empty() => Ok(TsigSecret(bytes)),
-            Ok(_) => Err(format!("{setting} is empty")),
-            Err(e) => Err(format!(
-                "{setting} is not base64 (RFC 4648, with padding) as TSIG secrets are written: \
-                 {} at byte {}",
-                e.kind, e.position
-            )),
-        }
-    }
-}
-
-impl std::fmt::Debug for TsigSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TsigSecret(<redacted>)")
-    }
-}
-
-/// Parses `RFC2136_TSIG_ALGORITHM`: `hmac-sha256`, `hmac-sha384` or
-/// `hmac-sha512`, any case, with or without the trailing dot.
-pub fn parse_algorithm(setting: &str, text: &str) -> Result<TsigAlgorithm, String> {
-    let wanted = text.trim().trim_end_matches('.').to_ascii_lowercase();
-    ALGORITHMS
-        .iter()
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, alg)| alg.clone())
-        .ok_or_else(|| {
-            format!(
-                "{setting} {text:?} is not supported; use one of {}",
-                ALGORITHMS.map(|(n, _)| n).join(", ")
-            )
-        })
-}
-
-/// Where the zone is and the key that may change it.
-#[derive(Debug, Clone)]
-pub struct Rfc2136Config {
-    /// `host:port` of the zone's primary server (port 53 when left out).
-    pub server: String,
-    /// The zone.
-    pub zone: Hostname,
-    /// The TSIG key's name, as the server knows it.
-    pub key_name: String,
-    /// The key's secret.
-    pub secret: TsigSecret,
-    /// The key's HMAC.
-    pub algorithm: TsigAlgorithm,
-    /// Longest wait for a connection, a write or one answer message.
-    pub timeout: Duration,
-    /// Changes per UPDATE message (at least 1).
-    pub batch_size: usize,
-}
-
-impl Rfc2136Config {
-    /// A configuration with the default algorithm, timeout and batch size.
-    pub fn new(server: &str, zone: Hostname, key_name: &str, secret: TsigSecret) -> Self {
-        Rfc2136Config {
-            server: server.to_string(),
-            zone,
-            key_name: key_name.to_string(),
-            secret,
-            algorithm: TsigAlgorithm::HmacSha256,
-            timeout: DEFAULT_TIMEOUT,
-            batch_size: DEFAULT_BATCH_SIZE,
-        }
-    }
-}
 
 /// A record as last read from the server (or written to it), with the wire
 /// form prerequisites and deletions must repeat exactly.
@@ -816,19 +724,6 @@ impl Rfc2136Provider {
             .map(|r| r.unwrap_or_else(|| Err(ProviderError::Other("no result".into()))))
             .collect();
         (results, requests)
-    }
-}
-
-/// `server` as `host:port`, port 53 when it names none: `ns1.example.net`,
-/// `192.0.2.53` and `::1` get it; `ns1:5300`, `[::1]:5300` keep theirs.
-fn with_port(server: &str) -> String {
-    if server.parse::<std::net::SocketAddr>().is_ok() {
-        return server.to_string();
-    }
-    match server.parse::<std::net::IpAddr>() {
-        Ok(ip) => std::net::SocketAddr::new(ip, 53).to_string(),
-        Err(_) if server.contains(':') => server.to_string(),
-        Err(_) => format!("{server}:53"),
     }
 }
 

@@ -8,6 +8,7 @@ use trafego_proto::validate::{Hostname, RecordSpec, ValidRecordInput};
 
 use super::*;
 use crate::config::Config;
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 
 const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXh5eno=";
 
