@@ -7,6 +7,7 @@
 pub mod cloudflare;
 pub mod derived_id;
 pub mod http;
+pub mod route53;
 pub mod zonefile;
 
 use std::time::Duration;

@@ -10,6 +10,7 @@
 //! that it does not apply instead of passing silently.
 
 pub mod backends;
+pub mod route53;
 
 use std::collections::HashMap;
 use std::future::Future;

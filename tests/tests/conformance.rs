@@ -6,3 +6,7 @@ use trafego_tests::conformance_suite;
 
 conformance_suite!(zonefile, backends::ZoneFile::start().await);
 conformance_suite!(cloudflare, backends::Cloudflare::start().await);
+conformance_suite!(
+    route53,
+    trafego_tests::conformance::route53::Route53::start().await
+);
