@@ -157,21 +157,40 @@ fn plan_remove(key: &Key, rs: &Rrset, i: usize) -> (Vec<Change>, Option<Rrset>) 
     (changes, Some(rest))
 }
 
+/// Why [`find`] found no record.
+enum Missing {
+    NotFound,
+    /// The id is not known and no whole listing was read.
+    List,
+    /// Its record set must be read first.
+    Read(Key),
+}
+
+impl Missing {
+    fn planned(self, id: &str) -> Planned {
+        match self {
+            Missing::NotFound => Planned::Done(Err(not_found(id))),
+            Missing::List => Planned::List,
+            Missing::Read(k) => Planned::Read(vec![k]),
+        }
+    }
+}
+
 /// Finds the record with `id`: its key, set and index.
-fn find<'a>(snap: &'a Snapshot, id: &str) -> Result<(Key, &'a Rrset, usize), Planned> {
+fn find<'a>(snap: &'a Snapshot, id: &str) -> Result<(Key, &'a Rrset, usize), Missing> {
     let Some(key) = snap.ids.get(id) else {
         return Err(if snap.complete {
-            Planned::Done(Err(not_found(id)))
+            Missing::NotFound
         } else {
-            Planned::List
+            Missing::List
         });
     };
     match snap.get(key) {
-        Known::Unknown => Err(Planned::Read(vec![key.clone()])),
-        Known::Absent => Err(Planned::Done(Err(not_found(id)))),
+        Known::Unknown => Err(Missing::Read(key.clone())),
+        Known::Absent => Err(Missing::NotFound),
         Known::Held(rs) => match rs.records.iter().position(|r| r.id == id) {
             Some(i) => Ok((key.clone(), rs, i)),
-            None => Err(Planned::Done(Err(not_found(id)))),
+            None => Err(Missing::NotFound),
         },
     }
 }
@@ -180,16 +199,19 @@ fn not_found(id: &str) -> ProviderError {
     ProviderError::NotFound(format!("no record with id {id} in the Route53 zone"))
 }
 
+/// What a planned write sends, leaves behind and produces, or why it cannot be.
+type Outcome = Result<
+    (
+        Vec<Change>,
+        Vec<(Key, Option<Rrset>)>,
+        Option<ProviderRecord>,
+    ),
+    ProviderError,
+>;
+
 /// Plans one write against what the snapshot holds.
 fn plan(snap: &Snapshot, index: usize, op: &WriteOp) -> Planned {
-    let done = |r: Result<
-        (
-            Vec<Change>,
-            Vec<(Key, Option<Rrset>)>,
-            Option<ProviderRecord>,
-        ),
-        ProviderError,
-    >| match r {
+    let done = |r: Outcome| match r {
         Ok((changes, after, result)) => Planned::Send(Plan {
             op: index,
             keys: after.iter().map(|(k, _)| k.clone()).collect(),
@@ -215,7 +237,7 @@ fn plan(snap: &Snapshot, index: usize, op: &WriteOp) -> Planned {
         WriteOp::Delete { id } => {
             let (key, rs, i) = match find(snap, id) {
                 Ok(f) => f,
-                Err(p) => return p,
+                Err(m) => return m.planned(id),
             };
             if let Some(why) = rs.read_only {
                 return Planned::Done(Err(left_alone(&key, why)));
@@ -226,7 +248,7 @@ fn plan(snap: &Snapshot, index: usize, op: &WriteOp) -> Planned {
         WriteOp::Update { id, input } => {
             let (old, rs, i) = match find(snap, id) {
                 Ok(f) => f,
-                Err(p) => return p,
+                Err(m) => return m.planned(id),
             };
             if let Some(why) = rs.read_only {
                 return Planned::Done(Err(left_alone(&old, why)));
