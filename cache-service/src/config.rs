@@ -18,6 +18,7 @@ use crate::provider::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::provider::digitalocean::{DigitalOceanConfig, DigitalOceanProvider};
 use crate::provider::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::provider::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigSecret, parse_algorithm};
+use crate::provider::route53::{Route53Config, Route53Provider};
 use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
 
 /// Which provider holds the zone.
@@ -33,6 +34,8 @@ pub enum ProviderKind {
     Powerdns,
     /// DigitalOcean's API v2 (domain records).
     Digitalocean,
+    /// Amazon Route53 (REST/XML, SigV4).
+    Route53,
 }
 
 /// cache-service: the provider cache of TrafegoDNS.
@@ -51,7 +54,7 @@ pub struct Config {
     #[arg(long, env = "DNS_PROVIDER", value_enum, default_value = "zonefile")]
     pub provider: ProviderKind,
 
-    /// The zone managed, e.g. example.com. CLOUDFLARE_ZONE and DO_DOMAIN are accepted too.
+    /// The zone managed, e.g. example.com. CLOUDFLARE_ZONE, DO_DOMAIN and ROUTE53_ZONE are accepted too.
     #[arg(long, env = "DNS_ZONE")]
     pub zone: Option<String>,
 
@@ -195,6 +198,45 @@ pub struct Config {
     /// Client-side budget: requests in any minute (DigitalOcean allows 250).
     #[arg(long, env = "DO_BURST_LIMIT", default_value_t = crate::provider::digitalocean::MINUTE_LIMIT)]
     pub do_burst_limit: u32,
+    /// AWS access key id for Route53.
+    #[arg(long, env = "ROUTE53_ACCESS_KEY", hide_env_values = true)]
+    pub route53_access_key: Option<String>,
+
+    /// AWS secret access key for Route53 (prefer ROUTE53_SECRET_KEY_FILE).
+    #[arg(long, env = "ROUTE53_SECRET_KEY", hide_env_values = true)]
+    pub route53_secret_key: Option<String>,
+
+    /// File holding the AWS secret access key.
+    #[arg(long, env = "ROUTE53_SECRET_KEY_FILE")]
+    pub route53_secret_key_file: Option<PathBuf>,
+
+    /// The zone name as TrafegoDNS users set it for Route53 (same as DNS_ZONE).
+    #[arg(long, env = "ROUTE53_ZONE")]
+    pub route53_zone: Option<String>,
+
+    /// Route53 hosted zone id (Z…); when unset the zone is found by name.
+    #[arg(long, env = "ROUTE53_ZONE_ID")]
+    pub route53_zone_id: Option<String>,
+
+    /// AWS region; it picks the partition (Route53 is global and signs in us-east-1).
+    #[arg(long, env = "ROUTE53_REGION", default_value = crate::provider::route53::DEFAULT_REGION)]
+    pub route53_region: String,
+
+    /// Route53 API URL (default: the partition's endpoint, https://route53.amazonaws.com).
+    #[arg(long, env = "ROUTE53_API_URL")]
+    pub route53_api_url: Option<String>,
+
+    /// Record sets per Route53 listing page (1 to 300).
+    #[arg(long, env = "ROUTE53_MAX_ITEMS", default_value_t = crate::provider::route53::MAX_ITEMS)]
+    pub route53_max_items: u32,
+
+    /// Changes per ChangeResourceRecordSets call (1 to 1000).
+    #[arg(long, env = "ROUTE53_BATCH_SIZE", default_value_t = crate::provider::route53::MAX_BATCH)]
+    pub route53_batch_size: usize,
+
+    /// Client-side Route53 requests per second (Route53 allows 5 per account; 0 turns it off).
+    #[arg(long, env = "ROUTE53_RATE_LIMIT", default_value_t = crate::provider::route53::DEFAULT_RATE_LIMIT)]
+    pub route53_rate_limit: u32,
 
     /// Cache TTL and refresh period (bare numbers are milliseconds, as in TrafegoDNS).
     #[arg(long, env = "DNS_CACHE_REFRESH_INTERVAL", default_value = "1h", value_parser = duration::parse_millis)]
@@ -238,6 +280,11 @@ impl std::fmt::Debug for Config {
             )
             .field("do_token", &self.do_token.as_ref().map(|_| "<redacted>"))
             .field("do_api_url", &self.do_api_url)
+            .field(
+                "route53_secret_key",
+                &self.route53_secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("route53_api_url", &self.route53_api_url)
             .field("refresh_interval", &self.refresh_interval)
             .finish_non_exhaustive()
     }
@@ -260,12 +307,13 @@ impl Config {
         <Self as clap::FromArgMatches>::from_arg_matches(&m).expect("test configuration")
     }
 
-    /// The zone, from DNS_ZONE, CLOUDFLARE_ZONE or DO_DOMAIN.
+    /// The zone, from DNS_ZONE, CLOUDFLARE_ZONE, DO_DOMAIN or ROUTE53_ZONE.
     pub fn zone(&self) -> anyhow::Result<Hostname> {
         let set: Vec<(&str, &String)> = [
             ("DNS_ZONE", &self.zone),
             ("CLOUDFLARE_ZONE", &self.cloudflare_zone),
             ("DO_DOMAIN", &self.do_domain),
+            ("ROUTE53_ZONE", &self.route53_zone),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -344,6 +392,36 @@ impl Config {
             self.do_token_file.as_ref(),
         )?
         .ok_or_else(|| anyhow::anyhow!("DNS_PROVIDER=digitalocean needs DO_TOKEN or DO_TOKEN_FILE"))
+    }
+
+    fn route53_config(&self, zone: Hostname) -> anyhow::Result<Route53Config> {
+        let missing = || {
+            anyhow::anyhow!(
+                "DNS_PROVIDER=route53 needs ROUTE53_ACCESS_KEY and ROUTE53_SECRET_KEY (or ROUTE53_SECRET_KEY_FILE)"
+            )
+        };
+        let access = self
+            .route53_access_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(missing)?;
+        let secret = trafego_common::mesh::read_secret(
+            "ROUTE53_SECRET_KEY",
+            self.route53_secret_key.as_deref(),
+            self.route53_secret_key_file.as_ref(),
+        )?
+        .ok_or_else(missing)?;
+        let region = self.route53_region.trim();
+        let mut cfg = Route53Config::new(access, &secret, region, zone);
+        if let Some(url) = self.route53_api_url.as_deref().filter(|u| !u.is_empty()) {
+            cfg.api_url = url.to_string();
+        }
+        cfg.zone_id = self.route53_zone_id.clone().filter(|z| !z.is_empty());
+        cfg.max_items = self.route53_max_items;
+        cfg.batch_size = self.route53_batch_size;
+        cfg.budget_requests = self.route53_rate_limit;
+        Ok(cfg)
     }
 
     /// Builds the configured provider.
@@ -438,6 +516,10 @@ impl Config {
                         .map_err(|e| anyhow::anyhow!("digitalocean: {e}"))?,
                 )
             }
+            ProviderKind::Route53 => Arc::new(
+                Route53Provider::new(self.route53_config(zone)?)
+                    .map_err(|e| anyhow::anyhow!("route53: {e}"))?,
+            ),
         })
     }
 

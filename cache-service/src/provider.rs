@@ -10,6 +10,7 @@ pub mod digitalocean;
 pub mod http;
 pub mod powerdns;
 pub mod rfc2136;
+pub mod route53;
 pub mod zonefile;
 
 use std::time::Duration;

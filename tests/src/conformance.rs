@@ -13,6 +13,7 @@ pub mod backends;
 pub mod digitalocean;
 pub mod powerdns;
 pub mod rfc2136;
+pub mod route53;
 
 use std::collections::HashMap;
 use std::future::Future;

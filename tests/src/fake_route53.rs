@@ -268,11 +268,25 @@ struct Injected {
 
 #[derive(Default, Clone)]
 struct Faults {
-    fail_next: VecDeque<Injected>,
+    /// Runs of injected failures: (how many more, which), so `u32::MAX` costs one entry.
+    fail_next: VecDeque<(u32, Injected)>,
     delay: Duration,
     fail_names: HashMap<String, Injected>,
     lose_left: u32,
     lose_how: Option<LostAnswer>,
+}
+
+impl Faults {
+    /// Takes one failure off the front run.
+    fn next_failure(runs: &mut VecDeque<(u32, Injected)>) -> Option<Injected> {
+        let (left, i) = runs.front_mut()?;
+        *left -= 1;
+        let i = i.clone();
+        if *left == 0 {
+            runs.pop_front();
+        }
+        Some(i)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -438,14 +452,17 @@ impl FakeRoute53 {
     /// The next `n` authenticated requests answer `status` with error `code` and `message`
     /// (e.g. 400 `PriorRequestNotComplete`).
     pub fn fail_next_with(&self, n: u32, status: u16, code: &str, message: &str) {
-        let mut f = lock(&self.inner.faults);
-        for _ in 0..n {
-            f.fail_next.push_back(Injected {
+        if n == 0 {
+            return;
+        }
+        lock(&self.inner.faults).fail_next.push_back((
+            n,
+            Injected {
                 status,
                 code: code.to_string(),
                 message: message.to_string(),
-            });
-        }
+            },
+        ));
     }
 
     /// Delays every answer by `d`; zero disables.
@@ -1167,7 +1184,7 @@ async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response 
     let write = parts.method == Method::POST;
     let (fail, lose) = {
         let mut f = lock(&inner.faults);
-        if let Some(i) = f.fail_next.pop_front() {
+        if let Some(i) = Faults::next_failure(&mut f.fail_next) {
             (Some(i), None)
         } else if write && f.lose_left > 0 && f.lose_how.is_some() {
             f.lose_left -= 1;
@@ -1749,8 +1766,12 @@ fn txt_problem(v: &str) -> Option<&'static str> {
                         "InvalidCharacterString (Value should be enclosed in quotation marks)",
                     );
                 }
+                // `\ooo` (an octal byte) and `\c` are one character each.
                 Some(b'\\') => {
-                    i += 2;
+                    let octal = b
+                        .get(i + 1..i + 4)
+                        .is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+                    i += if octal { 4 } else { 2 };
                     len += 1;
                 }
                 Some(b'"') => {
@@ -2097,5 +2118,28 @@ mod tests {
         assert!(txt_problem("v=spf1 -all").is_some());
         assert!(txt_problem("\"unterminated").is_some());
         assert!(txt_problem(&format!("\"{}\"", "x".repeat(256))).is_some());
+        // An octal escape is one byte: 255 of them fit one string.
+        assert_eq!(txt_problem(&format!("\"{}\"", "\\303".repeat(255))), None);
+        assert!(txt_problem(&format!("\"{}\"", "\\303".repeat(256))).is_some());
+    }
+
+    #[test]
+    fn failures_without_end_cost_one_entry() {
+        let mut runs = VecDeque::new();
+        let i = Injected {
+            status: 503,
+            code: "ServiceUnavailable".into(),
+            message: "down".into(),
+        };
+        runs.push_back((u32::MAX, i.clone()));
+        runs.push_back((1, Injected { status: 400, ..i }));
+        for _ in 0..1000 {
+            assert_eq!(Faults::next_failure(&mut runs).map(|i| i.status), Some(503));
+        }
+        assert_eq!(runs.len(), 2);
+        runs.front_mut().unwrap().0 = 1;
+        assert_eq!(Faults::next_failure(&mut runs).map(|i| i.status), Some(503));
+        assert_eq!(Faults::next_failure(&mut runs).map(|i| i.status), Some(400));
+        assert!(Faults::next_failure(&mut runs).is_none());
     }
 }

@@ -16,3 +16,7 @@ conformance_suite!(
     digitalocean,
     trafego_tests::conformance::digitalocean::DigitalOcean::start().await
 );
+conformance_suite!(
+    route53,
+    trafego_tests::conformance::route53::Route53::start().await
+);

@@ -12,7 +12,9 @@
 //! been applied: it is NEVER sent again from here but fails as
 //! [`ProviderError::Unanswered`], and the cache settles it by looking. A write
 //! whose connection was never made carried nothing and is retried like a
-//! read, and so is a 429 (the provider refused it unapplied).
+//! read, and so is a 429 (the provider refused it unapplied), and so is any
+//! other refusal the provider's mapper reads as a rate limit (Route53 answers
+//! throttling with a 400 and the code `Throttling`).
 //!
 //! This module must never put the credential in a log line, an error message
 //! or a `Debug` output: it is sent only through [`Authorize`], and replaced by
@@ -407,6 +409,43 @@ impl Authorize for HeaderAuth {
 /// secret, for [`sanitize`]; nothing it returns may hold it.
 pub type ErrorMapper = fn(u16, &[u8], &str, &str) -> ProviderError;
 
+/// A call that failed, as [`HttpClient::send_keeping_refusal`] reports it:
+/// the error, and for an answer the provider refused (a 4xx its mapper read,
+/// other than a rate limit) the status and body as sent, for providers whose
+/// refusals say more than one error can hold (Route53's `InvalidChangeBatch`
+/// lists every problem of a batch). The body is the provider's raw text:
+/// whatever is taken from it must go through [`sanitize`].
+pub struct Failure {
+    /// The error, as [`HttpClient::send`] would return it.
+    pub error: ProviderError,
+    /// The refused answer's HTTP status and body, when there was one.
+    pub refused: Option<(u16, Vec<u8>)>,
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("error", &self.error)
+            .field(
+                "refused",
+                &self
+                    .refused
+                    .as_ref()
+                    .map(|(status, body)| format!("HTTP {status}, {} bytes", body.len())),
+            )
+            .finish()
+    }
+}
+
+impl From<ProviderError> for Failure {
+    fn from(error: ProviderError) -> Self {
+        Failure {
+            error,
+            refused: None,
+        }
+    }
+}
+
 /// One provider's HTTP client: the one door to its API, with the budget, the
 /// retry policy, the error mapping and the metrics in one place.
 pub struct HttpClient {
@@ -526,18 +565,81 @@ impl HttpClient {
     /// in `trafego_provider_requests_total{provider,operation,outcome}`
     /// (retries also in `trafego_provider_retries_total`).
     pub async fn send(&self, call: Call<'_>, reqs: &AtomicU64) -> Result<Vec<u8>, ProviderError> {
+        self.send_keeping_refusal(call, reqs)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`HttpClient::send`], keeping the body of a refused answer beside the
+    /// error (see [`Failure`]).
+    pub async fn send_keeping_refusal(
+        &self,
+        call: Call<'_>,
+        reqs: &AtomicU64,
+    ) -> Result<Vec<u8>, Failure> {
         let result = self.send_inner(&call, reqs).await;
-        result.map_err(|e| {
+        result.map_err(|f| {
             self.count_error();
-            scrub(e, &self.secret)
+            Failure {
+                error: scrub(f.error, &self.secret),
+                refused: f.refused,
+            }
         })
     }
 
-    async fn send_inner(
+    /// After a rate-limit answer (`asked`: the wait it asked for): the delay
+    /// before the next attempt, or the error when it is not waited out.
+    fn rate_limited(
         &self,
         call: &Call<'_>,
-        reqs: &AtomicU64,
-    ) -> Result<Vec<u8>, ProviderError> {
+        status: u16,
+        asked: Option<Duration>,
+        attempt: u32,
+    ) -> Result<Duration, ProviderError> {
+        let provider = self.provider;
+        let method = &call.method;
+        let path = call.url.path();
+        self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = asked
+            && d > self.settings.max_retry_after
+        {
+            tracing::warn!(
+                provider,
+                %method,
+                path,
+                status,
+                retry_after_s = d.as_secs(),
+                "the provider asked to wait longer than allowed",
+            );
+            return Err(ProviderError::RateLimited {
+                retry_after: Some(d),
+            });
+        }
+        if attempt >= self.settings.max_retries {
+            tracing::warn!(
+                provider,
+                %method,
+                path,
+                status,
+                attempt = attempt + 1,
+                "the provider is still rate limiting; giving up",
+            );
+            return Err(ProviderError::RateLimited { retry_after: asked });
+        }
+        let delay = asked.unwrap_or_else(|| self.backoff(attempt));
+        tracing::warn!(
+            provider,
+            %method,
+            path,
+            status,
+            attempt = attempt + 1,
+            delay_ms = millis_u64(delay),
+            "the provider rate limited the request; retrying",
+        );
+        Ok(delay)
+    }
+
+    async fn send_inner(&self, call: &Call<'_>, reqs: &AtomicU64) -> Result<Vec<u8>, Failure> {
         let provider = self.provider;
         let method = &call.method;
         let path = call.url.path();
@@ -579,7 +681,8 @@ impl HttpClient {
                     );
                     return Err(ProviderError::RateLimited {
                         retry_after: Some(wait),
-                    });
+                    }
+                    .into());
                 }
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -619,58 +722,25 @@ impl HttpClient {
                         match resp.bytes().await {
                             Ok(b) => return Ok(Vec::from(b)),
                             Err(e) if write => {
-                                return Err(lost(format!("reading the answer: {}", describe(&e))));
+                                return Err(
+                                    lost(format!("reading the answer: {}", describe(&e))).into()
+                                );
                             }
                             Err(e) => format!("reading the answer: {}", describe(&e)),
                         }
                     } else if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                         let asked = parse_retry_after(resp.headers().get(RETRY_AFTER)).or(spent);
-                        if let Some(d) = asked
-                            && d > self.settings.max_retry_after
-                        {
-                            tracing::warn!(
-                                provider,
-                                %method,
-                                path,
-                                status = 429,
-                                retry_after_s = d.as_secs(),
-                                "the provider asked to wait longer than allowed",
-                            );
-                            return Err(ProviderError::RateLimited {
-                                retry_after: Some(d),
-                            });
-                        }
-                        if attempt >= self.settings.max_retries {
-                            tracing::warn!(
-                                provider,
-                                %method,
-                                path,
-                                status = 429,
-                                attempt = attempt + 1,
-                                "the provider is still rate limiting; giving up",
-                            );
-                            return Err(ProviderError::RateLimited { retry_after: asked });
-                        }
-                        let delay = asked.unwrap_or_else(|| self.backoff(attempt));
-                        tracing::warn!(
-                            provider,
-                            %method,
-                            path,
-                            status = 429,
-                            attempt = attempt + 1,
-                            delay_ms = millis_u64(delay),
-                            "the provider rate limited the request; retrying",
-                        );
+                        let delay = self.rate_limited(call, 429, asked, attempt)?;
                         attempt += 1;
                         tokio::time::sleep(delay).await;
                         continue;
                     } else if status.is_server_error() {
                         if write {
-                            return Err(lost(format!("HTTP {}", status.as_u16())));
+                            return Err(lost(format!("HTTP {}", status.as_u16())).into());
                         }
                         format!("HTTP {}", status.as_u16())
                     } else {
+                        let header_wait = parse_retry_after(resp.headers().get(RETRY_AFTER));
                         let bytes = resp.bytes().await.unwrap_or_default();
                         let err = (self.map_error)(
                             status.as_u16(),
@@ -678,6 +748,15 @@ impl HttpClient {
                             &format!("{method} {path}"),
                             &self.secret,
                         );
+                        // A rate limit told with another status (Route53's
+                        // 400 `Throttling`) was refused unapplied, as a 429 is.
+                        if let ProviderError::RateLimited { retry_after } = &err {
+                            let asked = header_wait.or(*retry_after);
+                            let delay = self.rate_limited(call, status.as_u16(), asked, attempt)?;
+                            attempt += 1;
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
                         tracing::debug!(
                             provider,
                             %method,
@@ -686,14 +765,17 @@ impl HttpClient {
                             error = %err,
                             "the provider refused the request",
                         );
-                        return Err(err);
+                        return Err(Failure {
+                            error: err,
+                            refused: Some((status.as_u16(), Vec::from(bytes))),
+                        });
                     }
                 }
                 Err(e) => {
                     count_request(provider, op, "network_error");
                     // A connection never made carried nothing: safe to retry.
                     if write && !e.is_connect() {
-                        return Err(lost(describe(&e)));
+                        return Err(lost(describe(&e)).into());
                     }
                     describe(&e)
                 }
@@ -710,7 +792,8 @@ impl HttpClient {
                 return Err(ProviderError::Unavailable(format!(
                     "{method} {path}: {fault} after {} attempts",
                     attempt + 1
-                )));
+                ))
+                .into());
             }
             let delay = self.backoff(attempt);
             tracing::warn!(

@@ -14,6 +14,10 @@
 //! The service runs as its own process (the release binary next to this one),
 //! so its peak RSS is its own. Build both first:
 //! `cargo build --release -p cache-service -p trafego-tests --bins`.
+//! `bench-cache --route53` runs the Route53 figures instead (`bench-cache/route53.rs`).
+
+#[path = "bench-cache/route53.rs"]
+mod route53;
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -344,6 +348,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().nth(1).as_deref() == Some("digitalocean") {
         return digitalocean::run().await;
+    }
+    if std::env::args().any(|a| a == "--route53") {
+        return route53::run().await;
     }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)

@@ -360,3 +360,53 @@ async fn rate_limit_headers_hold_requests() {
     );
     task.abort();
 }
+
+/// How a provider that answers throttling with a 400 reads a refusal
+/// (Route53's `Throttling`): a 400 is a rate limit, anything else refused.
+fn throttles_with_400(status: u16, _body: &[u8], what: &str, secret: &str) -> ProviderError {
+    match status {
+        400 => ProviderError::RateLimited { retry_after: None },
+        _ => ProviderError::Conflict(sanitize(&format!("{what}: HTTP {status}"), secret)),
+    }
+}
+
+/// A refusal the provider's mapper reads as a rate limit is ridden out like a
+/// 429, writes included (it was refused unapplied); any other refusal keeps
+/// its status and body for the provider beside the error.
+#[tokio::test]
+async fn a_rate_limit_told_with_another_status_is_retried_and_refusals_keep_their_body() {
+    let key = "r53-s3cr3t";
+    let auth = HeaderAuth::new(HeaderName::from_static("x-api-key"), key).unwrap();
+    let http = HttpClient::new("route53", settings(), auth, key, throttles_with_400).unwrap();
+    let (url, seen, task) = scripted_server(vec![400, 400, 200, 409, 400, 400, 400, 400]).await;
+    let root = ApiRoot::parse("Route53 API URL", url.as_str()).unwrap();
+    let reqs = AtomicU64::new(0);
+    let post = || Call {
+        method: Method::POST,
+        url: root.url(&["hostedzone", "Z1", "rrset"], &[]),
+        body: Some(b"<x/>"),
+        operation: "change",
+    };
+    let body = http.send(post(), &reqs).await.unwrap();
+    assert_eq!(body, b"{\"ok\":true}");
+    assert_eq!(
+        reqs.load(Ordering::Relaxed),
+        3,
+        "two throttled attempts, then the write"
+    );
+    let f = http.send_keeping_refusal(post(), &reqs).await.unwrap_err();
+    assert!(matches!(f.error, ProviderError::Conflict(_)), "{f:?}");
+    assert_eq!(f.refused, Some((409, b"{\"error\":\"no\"}".to_vec())));
+    assert!(
+        !format!("{f:?}").contains("error\\\":"),
+        "Debug shows no body: {f:?}"
+    );
+    // Still throttled after max_retries (3): rate limited, four attempts.
+    let e = http.send(post(), &reqs).await.unwrap_err();
+    assert!(matches!(e, ProviderError::RateLimited { .. }), "{e:?}");
+    assert_eq!(reqs.load(Ordering::Relaxed), 8);
+    let st = http.stats();
+    assert_eq!((st.rate_limited, st.errors), (6, 2));
+    assert_eq!(seen.lock().unwrap().len(), 8);
+    task.abort();
+}
