@@ -598,6 +598,49 @@ mod tests {
     }
 
     #[test]
+    fn route53_settings_build_the_provider_without_showing_the_secret() {
+        let base = [
+            "--provider",
+            "route53",
+            "--route53-access-key",
+            "AKIDEXAMPLE",
+            "--route53-secret-key",
+            "s3cr3t/key",
+        ];
+        let c = Config::for_test(&[&base[..], &["--route53-zone", "example.com"]].concat());
+        assert_eq!(c.zone().unwrap().as_str(), "example.com");
+        assert_eq!(c.route53_region, "eu-west-2");
+        assert_eq!(c.provider().unwrap().name(), "route53");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let e = Config::for_test(
+            &[
+                &base[..],
+                &["--zone", "example.com", "--route53-zone", "example.org"],
+            ]
+            .concat(),
+        )
+        .zone()
+        .unwrap_err();
+        assert!(e.to_string().contains("disagree"), "{e}");
+        let e = Config::for_test(&["--provider", "route53", "--zone", "example.com"])
+            .provider()
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("ROUTE53_ACCESS_KEY"), "{e}");
+        let e = Config::for_test(
+            &[
+                &base[..],
+                &["--zone", "example.com", "--route53-max-items", "301"],
+            ]
+            .concat(),
+        )
+        .provider()
+        .err()
+        .expect("refused");
+        assert!(e.to_string().contains("page size"), "{e}");
+    }
+
+    #[test]
     fn zone_file_name_server_settings() {
         let dir = tempfile::tempdir().unwrap();
         let c = with(dir.path(), &[]);

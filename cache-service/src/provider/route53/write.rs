@@ -454,9 +454,10 @@ impl Route53Provider {
             )
             .collect();
         let body = wire::change_body(&changes, BATCH_COMMENT).map_err(BatchError::Failed)?;
+        // The path of Route53's API model, trailing slash included.
         let url = self
             .base
-            .url(&[API_VERSION, "hostedzone", zone_id, "rrset"], &[]);
+            .url(&[API_VERSION, "hostedzone", zone_id, "rrset", ""], &[]);
         let what = format!("POST {}", url.path());
         let call = Call {
             method: Method::POST,
