@@ -1,7 +1,8 @@
 //! The Amazon Route53 provider (`DNS_PROVIDER=route53`): lists a hosted zone
 //! with `ListResourceRecordSets` (paged by name and type) and writes with
 //! `ChangeResourceRecordSets` (up to 1,000 changes a call), signed with SigV4
-//! (`route53/sign.rs`), in Route53's XML (`route53/wire.rs`).
+//! (`route53/sign.rs`), in Route53's XML (`route53/wire.rs`, its errors in
+//! `route53/errors.rs`).
 //!
 //! Route53 holds record *sets* (one name, one type, one TTL, several values)
 //! and has no per-record ids: each value is one [`ProviderRecord`] whose id is
@@ -10,9 +11,10 @@
 //! the new one in the same atomic batch, so a record set someone else changed
 //! meanwhile fails the batch instead of being overwritten; the provider then
 //! reads that set again and plans the write once more against what is really
-//! there (`route53/write.rs`). Alias record sets, routing-policy record sets
-//! (weighted, latency, failover, geolocation…) and the zone's SOA are listed
-//! but never written, and nothing in them is taken as proof of anything.
+//! there (`route53/plan.rs`, `route53/write.rs`). Alias record sets,
+//! routing-policy record sets (weighted, latency, failover, geolocation…) and
+//! the zone's SOA are listed but never written, and nothing in them is taken
+//! as proof of anything.
 //!
 //! Every request goes through `provider/http.rs` (budget, backoff honouring
 //! Route53's `Throttling`, the rule that a write whose answer was lost is
@@ -20,7 +22,9 @@
 //! key, must never return a partial listing as whole, and must never touch
 //! the cache database.
 
+pub mod errors;
 mod list;
+mod plan;
 mod sign;
 #[cfg(test)]
 mod tests;
@@ -305,8 +309,14 @@ impl Route53Provider {
             backoff_max: cfg.backoff_max,
             max_retry_after: Duration::from_secs(60),
         };
-        let http = HttpClient::new("route53", settings, auth, &cfg.secret_key, wire::map_error)?
-            .media_type(wire::XML);
+        let http = HttpClient::new(
+            "route53",
+            settings,
+            auth,
+            &cfg.secret_key,
+            errors::map_error,
+        )?
+        .media_type(wire::XML);
         Ok(Route53Provider {
             cfg,
             base,

@@ -1,6 +1,7 @@
 //! Unit tests of the Route53 wire format: names, values and content both
 //! ways, error answers and the attribution of a batch's problems.
 
+use super::errors::*;
 use super::wire::*;
 use super::*;
 use trafego_proto::validate::RecordSpec;
