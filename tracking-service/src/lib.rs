@@ -14,6 +14,7 @@ pub mod convert;
 pub mod desired;
 pub mod error;
 pub mod grpc;
+pub mod ownership;
 pub mod plan;
 pub mod preserve;
 pub mod reconcile;
