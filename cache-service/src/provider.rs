@@ -9,6 +9,7 @@ pub mod derived_id;
 pub mod digitalocean;
 pub mod http;
 pub mod powerdns;
+pub mod rdata;
 pub mod rfc2136;
 pub mod route53;
 pub mod zonefile;

@@ -36,8 +36,9 @@ use trafego_proto::validate::{Hostname, RecordType, TTL_AUTO, TTL_MAX, TTL_MIN, 
 use super::{
     Capabilities, DERIVED_ID_FORMAT, DnsProvider, Listing, ProviderError, WriteOp, WriteResult,
 };
+use crate::provider::rdata::{absolute_name, spec_rdata};
 use parse::{Entry, ZoneData, canonical_name, parse_zone};
-use render::{presentation_name, render, render_line, spec_rdata, verify};
+use render::{presentation_name, render, render_line, verify};
 use write::{Commit, parent_dir, temp_prefix, write_atomic};
 
 /// The TTL written for "automatic" records and as the file's `$TTL` when the
@@ -53,9 +54,6 @@ pub const DEFAULT_NAME_SERVER: &str = "localhost";
 
 /// Longest TTL a zone file may carry (RFC 2181 section 8).
 const MAX_TTL: u32 = i32::MAX as u32;
-
-/// Longest character-string in a TXT or CAA record (RFC 1035 section 3.3).
-const MAX_CHARACTER_STRING: usize = 255;
 
 /// How many times `apply` re-reads a file that changed on disk while it was
 /// preparing the new version (someone saving a hand edit at that moment).
@@ -630,14 +628,6 @@ fn build_entry(inner: &Inner, input: &ValidRecordInput) -> Result<Entry, Provide
                 .collect::<Vec<_>>()
         ))),
     }
-}
-
-fn absolute_name(name: &str) -> Result<Name, ProviderError> {
-    if name == "." {
-        return Ok(Name::root());
-    }
-    Name::from_ascii(format!("{name}."))
-        .map_err(|e| ProviderError::Invalid(format!("{name:?} is not a valid DNS name: {e}")))
 }
 
 #[cfg(test)]

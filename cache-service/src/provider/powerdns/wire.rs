@@ -15,9 +15,7 @@ use trafego_proto::validate::{RecordType, parse_content};
 
 use super::super::ProviderError;
 use super::super::http::sanitize;
-
-/// Longest character-string of a TXT record (RFC 1035 section 3.3).
-const MAX_CHARACTER_STRING: usize = 255;
+use super::super::rdata::character_strings;
 
 /// A zone as `GET /servers/{server}/zones/{zone}.` answers it: only its RRsets.
 #[derive(Debug, Default, Deserialize)]
@@ -151,18 +149,7 @@ pub fn from_wire(rtype: &str, wire: &str) -> (String, Option<u32>) {
 /// character boundaries as the zone file provider cuts them, with `"` and
 /// `\` escaped.
 fn txt_to_wire(text: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    let mut rest = text;
-    while rest.len() > MAX_CHARACTER_STRING {
-        let mut cut = MAX_CHARACTER_STRING;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        parts.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    parts.push(rest);
-    let quoted: Vec<String> = parts
+    let quoted: Vec<String> = character_strings(text)
         .iter()
         .map(|p| {
             let mut q = String::with_capacity(p.len() + 2);

@@ -7,14 +7,12 @@
 
 use std::fmt::Write as _;
 
-use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, MX, NS, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType as WireType};
-use trafego_proto::validate::{RecordSpec, RecordType, TTL_AUTO};
+use trafego_proto::validate::{RecordSpec, TTL_AUTO};
 
+pub use crate::provider::rdata::absolute_name;
+use crate::provider::rdata::spec_rdata;
 use crate::provider::{ProviderError, ProviderRecord, derived_id};
-
-/// Longest character-string in a TXT record (RFC 1035 section 3.3).
-const MAX_CHARACTER_STRING: usize = 255;
 
 /// Types the server maintains itself and a listing leaves out: the SOA (its
 /// serial moves with every update) and the DNSSEC records a signing server
@@ -112,15 +110,6 @@ pub fn to_provider(record: &Record) -> ProviderRecord {
     }
 }
 
-/// `name` (canonical, no trailing dot) as a fully qualified wire name.
-pub fn absolute_name(name: &str) -> Result<Name, ProviderError> {
-    if name == "." {
-        return Ok(Name::root());
-    }
-    Name::from_ascii(format!("{name}."))
-        .map_err(|e| ProviderError::Invalid(format!("{name:?} is not a valid DNS name: {e}")))
-}
-
 /// The wire record for a validated spec, `TTL_AUTO` written as
 /// `default_ttl`. Refused as [`ProviderError::Invalid`] when it would read
 /// back as anything but the spec.
@@ -148,72 +137,4 @@ pub fn spec_record(spec: &RecordSpec, default_ttl: u32) -> Result<Record, Provid
         )));
     }
     Ok(record)
-}
-
-/// The RDATA of a validated spec (content is canonical already, so only its
-/// structure is split out here).
-fn spec_rdata(spec: &RecordSpec) -> Result<RData, ProviderError> {
-    let c = spec.content.as_str();
-    let invalid =
-        |what: &str| ProviderError::Invalid(format!("{} content {c:?}: {what}", spec.rtype));
-    let priority = || {
-        spec.priority
-            .ok_or_else(|| invalid("a priority is required"))
-    };
-    Ok(match spec.rtype {
-        RecordType::A => RData::A(A(c.parse().map_err(|_| invalid("not an IPv4 address"))?)),
-        RecordType::Aaaa => {
-            RData::AAAA(AAAA(c.parse().map_err(|_| invalid("not an IPv6 address"))?))
-        }
-        RecordType::Cname => RData::CNAME(CNAME(absolute_name(c)?)),
-        RecordType::Ns => RData::NS(NS(absolute_name(c)?)),
-        RecordType::Mx => RData::MX(MX::new(priority()?, absolute_name(c)?)),
-        RecordType::Srv => {
-            let parts: Vec<&str> = c.split(' ').collect();
-            let [weight, port, target] = parts.as_slice() else {
-                return Err(invalid("expected \"weight port target\""));
-            };
-            RData::SRV(SRV::new(
-                priority()?,
-                weight.parse().map_err(|_| invalid("bad weight"))?,
-                port.parse().map_err(|_| invalid("bad port"))?,
-                absolute_name(target)?,
-            ))
-        }
-        RecordType::Txt => RData::TXT(TXT::from_bytes(character_strings(c))),
-        RecordType::Caa => {
-            let mut it = c.splitn(3, ' ');
-            let (Some(flags), Some(tag), Some(value)) = (it.next(), it.next(), it.next()) else {
-                return Err(invalid("expected \"flags tag value\""));
-            };
-            let flags: u8 = flags.parse().map_err(|_| invalid("bad flags"))?;
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            let mut caa = CAA::new_issue(false, None, Vec::new());
-            caa.issuer_critical = flags & 0x80 != 0;
-            caa.reserved_flags = flags & 0x7f;
-            caa.tag = tag.to_string();
-            caa.value = value.as_bytes().to_vec();
-            RData::CAA(caa)
-        }
-    })
-}
-
-/// Text cut into character-strings of at most 255 bytes at character
-/// boundaries (one empty string for empty text).
-fn character_strings(s: &str) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while rest.len() > MAX_CHARACTER_STRING {
-        let mut cut = MAX_CHARACTER_STRING;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.push(&rest.as_bytes()[..cut]);
-        rest = &rest[cut..];
-    }
-    out.push(rest.as_bytes());
-    out
 }

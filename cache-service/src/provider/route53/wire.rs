@@ -9,15 +9,13 @@ use trafego_proto::validate::{RecordSpec, RecordType, parse_content};
 
 use super::super::ProviderError;
 use super::super::http::sanitize;
+use super::super::rdata::MAX_CHARACTER_STRING;
 
 /// The XML namespace of every Route53 document.
 pub const NAMESPACE: &str = "https://route53.amazonaws.com/doc/2013-04-01/";
 
 /// The media type Route53 speaks.
 pub const XML: &str = "text/xml";
-
-/// The longest character-string of a TXT value (RFC 1035 section 3.3).
-const MAX_CHARACTER_STRING: usize = 255;
 
 // ---------------------------------------------------------------------------
 // Names

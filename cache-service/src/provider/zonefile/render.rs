@@ -4,81 +4,11 @@
 
 use std::fmt::Write as _;
 
-use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, MX, NS, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record};
-use trafego_proto::validate::{RecordSpec, RecordType};
 
 use super::parse::{Entry, ZoneData, canonical_name, parse_zone};
-use super::{MAX_CHARACTER_STRING, absolute_name};
-use crate::provider::{MANAGED_COMMENT, ProviderError};
-
-/// The RDATA for a validated spec. Content is in `parse_content`'s canonical
-/// form, so only the structure is split out here.
-pub(super) fn spec_rdata(spec: &RecordSpec) -> Result<RData, ProviderError> {
-    let c = spec.content.as_str();
-    let invalid =
-        |what: &str| ProviderError::Invalid(format!("{} content {c:?}: {what}", spec.rtype));
-    let priority = || {
-        spec.priority
-            .ok_or_else(|| invalid("a priority is required"))
-    };
-    Ok(match spec.rtype {
-        RecordType::A => RData::A(A(c.parse().map_err(|_| invalid("not an IPv4 address"))?)),
-        RecordType::Aaaa => {
-            RData::AAAA(AAAA(c.parse().map_err(|_| invalid("not an IPv6 address"))?))
-        }
-        RecordType::Cname => RData::CNAME(CNAME(absolute_name(c)?)),
-        RecordType::Ns => RData::NS(NS(absolute_name(c)?)),
-        RecordType::Mx => RData::MX(MX::new(priority()?, absolute_name(c)?)),
-        RecordType::Srv => {
-            let parts: Vec<&str> = c.split(' ').collect();
-            let [weight, port, target] = parts.as_slice() else {
-                return Err(invalid("expected \"weight port target\""));
-            };
-            RData::SRV(SRV::new(
-                priority()?,
-                weight.parse().map_err(|_| invalid("bad weight"))?,
-                port.parse().map_err(|_| invalid("bad port"))?,
-                absolute_name(target)?,
-            ))
-        }
-        RecordType::Txt => RData::TXT(TXT::from_bytes(split_character_strings(c))),
-        RecordType::Caa => {
-            let mut it = c.splitn(3, ' ');
-            let (Some(flags), Some(tag), Some(value)) = (it.next(), it.next(), it.next()) else {
-                return Err(invalid("expected \"flags tag value\""));
-            };
-            let flags: u8 = flags.parse().map_err(|_| invalid("bad flags"))?;
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            let mut caa = CAA::new_issue(false, None, Vec::new());
-            caa.issuer_critical = flags & 0x80 != 0;
-            caa.reserved_flags = flags & 0x7f;
-            caa.tag = tag.to_string();
-            caa.value = value.as_bytes().to_vec();
-            RData::CAA(caa)
-        }
-    })
-}
-
-/// Splits text into character-strings of at most 255 bytes, at character
-/// boundaries (one empty string for empty text).
-pub(super) fn split_character_strings(s: &str) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while rest.len() > MAX_CHARACTER_STRING {
-        let mut cut = MAX_CHARACTER_STRING;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.push(&rest.as_bytes()[..cut]);
-        rest = &rest[cut..];
-    }
-    out.push(rest.as_bytes());
-    out
-}
+use crate::provider::MANAGED_COMMENT;
+use crate::provider::rdata::character_strings;
 
 /// The whole file: a comment, `$ORIGIN`, `$TTL`, the SOA, then every record
 /// sorted by (name in DNS order, type, content) so diffs stay small.
@@ -174,8 +104,8 @@ pub(super) fn presentation_rdata(rdata: &RData) -> Result<String, String> {
             for s in txt.txt_data.iter() {
                 let s =
                     std::str::from_utf8(s).map_err(|_| "TXT data is not UTF-8 text".to_string())?;
-                for chunk in split_character_strings(s) {
-                    parts.push(quoted(chunk));
+                for chunk in character_strings(s) {
+                    parts.push(quoted(chunk.as_bytes()));
                 }
             }
             if parts.is_empty() {
