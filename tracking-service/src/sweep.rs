@@ -180,6 +180,7 @@ pub(crate) async fn run(
                 // A deletion is safe to send again (a second one finds
                 // nothing): no journal entry needed.
                 change_id: String::new(),
+                group: String::new(),
             })
             .collect();
         let outcomes = match t.client().apply(changes).await {
