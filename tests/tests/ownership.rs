@@ -616,3 +616,92 @@ async fn two_installations_sharing_a_zone_never_touch_each_others_records() {
         s.cache.shutdown().await;
     }
 }
+
+/// Fake Cloudflare, cache-service with `cache_extra` flags, tracking-service
+/// with markers of `owner` in txt mode.
+async fn env_with_cache_flags(cache_extra: &[&str]) -> Env {
+    trafego_tests::init_test_logging();
+    let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, ZONE))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = cloudflare_args(&fake, dir.path());
+    args.extend(cache_extra.iter().map(|s| s.to_string()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cache = start_cache_on(listener, args).await;
+    let clock = ManualClock::new(T0);
+    let tracking = start_tracking(
+        &cache.url,
+        dir.path(),
+        &own_args("blue", "txt", "0s"),
+        clock.clone(),
+    )
+    .await;
+    Env {
+        client: tracking_client(&tracking.url).await,
+        cache_client: cache_client(&cache.url).await,
+        fake,
+        cache: Some(cache),
+        tracking,
+        clock,
+        dir,
+    }
+}
+
+#[tokio::test]
+async fn chunking_by_batch_size_never_parts_a_record_from_its_marker() {
+    // Batches of 3: ungrouped, [r1 m1 r2] [m2 r3 m3] would part r2 from m2.
+    let mut env = env_with_cache_flags(&["--cloudflare-batch-size", "3"]).await;
+    let hosts = ["h1.example.com", "h2.example.com", "h3.example.com"];
+    env.reconcile("api", hosts.iter().map(|h| a(h, "192.0.2.1")).collect())
+        .await;
+    let log = env.fake.write_log();
+    for h in hosts {
+        let m = format!("a-{}", h);
+        assert_eq!(
+            write_of(&log, "create", h).request,
+            write_of(&log, "create", &m).request,
+            "{h} and its marker in one request: {log:#?}"
+        );
+    }
+    // Deleting them, the same.
+    env.reconcile("api", vec![a("other.example.com", "192.0.2.1")])
+        .await;
+    env.refresh().await;
+    env.sweep(false).await;
+    let log = env.fake.write_log();
+    for h in hosts {
+        let m = format!("a-{}", h);
+        assert_eq!(
+            write_of(&log, "delete", h).request,
+            write_of(&log, "delete", &m).request,
+            "{h} and its marker deleted in one request: {log:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_batch_never_leaves_a_record_without_its_marker() {
+    let mut env = env_with_cache_flags(&[]).await;
+    env.fake.refuse_batches(true);
+    let r = env
+        .try_reconcile(
+            "api",
+            vec![a("h1.example.com", "192.0.2.1"), a("h2.example.com", "192.0.2.1")],
+            false,
+            true,
+        )
+        .await;
+    // The fallback goes group by group: each group is a batch again, refused
+    // whole (op by op, the records would have been created without markers).
+    let r = r.expect("refusals are results");
+    assert_eq!(r.summary.unwrap().failed, 2);
+    assert!(env.fake.records().is_empty(), "{:?}", env.fake.records());
+    env.fake.refuse_batches(false);
+    env.reconcile(
+        "api",
+        vec![a("h1.example.com", "192.0.2.1"), a("h2.example.com", "192.0.2.1")],
+    )
+    .await;
+    assert_eq!(env.fake.records().len(), 4, "both, with markers, once batches pass");
+}
