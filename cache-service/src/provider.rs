@@ -362,7 +362,9 @@ async fn apply_in_units<P: DnsProvider + ?Sized>(
                 }
                 let (mut r, n) = p.apply(vec![op.clone()]).await;
                 requests = requests.saturating_add(n);
-                let r = r.pop().unwrap_or_else(|| Err(ProviderError::Other("no result".into())));
+                let r = r
+                    .pop()
+                    .unwrap_or_else(|| Err(ProviderError::Other("no result".into())));
                 if let Err(e) = &r {
                     if stops_the_call(e) {
                         stop = Some(e.clone());
@@ -395,7 +397,15 @@ mod grouping_tests {
 
     #[test]
     fn units_are_runs_of_one_group_and_packing_never_splits_them() {
-        let g = [None, Some("a"), Some("a"), Some("b"), Some("b"), None, Some("a")];
+        let g = [
+            None,
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            None,
+            Some("a"),
+        ];
         let u = units(&g);
         assert_eq!(u, vec![0..1, 1..3, 3..5, 5..6, 6..7]);
         assert_eq!(pack(&u, 2), vec![0..1, 1..3, 3..5, 5..7]);

@@ -109,7 +109,11 @@ async fn txt_markers_are_written_updated_and_deleted_with_their_records_in_one_b
             "{host} and its marker in one batch"
         );
     }
-    assert_eq!(env.fake.stats().batch, 1, "one batch for both records and markers");
+    assert_eq!(
+        env.fake.stats().batch,
+        1,
+        "one batch for both records and markers"
+    );
 
     // An update keeps the marker: no marker write, the same marker.
     let before = txt_at(&env, "a-www.example.com");
@@ -125,7 +129,12 @@ async fn txt_markers_are_written_updated_and_deleted_with_their_records_in_one_b
         .await;
     assert_eq!(r.summary.unwrap().updated, 1, "{r:#?}");
     let log = env.fake.write_log();
-    assert_eq!(log.len(), n + 1, "only the record is written: {:#?}", &log[n..]);
+    assert_eq!(
+        log.len(),
+        n + 1,
+        "only the record is written: {:#?}",
+        &log[n..]
+    );
     assert_eq!(txt_at(&env, "a-www.example.com"), before);
 
     // The sweep deletes a record and its marker in one batch.
@@ -134,18 +143,27 @@ async fn txt_markers_are_written_updated_and_deleted_with_their_records_in_one_b
     env.refresh().await;
     let s = env.sweep(false).await;
     assert!(
-        s.deleted.iter().any(|d| d.deleted && d.name == "app.example.com"),
+        s.deleted
+            .iter()
+            .any(|d| d.deleted && d.name == "app.example.com"),
         "{s:#?}"
     );
     assert!(env.at_provider("app.example.com").is_empty());
-    assert!(txt_at(&env, "a-app.example.com").is_empty(), "marker deleted");
+    assert!(
+        txt_at(&env, "a-app.example.com").is_empty(),
+        "marker deleted"
+    );
     let log = env.fake.write_log();
     assert_eq!(
         write_of(&log, "delete", "app.example.com").request,
         write_of(&log, "delete", "a-app.example.com").request,
         "record and marker deleted in one batch"
     );
-    assert_eq!(txt_at(&env, "a-www.example.com").len(), 1, "www keeps its marker");
+    assert_eq!(
+        txt_at(&env, "a-www.example.com").len(),
+        1,
+        "www keeps its marker"
+    );
 }
 
 #[tokio::test]
@@ -157,8 +175,15 @@ async fn comment_markers_ride_on_the_record_itself() {
     let r = env.at_provider("www.example.com");
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].comment.as_deref(), Some(comment("blue").as_str()));
-    assert!(txt_at(&env, "a-www.example.com").is_empty(), "no TXT marker");
-    assert_eq!(env.fake.stats().batch + env.fake.stats().create, 1, "one write");
+    assert!(
+        txt_at(&env, "a-www.example.com").is_empty(),
+        "no TXT marker"
+    );
+    assert_eq!(
+        env.fake.stats().batch + env.fake.stats().create,
+        1,
+        "one write"
+    );
     env.reconcile("api", vec![a("www.example.com", "192.0.2.7")])
         .await;
     let r = env.at_provider("www.example.com");
@@ -196,11 +221,19 @@ async fn records_made_before_markers_were_on_get_them() {
     restart_tracking(&mut env, &own_args("blue", "txt", "0s"), false).await;
     env.reconcile("api", vec![a("www.example.com", "192.0.2.1")])
         .await;
-    assert_eq!(txt_at(&env, "a-www.example.com").len(), 1, "TXT marker mended");
+    assert_eq!(
+        txt_at(&env, "a-www.example.com").len(),
+        1,
+        "TXT marker mended"
+    );
     let n = env.fake.write_log().len();
     env.reconcile("api", vec![a("www.example.com", "192.0.2.1")])
         .await;
-    assert_eq!(env.fake.write_log().len(), n, "then nothing more is written");
+    assert_eq!(
+        env.fake.write_log().len(),
+        n,
+        "then nothing more is written"
+    );
 }
 
 #[tokio::test]
@@ -325,7 +358,11 @@ async fn a_lost_database_is_rebuilt_from_this_owners_markers_only() {
         assert!(env.at_provider("app.example.com").is_empty(), "{mode}");
         assert!(txt_at(&env, "a-app.example.com").is_empty(), "{mode}");
         assert_eq!(env.at_provider("www.example.com").len(), 1);
-        assert_eq!(foreign_state(&env), foreign, "{mode}: foreign records untouched");
+        assert_eq!(
+            foreign_state(&env),
+            foreign,
+            "{mode}: foreign records untouched"
+        );
         let log = env.fake.write_log();
         assert!(
             log.iter()
@@ -441,9 +478,8 @@ struct Side {
     dir: tempfile::TempDir,
     cache: tracking_support::Service,
     tracking: tracking_support::Service,
-    cache_client: trafego_proto::cache::cache_service_client::CacheServiceClient<
-        tonic::transport::Channel,
-    >,
+    cache_client:
+        trafego_proto::cache::cache_service_client::CacheServiceClient<tonic::transport::Channel>,
     client: trafego_proto::tracking::tracking_service_client::TrackingServiceClient<
         tonic::transport::Channel,
     >,
@@ -568,10 +604,15 @@ async fn two_installations_sharing_a_zone_never_touch_each_others_records() {
     let mut created: HashMap<&str, HashSet<&str>> = HashMap::new();
     for w in &log {
         if w.op == "create" {
-            created.entry(w.token.as_str()).or_default().insert(w.id.as_str());
+            created
+                .entry(w.token.as_str())
+                .or_default()
+                .insert(w.id.as_str());
         } else {
             assert!(
-                created.get(w.token.as_str()).is_some_and(|ids| ids.contains(w.id.as_str())),
+                created
+                    .get(w.token.as_str())
+                    .is_some_and(|ids| ids.contains(w.id.as_str())),
                 "{} {} {} {} by {} was not created by it",
                 w.op,
                 w.rtype,
@@ -581,7 +622,10 @@ async fn two_installations_sharing_a_zone_never_touch_each_others_records() {
             );
         }
     }
-    assert!(log.iter().any(|w| w.op == "delete"), "the churn deleted something");
+    assert!(
+        log.iter().any(|w| w.op == "delete"),
+        "the churn deleted something"
+    );
     for s in &sides {
         assert!(
             created.contains_key(s.token.as_str()),
@@ -687,7 +731,10 @@ async fn a_refused_batch_never_leaves_a_record_without_its_marker() {
     let r = env
         .try_reconcile(
             "api",
-            vec![a("h1.example.com", "192.0.2.1"), a("h2.example.com", "192.0.2.1")],
+            vec![
+                a("h1.example.com", "192.0.2.1"),
+                a("h2.example.com", "192.0.2.1"),
+            ],
             false,
             true,
         )
@@ -700,8 +747,15 @@ async fn a_refused_batch_never_leaves_a_record_without_its_marker() {
     env.fake.refuse_batches(false);
     env.reconcile(
         "api",
-        vec![a("h1.example.com", "192.0.2.1"), a("h2.example.com", "192.0.2.1")],
+        vec![
+            a("h1.example.com", "192.0.2.1"),
+            a("h2.example.com", "192.0.2.1"),
+        ],
     )
     .await;
-    assert_eq!(env.fake.records().len(), 4, "both, with markers, once batches pass");
+    assert_eq!(
+        env.fake.records().len(),
+        4,
+        "both, with markers, once batches pass"
+    );
 }

@@ -83,11 +83,15 @@ impl Ownership {
             anyhow::bail!(
                 "OWNERSHIP_MARKER={} needs OWNER_ID: a marker proves ownership only with this \
                  installation's owner id",
-                if mode == MarkerMode::Txt { "txt" } else { "comment" }
+                if mode == MarkerMode::Txt {
+                    "txt"
+                } else {
+                    "comment"
+                }
             );
         };
-        let registry = Registry::own(prefix)
-            .map_err(|e| anyhow::anyhow!("OWNERSHIP_TXT_PREFIX: {e}"))?;
+        let registry =
+            Registry::own(prefix).map_err(|e| anyhow::anyhow!("OWNERSHIP_TXT_PREFIX: {e}"))?;
         Ok(Some(Self {
             owner,
             mode,
@@ -133,7 +137,10 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert_eq!(Ownership::from_settings(None, "off", "").unwrap(), None);
-        assert_eq!(Ownership::from_settings(Some("a"), "off", "").unwrap(), None);
+        assert_eq!(
+            Ownership::from_settings(Some("a"), "off", "").unwrap(),
+            None
+        );
         let e = Ownership::from_settings(None, "txt", "").unwrap_err();
         assert!(e.to_string().contains("needs OWNER_ID"), "{e}");
         let e = Ownership::from_settings(Some("blue"), "tags", "").unwrap_err();
@@ -160,7 +167,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let c = o.comment();
-        assert!(c.starts_with("Managed by TrafegoDNS; heritage=trafegodns,"), "{c}");
+        assert!(
+            c.starts_with("Managed by TrafegoDNS; heritage=trafegodns,"),
+            "{c}"
+        );
         assert!(c.chars().count() <= 100, "fits a record comment: {c}");
         assert!(o.comment_proves(&c));
         let blue = Ownership::from_settings(Some("blue"), "comment", "")
@@ -170,7 +180,9 @@ mod tests {
         assert!(!blue.comment_proves(MANAGED_COMMENT), "the note alone");
         assert!(!blue.comment_proves(""));
         assert!(
-            !blue.comment_proves("Managed by TrafegoDNS; heritage=external-dns,external-dns/owner=blue"),
+            !blue.comment_proves(
+                "Managed by TrafegoDNS; heritage=external-dns,external-dns/owner=blue"
+            ),
             "external-dns's heritage"
         );
         assert!(blue.comment_proves(&blue.content()), "the text alone");

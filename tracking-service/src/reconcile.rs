@@ -214,7 +214,10 @@ async fn apply_and_record(
             let zone = t.zone().await?.zone.as_str().to_string();
             let a = markers::attach(own, &zone, &plan, &sent, changes, &cache);
             if a.markers > 0 {
-                tracing::debug!(markers = a.markers, "ownership markers written with this reconcile");
+                tracing::debug!(
+                    markers = a.markers,
+                    "ownership markers written with this reconcile"
+                );
             }
             (a.changes, a.positions)
         }

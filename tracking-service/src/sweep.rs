@@ -216,7 +216,12 @@ pub(crate) async fn run(
             }
         }
         let stale_at = changes.len();
-        changes.extend(marks.stale.iter().map(|m| markers::delete(&m.record_id, "")));
+        changes.extend(
+            marks
+                .stale
+                .iter()
+                .map(|m| markers::delete(&m.record_id, "")),
+        );
         let outcomes = match t.client().apply(changes).await {
             Ok(o) => {
                 for (m, res) in marks.stale.iter().zip(o.iter().skip(stale_at)) {

@@ -323,8 +323,7 @@ impl Tracker {
             })
             .await?;
         let (last, rebuilt) = last;
-        let rebuilt: Option<rebuild::Report> =
-            rebuilt.and_then(|j| serde_json::from_str(&j).ok());
+        let rebuilt: Option<rebuild::Report> = rebuilt.and_then(|j| serde_json::from_str(&j).ok());
         set_count_gauges(&counts);
         let last: Option<sweep::LastSweep> = last.and_then(|j| serde_json::from_str(&j).ok());
         Ok(GetTrackerStatusResponse {

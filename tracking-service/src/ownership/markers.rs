@@ -17,9 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use trafego_proto::cache::{
-    Change, DeleteChange, DnsRecord, RecordInput, UpdateChange, change,
-};
+use trafego_proto::cache::{Change, DeleteChange, DnsRecord, RecordInput, UpdateChange, change};
 use trafego_proto::tracking::ChangeAction;
 use trafego_proto::validate::Hostname;
 
@@ -59,7 +57,10 @@ fn txt_marker(own: &Ownership, rtype: &str, name: &str, zone: &str) -> Option<Re
 }
 
 /// The names of the TXT markers in `cache` that prove this owner.
-fn proving_markers<'a>(own: &Ownership, cache: impl Iterator<Item = &'a DnsRecord>) -> HashSet<&'a str> {
+fn proving_markers<'a>(
+    own: &Ownership,
+    cache: impl Iterator<Item = &'a DnsRecord>,
+) -> HashSet<&'a str> {
     cache
         .filter(|r| r.r#type == "TXT" && own.proves(&r.content))
         .map(|r| r.name.as_str())

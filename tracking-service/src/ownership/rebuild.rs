@@ -129,8 +129,8 @@ pub(crate) async fn run(t: &Tracker) -> Result<Option<Report>, TrackingError> {
         .collect();
     let commit = Commit {
         orphan: rows.iter().map(|r| r.record_id.clone()).collect(),
-        orphan_reason: "tracked again from its ownership marker; orphaned until a source declares it"
-            .into(),
+        orphan_reason:
+            "tracked again from its ownership marker; orphaned until a source declares it".into(),
         insert: rows,
         source: REBUILD_SOURCE.into(),
         ..Default::default()
