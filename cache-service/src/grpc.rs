@@ -70,6 +70,57 @@ impl CacheApi {
         self.rules.id_format.check(field, id)
     }
 
+    /// Validates the `group` of each change: the charset of a change id,
+    /// the changes of one group adjacent, and (when the provider takes more
+    /// than one change per request) no bigger than its batch size.
+    fn groups_of(&self, changes: &[Change]) -> Result<Vec<Option<String>>, FieldError> {
+        let batch = usize::try_from(self.capabilities.batch_size).unwrap_or(usize::MAX);
+        let mut out: Vec<Option<String>> = Vec::with_capacity(changes.len());
+        let mut closed = std::collections::HashSet::new();
+        let mut run = 0usize;
+        for (i, c) in changes.iter().enumerate() {
+            let field = format!("changes[{i}].group");
+            let g = if c.group.is_empty() {
+                None
+            } else if journal::valid_change_id(&c.group) {
+                Some(c.group.clone())
+            } else {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "must be 1 to {} characters of A-Z a-z 0-9 . _ : -",
+                        journal::MAX_CHANGE_ID_LEN
+                    ),
+                ));
+            };
+            let prev = out.last().cloned().flatten();
+            if let Some(p) = &prev
+                && prev != g
+            {
+                closed.insert(p.clone());
+            }
+            if let Some(g) = &g {
+                if closed.contains(g) {
+                    return Err(FieldError::new(
+                        field,
+                        format!("the changes of group {g:?} must be adjacent in the request"),
+                    ));
+                }
+                run = if prev.as_ref() == Some(g) { run + 1 } else { 1 };
+                if batch > 1 && run > batch {
+                    return Err(FieldError::new(
+                        field,
+                        format!(
+                            "group {g:?} has more than {batch} changes, the provider's batch size"
+                        ),
+                    ));
+                }
+            }
+            out.push(g);
+        }
+        Ok(out)
+    }
+
     fn record(&self, r: &ProviderRecord) -> DnsRecord {
         let now = self.cache.now_ms();
         self.cache.to_proto(r, now, now)
@@ -309,6 +360,7 @@ impl CacheService for CacheApi {
             };
             ops.push(op);
         }
+        let groups = self.groups_of(&req.changes)?;
         let targets: Vec<String> = ops
             .iter()
             .map(|o| o.id().unwrap_or_default().to_string())
@@ -316,7 +368,12 @@ impl CacheService for CacheApi {
         let changes: Vec<ChangeReq> = ops
             .into_iter()
             .zip(ids)
-            .map(|(op, change_id)| ChangeReq { op, change_id })
+            .zip(groups)
+            .map(|((op, change_id), group)| ChangeReq {
+                op,
+                change_id,
+                group,
+            })
             .collect();
         let change_ids: Vec<String> = changes
             .iter()

@@ -25,6 +25,10 @@ pub struct ChangeReq {
     pub op: WriteOp,
     /// The caller's change id (see the protocol); `None`: not journaled.
     pub change_id: Option<String>,
+    /// The group it reaches the provider with (`Change.group`): a record and
+    /// its ownership marker are never split across provider requests.
+    /// `None`: it stands alone.
+    pub group: Option<String>,
 }
 
 impl ChangeReq {
@@ -33,6 +37,7 @@ impl ChangeReq {
         Self {
             op,
             change_id: None,
+            group: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod rfc2136;
 pub mod route53;
 pub mod zonefile;
 
+use std::ops::Range;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -259,6 +260,21 @@ pub trait DnsProvider: Send + Sync + 'static {
     /// [`ProviderError::Unanswered`], never re-sent by the provider itself.
     fn apply(&self, ops: Vec<WriteOp>) -> BoxFuture<'_, (Vec<WriteResult>, u64)>;
 
+    /// Applies writes as [`DnsProvider::apply`] does, keeping each of
+    /// `units` (adjacent ops of one `Change.group`, covering `ops` in order)
+    /// in one provider request. The default packs units into calls of
+    /// `apply` of at most `batch_size` ops; with `batch_size` 1 it sends a
+    /// unit's ops in order and stops the unit at its first failure. A
+    /// provider whose `apply` may split a call further (Cloudflare's
+    /// op-by-op fallback) overrides it.
+    fn apply_grouped(
+        &self,
+        ops: Vec<WriteOp>,
+        units: Vec<Range<usize>>,
+    ) -> BoxFuture<'_, (Vec<WriteResult>, u64)> {
+        Box::pin(apply_in_units(self, ops, units))
+    }
+
     /// Reads what the provider holds at one name and type, now: the targeted
     /// read that settles a write whose answer was lost. Returns the records
     /// and the provider requests made. The default reads the whole zone;
@@ -277,5 +293,134 @@ pub trait DnsProvider: Send + Sync + 'static {
                 .collect();
             Ok((held, listing.requests))
         })
+    }
+}
+
+/// The units of a call: maximal runs of adjacent ops sharing a group
+/// (`groups[i]` is op i's), each op without a group a unit of its own.
+pub fn units(groups: &[Option<&str>]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if g.is_some() && groups[last.start] == *g => last.end = i + 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
+}
+
+/// `units` packed in order into chunks of at most `batch_size` ops (0: one
+/// chunk), never splitting a unit; a unit bigger than `batch_size` is a chunk
+/// of its own.
+pub fn pack(units: &[Range<usize>], batch_size: usize) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for u in units {
+        match out.last_mut() {
+            Some(last) if batch_size == 0 || u.end - last.start <= batch_size => last.end = u.end,
+            _ => out.push(u.clone()),
+        }
+    }
+    out
+}
+
+/// Whether an error says the provider as a whole failed, or that a write's
+/// answer was lost: later requests are not sent.
+fn stops_the_call(e: &ProviderError) -> bool {
+    matches!(
+        e,
+        ProviderError::Unavailable(_)
+            | ProviderError::RateLimited { .. }
+            | ProviderError::Unauthorized(_)
+            | ProviderError::Unanswered(_)
+    )
+}
+
+/// The default [`DnsProvider::apply_grouped`].
+async fn apply_in_units<P: DnsProvider + ?Sized>(
+    p: &P,
+    ops: Vec<WriteOp>,
+    units: Vec<Range<usize>>,
+) -> (Vec<WriteResult>, u64) {
+    if units.iter().all(|u| u.len() == 1) {
+        return p.apply(ops).await;
+    }
+    let batch = usize::try_from(p.capabilities().batch_size).unwrap_or(usize::MAX);
+    let mut results: Vec<WriteResult> = Vec::with_capacity(ops.len());
+    let mut requests = 0u64;
+    let mut stop: Option<ProviderError> = None;
+    let not_sent = |e: &ProviderError| {
+        ProviderError::Unavailable(format!("not sent: an earlier write failed ({e})"))
+    };
+    if batch == 1 {
+        // One change per request: a unit's changes go in order, and the rest
+        // of a unit is not sent once one of them failed.
+        for u in units {
+            let mut failed: Option<ProviderError> = None;
+            for op in &ops[u] {
+                if let Some(e) = stop.as_ref().or(failed.as_ref()) {
+                    results.push(Err(not_sent(e)));
+                    continue;
+                }
+                let (mut r, n) = p.apply(vec![op.clone()]).await;
+                requests = requests.saturating_add(n);
+                let r = r
+                    .pop()
+                    .unwrap_or_else(|| Err(ProviderError::Other("no result".into())));
+                if let Err(e) = &r {
+                    if stops_the_call(e) {
+                        stop = Some(e.clone());
+                    }
+                    failed = Some(e.clone());
+                }
+                results.push(r);
+            }
+        }
+        return (results, requests);
+    }
+    for chunk in pack(&units, batch) {
+        if let Some(e) = &stop {
+            results.extend(chunk.map(|_| Err(not_sent(e))));
+            continue;
+        }
+        let (rs, n) = p.apply(ops[chunk.clone()].to_vec()).await;
+        requests = requests.saturating_add(n);
+        if let Some(Err(e)) = rs.iter().find(|r| r.as_ref().is_err_and(stops_the_call)) {
+            stop = Some(e.clone());
+        }
+        results.extend(rs);
+    }
+    (results, requests)
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use super::*;
+
+    #[test]
+    fn units_are_runs_of_one_group_and_packing_never_splits_them() {
+        let g = [
+            None,
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            None,
+            Some("a"),
+        ];
+        let u = units(&g);
+        assert_eq!(u, vec![0..1, 1..3, 3..5, 5..6, 6..7]);
+        assert_eq!(pack(&u, 2), vec![0..1, 1..3, 3..5, 5..7]);
+        assert_eq!(pack(&u, 3), vec![0..3, 3..6, 6..7]);
+        assert_eq!(pack(&u, 0), vec![0..7]);
+        assert_eq!(pack(&u, 1), vec![0..1, 1..3, 3..5, 5..6, 6..7]);
+        for size in 1..8 {
+            for c in pack(&u, size) {
+                for unit in &u {
+                    let inside = c.start <= unit.start && unit.end <= c.end;
+                    let outside = unit.end <= c.start || c.end <= unit.start;
+                    assert!(inside || outside, "size {size}: {c:?} splits {unit:?}");
+                }
+            }
+        }
     }
 }

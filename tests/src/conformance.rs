@@ -418,6 +418,7 @@ pub async fn applies_a_batch(backend: &dyn Backend) {
                 None,
             ))),
             change_id: format!("conf-batch-{i}"),
+            group: String::new(),
         })
         .collect();
     changes.push(Change {
@@ -426,12 +427,14 @@ pub async fn applies_a_batch(backend: &dyn Backend) {
             record: Some(input("A", "batch-upd.example.com", "192.0.2.22", None)),
         })),
         change_id: "conf-batch-upd".into(),
+        group: String::new(),
     });
     changes.push(Change {
         kind: Some(change::Kind::Delete(DeleteChange {
             record_id: id_of("batch-del.example.com"),
         })),
         change_id: "conf-batch-del".into(),
+        group: String::new(),
     });
     let r = run
         .client

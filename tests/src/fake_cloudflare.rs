@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -152,6 +152,34 @@ pub struct FakeStats {
     pub answers_lost: u64,
 }
 
+/// One write the fake applied, in the order applied (`write_log`): tests check from it
+/// who changed what (each caller its own token, `accept_token`) and which writes went in
+/// one request (a record and its ownership marker in one batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeWrite {
+    /// The number of the HTTP request that applied it (1, 2, ...): writes of one batch
+    /// share it.
+    pub request: u64,
+    /// The bearer token of that request.
+    pub token: String,
+    /// `create`, `update` or `delete`.
+    pub op: &'static str,
+    /// The record's id.
+    pub id: String,
+    /// The record's type.
+    pub rtype: String,
+    /// The record's name (for a delete, the name it had).
+    pub name: String,
+    /// The record's content (for a delete, the content it had).
+    pub content: String,
+    /// The record's comment.
+    pub comment: Option<String>,
+}
+
+/// The caller of a request, as the gatekeeper authenticated it.
+#[derive(Debug, Clone)]
+struct Caller(String);
+
 /// How a write's answer is lost after the write was applied (`lose_write_answers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostAnswer {
@@ -191,6 +219,10 @@ struct Inner {
     lost: tokio::sync::watch::Sender<u64>,
     /// Bumped each time a counter changes, for tests to wait on.
     counted: tokio::sync::watch::Sender<u64>,
+    /// Tokens accepted besides `opts.token` (`accept_token`).
+    tokens: Mutex<Vec<String>>,
+    /// Every write applied, and the number of write requests that applied any.
+    writes: Mutex<(u64, Vec<FakeWrite>)>,
 }
 
 /// Records by id (ordered, so pages are stable) plus an index name -> ids (each list kept
@@ -293,6 +325,28 @@ impl Inner {
     fn write(&self) -> RwLockWriteGuard<'_, Store> {
         self.store.write().unwrap_or_else(|e| e.into_inner())
     }
+    /// Logs the writes one request applied: `(op, record)` in order.
+    fn log(&self, caller: &Caller, ops: Vec<(&'static str, &FakeRecord)>) {
+        if ops.is_empty() {
+            return;
+        }
+        let mut w = lock(&self.writes);
+        w.0 += 1;
+        let request = w.0;
+        for (op, r) in ops {
+            w.1.push(FakeWrite {
+                request,
+                token: caller.0.clone(),
+                op,
+                id: r.id.clone(),
+                rtype: r.r#type.clone(),
+                name: r.name.clone(),
+                content: r.content.clone(),
+                comment: r.comment.clone(),
+            });
+        }
+    }
+
     fn bump(&self, f: impl FnOnce(&mut FakeStats)) {
         f(&mut lock(&self.stats));
         self.counted.send_modify(|n| *n = n.wrapping_add(1));
@@ -322,6 +376,8 @@ impl FakeCloudflare {
             shutdown: CancellationToken::new(),
             lost: tokio::sync::watch::channel(0).0,
             counted: tokio::sync::watch::channel(0).0,
+            tokens: Mutex::new(Vec::new()),
+            writes: Mutex::new((0, Vec::new())),
         });
         let app = router(inner.clone());
         let stop = inner.shutdown.clone();
@@ -383,6 +439,17 @@ impl FakeCloudflare {
         rs.into_iter()
             .map(|r| insert_locked(&mut store, r))
             .collect()
+    }
+
+    /// Accepts `token` too (besides `FakeOptions::token`), so several clients can share
+    /// the fake and the write log tells them apart.
+    pub fn accept_token(&self, token: &str) {
+        lock(&self.inner.tokens).push(token.to_string());
+    }
+
+    /// Every write applied so far, in order (see [`FakeWrite`]).
+    pub fn write_log(&self) -> Vec<FakeWrite> {
+        lock(&self.inner.writes).1.clone()
     }
 
     /// Every record, sorted by id: what the provider holds now.
@@ -747,7 +814,7 @@ async fn method_not_allowed() -> Response {
 
 /// Runs before every endpoint: counts, delays, authenticates, then applies the pending
 /// rate limit and injected failures, in that order.
-async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response {
+async fn gatekeeper(State(inner): Shared, mut req: Request, next: Next) -> Response {
     inner.bump(|s| s.total += 1);
     let delay = lock(&inner.faults).delay;
     if !delay.is_zero() {
@@ -773,12 +840,14 @@ async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response 
                 .push((6111, "Invalid format for Authorization header".into()));
             return e.into_response();
         }
-        Some(token) if token != inner.opts.token => {
+        Some(token) if token != inner.opts.token && !lock(&inner.tokens).contains(&token) => {
             inner.bump(|s| s.unauthorized += 1);
             return ApiError::new(StatusCode::FORBIDDEN, 9109, "Invalid access token")
                 .into_response();
         }
-        Some(_) => {}
+        Some(token) => {
+            req.extensions_mut().insert(Caller(token));
+        }
     }
 
     enum Gate {
@@ -1452,7 +1521,12 @@ fn validate(store: &Store, rec: &FakeRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create_record(State(inner): Shared, Path(zone_id): Path<String>, body: Bytes) -> Response {
+async fn create_record(
+    State(inner): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(zone_id): Path<String>,
+    body: Bytes,
+) -> Response {
     inner.bump(|s| s.create += 1);
     let r = (|| {
         check_zone(&inner, &zone_id, "/dns_records")?;
@@ -1460,6 +1534,7 @@ async fn create_record(State(inner): Shared, Path(zone_id): Path<String>, body: 
         let ctx = WriteCtx::new(&inner);
         let mut store = inner.write();
         let rec = ctx.create(&mut store, b)?;
+        inner.log(&caller, vec![("create", &rec)]);
         Ok(ok(record_out(&inner.opts, &rec)))
     })();
     finish(&inner, r)
@@ -1467,22 +1542,25 @@ async fn create_record(State(inner): Shared, Path(zone_id): Path<String>, body: 
 
 async fn put_record(
     State(inner): Shared,
+    Extension(caller): Extension<Caller>,
     Path((zone_id, record_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    update_record(&inner, &zone_id, &record_id, &body, false)
+    update_record(&inner, &caller, &zone_id, &record_id, &body, false)
 }
 
 async fn patch_record(
     State(inner): Shared,
+    Extension(caller): Extension<Caller>,
     Path((zone_id, record_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    update_record(&inner, &zone_id, &record_id, &body, true)
+    update_record(&inner, &caller, &zone_id, &record_id, &body, true)
 }
 
 fn update_record(
     inner: &Inner,
+    caller: &Caller,
     zone_id: &str,
     record_id: &str,
     body: &Bytes,
@@ -1499,6 +1577,7 @@ fn update_record(
         } else {
             ctx.put(&mut store, record_id, b)?
         };
+        inner.log(caller, vec![("update", &rec)]);
         Ok(ok(record_out(&inner.opts, &rec)))
     })();
     finish(inner, r)
@@ -1511,6 +1590,7 @@ struct Deleted<'a> {
 
 async fn delete_record(
     State(inner): Shared,
+    Extension(caller): Extension<Caller>,
     Path((zone_id, record_id)): Path<(String, String)>,
 ) -> Response {
     inner.bump(|s| s.delete += 1);
@@ -1519,6 +1599,7 @@ async fn delete_record(
         let ctx = WriteCtx::new(&inner);
         let mut store = inner.write();
         let old = ctx.delete(&mut store, &record_id)?;
+        inner.log(&caller, vec![("delete", &old)]);
         Ok(ok(Deleted { id: &old.id }))
     })();
     finish(&inner, r)
@@ -1532,13 +1613,23 @@ struct BatchOut<'a> {
     posts: Vec<RecordOut<'a>>,
 }
 
-async fn batch_records(State(inner): Shared, Path(zone_id): Path<String>, body: Bytes) -> Response {
+async fn batch_records(
+    State(inner): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(zone_id): Path<String>,
+    body: Bytes,
+) -> Response {
     inner.bump(|s| s.batch += 1);
-    let r = batch_inner(&inner, &zone_id, &body);
+    let r = batch_inner(&inner, &caller, &zone_id, &body);
     finish(&inner, r)
 }
 
-fn batch_inner(inner: &Inner, zone_id: &str, body: &Bytes) -> Result<Response, ApiError> {
+fn batch_inner(
+    inner: &Inner,
+    caller: &Caller,
+    zone_id: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
     check_zone(inner, zone_id, "/dns_records/batch")?;
     let b: BatchBody = parse_body(body)?;
     let deletes = b.deletes.unwrap_or_default();
@@ -1609,6 +1700,14 @@ fn batch_inner(inner: &Inner, zone_id: &str, body: &Bytes) -> Result<Response, A
         }
         return Err(e);
     }
+    let log: Vec<(&'static str, &FakeRecord)> = out
+        .0
+        .iter()
+        .map(|r| ("delete", r))
+        .chain(out.1.iter().chain(&out.2).map(|r| ("update", r)))
+        .chain(out.3.iter().map(|r| ("create", r)))
+        .collect();
+    inner.log(caller, log);
     drop(store);
     let opts = &inner.opts;
     Ok(ok(BatchOut {

@@ -206,6 +206,7 @@ async fn bad_inputs_are_refused_at_the_edge_and_nothing_is_written() {
                         None,
                     ))),
                     change_id: String::new(),
+                    group: String::new(),
                 },
                 Change {
                     kind: Some(change::Kind::Create(input(
@@ -216,6 +217,7 @@ async fn bad_inputs_are_refused_at_the_edge_and_nothing_is_written() {
                         None,
                     ))),
                     change_id: String::new(),
+                    group: String::new(),
                 },
             ],
         })

@@ -27,6 +27,7 @@ fn create(id: &str, name: &str, content: &str) -> Change {
             ..Default::default()
         })),
         change_id: id.into(),
+        group: String::new(),
     }
 }
 

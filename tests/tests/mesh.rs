@@ -571,6 +571,7 @@ async fn a_request_over_the_size_limit_is_refused() {
                 ..Default::default()
             })),
             change_id: String::new(),
+            group: String::new(),
         })
         .collect();
     let err = c

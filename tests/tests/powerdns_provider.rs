@@ -484,6 +484,7 @@ fn create_change(name: &str, content: &str, id: &str) -> Change {
     Change {
         kind: Some(change::Kind::Create(input("A", name, content, None))),
         change_id: id.into(),
+        group: String::new(),
     }
 }
 

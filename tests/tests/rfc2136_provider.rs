@@ -339,6 +339,7 @@ async fn independent_changes_share_messages_and_a_conflict_fails_alone() {
     let change = |rec: RecordInput| Change {
         kind: Some(change::Kind::Create(rec)),
         change_id: String::new(),
+        group: String::new(),
     };
     let mut changes: Vec<Change> = (0..250)
         .map(|i| {

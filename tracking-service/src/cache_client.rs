@@ -367,7 +367,16 @@ impl CacheClient {
         let mut out: Vec<ChangeOutcome> = Vec::with_capacity(total);
         let mut rest = changes;
         while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(APPLY_CHUNK));
+            // Never between two changes of one group (a record and its marker).
+            let mut at = rest.len().min(APPLY_CHUNK);
+            while at > 1
+                && at < rest.len()
+                && !rest[at].group.is_empty()
+                && rest[at].group == rest[at - 1].group
+            {
+                at -= 1;
+            }
+            let tail = rest.split_off(at);
             let chunk = std::mem::replace(&mut rest, tail);
             let n = chunk.len();
             let mut c = self.inner.clone();

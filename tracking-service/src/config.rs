@@ -125,6 +125,18 @@ pub struct Config {
     #[arg(long, env = "CACHE_SERVICE_TLS_DOMAIN")]
     pub cache_service_tls_domain: Option<String>,
 
+    /// Names this installation in ownership markers (letters, digits, '-', '_', '.'; at most 40).
+    #[arg(long, env = "OWNER_ID")]
+    pub owner_id: Option<String>,
+
+    /// Ownership markers on the records the app creates: off, comment or txt (needs OWNER_ID).
+    #[arg(long, env = "OWNERSHIP_MARKER", default_value = "off")]
+    pub ownership_marker: String,
+
+    /// Prefix of TXT marker names; may hold %{record_type} (OWNERSHIP_MARKER=txt).
+    #[arg(long, env = "OWNERSHIP_TXT_PREFIX", default_value = "")]
+    pub ownership_txt_prefix: String,
+
     /// The built-in hostname sources (SOURCES, Traefik, Docker).
     #[command(flatten)]
     pub sources: crate::source::SourceArgs,
@@ -170,6 +182,9 @@ impl std::fmt::Debug for Config {
                 &self.cache_service_client_key_file,
             )
             .field("cache_service_tls_domain", &self.cache_service_tls_domain)
+            .field("owner_id", &self.owner_id)
+            .field("ownership_marker", &self.ownership_marker)
+            .field("ownership_txt_prefix", &self.ownership_txt_prefix)
             .field("sources", &self.sources)
             .field("service", &self.service)
             .finish()
@@ -281,6 +296,16 @@ impl Config {
         parse_managed(&self.managed_hostnames)
     }
 
+    /// OWNER_ID, OWNERSHIP_MARKER and OWNERSHIP_TXT_PREFIX, validated:
+    /// `None` when markers are off.
+    pub fn ownership(&self) -> anyhow::Result<Option<crate::ownership::Ownership>> {
+        crate::ownership::Ownership::from_settings(
+            self.owner_id.as_deref(),
+            &self.ownership_marker,
+            &self.ownership_txt_prefix,
+        )
+    }
+
     /// Checks every setting that can be checked before cache-service answers.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.zone()?;
@@ -301,6 +326,7 @@ impl Config {
         self.managed()?;
         crate::cache_client::parse_url(&self.cache_service_url)?;
         self.sources.settings()?;
+        self.ownership()?;
         Ok(())
     }
 }

@@ -77,6 +77,7 @@ pub fn settings(config: &Config) -> anyhow::Result<tracker::Settings> {
         // How long a reconcile waits for cache-service to finish changes an
         // earlier one left in flight before planning around them.
         outcome_wait: (config.cache_service_timeout / 2).min(std::time::Duration::from_secs(10)),
+        ownership: config.ownership()?,
     })
 }
 
@@ -113,6 +114,18 @@ pub async fn run_with_clock(
         "tracking-service starting"
     );
     let tracker = Arc::new(tracker::Tracker::new(db, client, clock.clone(), settings));
+    // Ownership markers: a mode the provider cannot hold stops the service
+    // here; an empty table is rebuilt from markers before anything plans.
+    match tracker.start_ownership().await {
+        Ok(()) => {}
+        Err(e @ error::TrackingError::FailedPrecondition(_)) => {
+            return Err(anyhow::anyhow!("{e}"));
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not check ownership markers at start; the first reconcile, sweep or track does it"
+        ),
+    }
     let cancel = CancellationToken::new();
     let follower = tokio::spawn(background::follow_cache(tracker.clone(), cancel.clone()));
     let sweeper = tokio::spawn(background::sweep_loop(

@@ -21,13 +21,14 @@ use std::time::Instant;
 use tokio::sync::OwnedMutexGuard;
 use tonic::Code;
 use trafego_common::num;
-use trafego_proto::cache::ChangeState;
+use trafego_proto::cache::{ChangeState, DnsRecord};
 use trafego_proto::tracking::{PlannedChange, ReconcileResponse};
 use trafego_proto::validate::RecordSpec;
 
 use crate::cache_client;
 use crate::convert::{planned_changes, summarize};
 use crate::error::TrackingError;
+use crate::ownership::markers;
 use crate::plan::{self, IntentState, Timing};
 use crate::store;
 use crate::tracker::{INTENT_MAX_AGE_MS, Tracker};
@@ -41,6 +42,9 @@ struct Applied {
     out: Vec<PlannedChange>,
     generation: u64,
     t0: Instant,
+    /// The cache view planned against, kept when markers are on (they are
+    /// looked up in it).
+    cache: Vec<DnsRecord>,
 }
 
 /// Plans `source` declaring `specs` under the held lock `ops`, and (unless
@@ -111,6 +115,11 @@ pub(crate) async fn run(
         out,
         generation,
         t0,
+        cache: if t.settings().ownership.is_some() {
+            cache
+        } else {
+            Vec::new()
+        },
     };
     trafego_common::mesh::spawn_in_request(async move {
         let _ops = ops;
@@ -187,6 +196,7 @@ async fn apply_and_record(
         mut out,
         generation,
         t0,
+        cache,
     } = run;
     let now = t.now();
     // Provider writes: creates and updates, in one batch (chunked), each
@@ -198,6 +208,24 @@ async fn apply_and_record(
         intents,
         sent,
     } = plan::writes_of(&plan, source, &run_id, &journal_id, now);
+    // Ownership markers ride with their records (one provider group each).
+    let (changes, positions) = match &t.settings().ownership {
+        Some(own) => {
+            let zone = t.zone().await?.zone.as_str().to_string();
+            let a = markers::attach(own, &zone, &plan, &sent, changes, &cache);
+            if a.markers > 0 {
+                tracing::debug!(
+                    markers = a.markers,
+                    "ownership markers written with this reconcile"
+                );
+            }
+            (a.changes, a.positions)
+        }
+        None => {
+            let n = changes.len();
+            (changes, (0..n).collect())
+        }
+    };
     if !intents.is_empty() {
         t.db()
             .run(move |c| Ok::<_, TrackingError>(store::write_intents(c, &intents)?))
@@ -209,9 +237,18 @@ async fn apply_and_record(
     let outcomes = if changes.is_empty() {
         Vec::new()
     } else {
-        let n = changes.len();
         match t.client().apply(changes).await {
-            Ok(o) => o,
+            Ok(o) => {
+                // The plan's own writes; a marker write that failed is
+                // written again by the next reconcile (its mending).
+                let own: HashSet<usize> = positions.iter().copied().collect();
+                for (i, m) in o.iter().enumerate() {
+                    if m.code != 0 && !own.contains(&i) {
+                        tracing::warn!(code = m.code, message = %m.message, "an ownership marker write failed; the next reconcile writes it again");
+                    }
+                }
+                positions.iter().map(|&p| o[p].clone()).collect()
+            }
             Err(e) => {
                 let code = match &e {
                     TrackingError::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -220,7 +257,8 @@ async fn apply_and_record(
                 };
                 let uncertain = !matches!(e, TrackingError::Cache(_));
                 let message = e.to_string();
-                (0..n)
+                positions
+                    .iter()
                     .map(|_| cache_client::ChangeOutcome {
                         code: code as i32,
                         message: message.clone(),

@@ -15,15 +15,19 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use trafego_common::num;
-use trafego_proto::cache::{Change, DeleteChange, DnsRecord, change};
+use trafego_proto::cache::{Change, DnsRecord};
 use trafego_proto::timestamp_ms;
 use trafego_proto::tracking::{RunOrphanSweepResponse, SweptRecord};
 
 use crate::check;
 use crate::desired;
 use crate::error::{TrackingError, public_message};
+use crate::ownership::markers;
 use crate::store;
 use crate::tracker::Tracker;
+
+/// Why a sweep deletes a marker of its own.
+const STALE_MARKER: &str = "an ownership marker of this OWNER_ID whose record is gone";
 
 /// The state key of the last sweep.
 pub(crate) const LAST_SWEEP: &str = "last_sweep";
@@ -155,6 +159,23 @@ pub(crate) async fn run(
                 .increment(changed);
         }
     }
+    // Ownership markers: each doomed record's goes with it, and markers
+    // proving this owner whose record is gone are deleted too.
+    let marks = match (&t.settings().ownership, &held) {
+        (Some(own), Some(held)) => {
+            let zone = t.zone().await?.zone.as_str().to_string();
+            let doomed: Vec<markers::Doomed<'_>> = candidates
+                .iter()
+                .map(|o| markers::Doomed {
+                    record_id: &o.record_id,
+                    name: &o.name,
+                    rtype: &o.rtype,
+                })
+                .collect();
+            markers::sweep_deletes(own, &zone, &doomed, held)
+        }
+        _ => markers::SweepMarkers::default(),
+    };
     if let Some(reason) = &blocked {
         resp.skipped_reason = reason.clone();
     }
@@ -169,21 +190,60 @@ pub(crate) async fn run(
                     format!("would delete: orphaned longer than the grace period ({grace_txt})"),
                 )
             }));
+            resp.deleted.extend(marks.stale.iter().map(|m| SweptRecord {
+                record_id: m.record_id.clone(),
+                name: m.name.clone(),
+                r#type: m.r#type.clone(),
+                orphaned_at: None,
+                deleted: false,
+                reason: format!("would delete: {STALE_MARKER}"),
+            }));
         }
-    } else if !candidates.is_empty() {
-        let changes: Vec<Change> = candidates
-            .iter()
-            .map(|o| Change {
-                kind: Some(change::Kind::Delete(DeleteChange {
-                    record_id: o.record_id.clone(),
-                })),
-                // A deletion is safe to send again (a second one finds
-                // nothing): no journal entry needed.
-                change_id: String::new(),
-            })
-            .collect();
+    } else if !candidates.is_empty() || !marks.stale.is_empty() {
+        // A deletion is safe to send again (a second one finds nothing): no
+        // journal entry needed. A record's marker goes in its group, after it.
+        let mut changes: Vec<Change> = Vec::with_capacity(candidates.len());
+        let mut positions: Vec<usize> = Vec::with_capacity(candidates.len());
+        for (k, o) in candidates.iter().enumerate() {
+            positions.push(changes.len());
+            match marks.with.get(&k) {
+                Some(marker) => {
+                    let group = format!("sweep:{k}");
+                    changes.push(markers::delete(&o.record_id, &group));
+                    changes.push(markers::delete(marker, &group));
+                }
+                None => changes.push(markers::delete(&o.record_id, "")),
+            }
+        }
+        let stale_at = changes.len();
+        changes.extend(
+            marks
+                .stale
+                .iter()
+                .map(|m| markers::delete(&m.record_id, "")),
+        );
         let outcomes = match t.client().apply(changes).await {
-            Ok(o) => o,
+            Ok(o) => {
+                for (m, res) in marks.stale.iter().zip(o.iter().skip(stale_at)) {
+                    let done = res.code == 0 || res.code == Code::NotFound as i32;
+                    resp.deleted.push(SweptRecord {
+                        record_id: m.record_id.clone(),
+                        name: m.name.clone(),
+                        r#type: m.r#type.clone(),
+                        orphaned_at: None,
+                        deleted: done,
+                        reason: if done {
+                            STALE_MARKER.to_string()
+                        } else {
+                            format!("the provider refused the deletion: {}", res.message)
+                        },
+                    });
+                }
+                positions
+                    .iter()
+                    .filter_map(|&p| o.get(p).cloned())
+                    .collect::<Vec<_>>()
+            }
             Err(e) => {
                 resp.ran = false;
                 resp.skipped_reason = format!("skipped: {}", public_message(e));

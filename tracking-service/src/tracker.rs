@@ -42,6 +42,7 @@ use crate::config::ManagedEntry;
 use crate::convert::set_count_gauges;
 use crate::desired::{self, Defaults, MANAGED_SOURCE, ZoneInfo};
 use crate::error::TrackingError;
+use crate::ownership::{MarkerMode, Ownership, rebuild};
 use crate::preserve::Preserved;
 use crate::store::{self, CheckOutcome};
 use crate::{check, reconcile, sweep, track};
@@ -68,6 +69,8 @@ pub struct Settings {
     /// How long a reconcile waits for changes an earlier one left in flight
     /// at cache-service (GetChangeOutcomes' wait) before planning around them.
     pub outcome_wait: Duration,
+    /// OWNER_ID and OWNERSHIP_MARKER: `None` when markers are off.
+    pub ownership: Option<Ownership>,
 }
 
 /// Pending intents older than this (a day) claim nothing and are purged.
@@ -83,6 +86,9 @@ pub struct Tracker {
     /// detached tasks that write, so a dropped caller never releases it early.
     ops: Arc<Mutex<()>>,
     zone: OnceCell<ZoneInfo>,
+    /// Set once the start-up rebuild from ownership markers has run (or
+    /// found nothing to do): nothing plans before it.
+    ready: OnceCell<()>,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -103,6 +109,7 @@ impl Tracker {
             settings,
             ops: Arc::new(Mutex::new(())),
             zone: OnceCell::new(),
+            ready: OnceCell::new(),
         }
     }
 
@@ -153,12 +160,47 @@ impl Tracker {
                         self.client.host()
                     )));
                 };
+                if let Some(own) = &self.settings.ownership
+                    && own.mode == MarkerMode::Comment
+                    && !caps.comments
+                {
+                    return Err(TrackingError::FailedPrecondition(format!(
+                        "OWNERSHIP_MARKER=comment needs a provider whose records carry comments,                          and cache-service at {} reports provider {} with capability                          comments=false; use OWNERSHIP_MARKER=txt (a TXT marker beside each                          record works with any provider)",
+                        self.client.host(),
+                        st.provider
+                    )));
+                }
                 Ok(ZoneInfo {
                     zone,
                     rules: trafego_proto::validate::ProviderRules::from_proto(caps),
                 })
             })
             .await
+    }
+
+    /// Runs the start-up rebuild from ownership markers once ([`rebuild`]):
+    /// called with the lock held, before anything plans, sweeps or tracks.
+    /// A failure (cache-service unreachable) is tried again by the next call.
+    async fn ensure_ready(&self) -> Result<(), TrackingError> {
+        self.ready
+            .get_or_try_init(|| async {
+                rebuild::run(self).await?;
+                Ok::<_, TrackingError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// At start, with markers on: checks the provider's capabilities for the
+    /// marker mode and rebuilds the tracked table from markers if it is
+    /// empty. FAILED_PRECONDITION (a mode the provider cannot hold) stops
+    /// the service; any other error is tried again by the first call.
+    pub async fn start_ownership(&self) -> Result<(), TrackingError> {
+        if self.settings.ownership.is_none() {
+            return Ok(());
+        }
+        let _ops = self.ops.lock().await;
+        self.ensure_ready().await
     }
 
     /// Validates and reconciles one source's declaration (the `Reconcile` RPC).
@@ -227,6 +269,7 @@ impl Tracker {
     ) -> Result<ReconcileResponse, TrackingError> {
         let t0 = Instant::now();
         let ops = self.ops.clone().lock_owned().await;
+        self.ensure_ready().await?;
         reconcile::run(self, ops, t0, source, specs, dry_run, force).await
     }
 
@@ -246,6 +289,7 @@ impl Tracker {
     ) -> Result<RunOrphanSweepResponse, TrackingError> {
         let t0 = Instant::now();
         let ops = self.ops.clone().lock_owned().await;
+        self.ensure_ready().await?;
         let me = self.clone();
         trafego_common::mesh::spawn_in_request(async move {
             let _ops = ops;
@@ -274,9 +318,12 @@ impl Tracker {
             .run(|c| {
                 let counts = store::counts(c)?;
                 let last = store::state_get(c, sweep::LAST_SWEEP)?;
-                Ok::<_, TrackingError>((counts, last))
+                let rebuilt = store::state_get(c, rebuild::REBUILD_KEY)?;
+                Ok::<_, TrackingError>((counts, (last, rebuilt)))
             })
             .await?;
+        let (last, rebuilt) = last;
+        let rebuilt: Option<rebuild::Report> = rebuilt.and_then(|j| serde_json::from_str(&j).ok());
         set_count_gauges(&counts);
         let last: Option<sweep::LastSweep> = last.and_then(|j| serde_json::from_str(&j).ok());
         Ok(GetTrackerStatusResponse {
@@ -294,6 +341,18 @@ impl Tracker {
             grace_period_seconds: self.settings.grace.as_secs(),
             // The built-in sources are filled in by the gRPC edge.
             sources: Vec::new(),
+            ownership_marker: match self.settings.ownership.as_ref().map(|o| o.mode) {
+                None => "off",
+                Some(MarkerMode::Comment) => "comment",
+                Some(MarkerMode::Txt) => "txt",
+            }
+            .to_string(),
+            last_rebuild: rebuilt.map(|r| trafego_proto::tracking::OwnershipRebuild {
+                at: Some(timestamp_ms(r.at)),
+                claimed: r.claimed,
+                foreign_markers: r.foreign_markers,
+                ambiguous: r.ambiguous,
+            }),
         })
     }
 
@@ -308,6 +367,7 @@ impl Tracker {
         source: &str,
     ) -> Result<TrackedRecord, TrackingError> {
         let _ops = self.ops.lock().await;
+        self.ensure_ready().await?;
         track::track(self, record_id, app_managed, source).await
     }
 

@@ -352,7 +352,12 @@ impl Cache {
         let mut round = 0;
         while !pending.is_empty() {
             let ops: Vec<WriteOp> = pending.iter().map(|&i| changes[i].op.clone()).collect();
-            let (results, reqs) = self.provider.apply(ops).await;
+            let groups: Vec<Option<&str>> = pending
+                .iter()
+                .map(|&i| changes[i].group.as_deref())
+                .collect();
+            let units = crate::provider::units(&groups);
+            let (results, reqs) = self.provider.apply_grouped(ops, units).await;
             requests += reqs;
             if results.len() != pending.len() {
                 return Err(CacheError::internal(format!(

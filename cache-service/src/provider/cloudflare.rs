@@ -344,9 +344,18 @@ impl DnsProvider for CloudflareProvider {
     }
 
     fn apply(&self, ops: Vec<WriteOp>) -> BoxFuture<'_, (Vec<WriteResult>, u64)> {
+        let units = (0..ops.len()).map(|i| i..i + 1).collect();
+        self.apply_grouped(ops, units)
+    }
+
+    fn apply_grouped(
+        &self,
+        ops: Vec<WriteOp>,
+        units: Vec<std::ops::Range<usize>>,
+    ) -> BoxFuture<'_, (Vec<WriteResult>, u64)> {
         Box::pin(async move {
             let reqs = AtomicU64::new(0);
-            let results = self.apply_all(ops, &reqs).await;
+            let results = self.apply_all(ops, units, &reqs).await;
             (results, reqs.load(Ordering::Relaxed))
         })
     }

@@ -158,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             })),
             change_id: String::new(),
+            group: String::new(),
         })
         .collect();
     let t = Instant::now();

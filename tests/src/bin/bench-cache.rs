@@ -228,6 +228,7 @@ async fn run_creates(n: usize) -> anyhow::Result<()> {
                 ..Default::default()
             })),
             change_id: String::new(),
+            group: String::new(),
         })
         .collect();
     let t = Instant::now();
@@ -317,6 +318,7 @@ async fn run_rfc2136(n: usize, creates: usize) -> anyhow::Result<()> {
                 ..Default::default()
             })),
             change_id: String::new(),
+            group: String::new(),
         })
         .collect();
     let t = Instant::now();

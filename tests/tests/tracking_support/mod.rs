@@ -53,6 +53,17 @@ impl Service {
             .map(|j| j.unwrap_or_else(|e| Err(anyhow::anyhow!("task: {e}"))))
     }
 
+    /// Stops it in place (as SIGTERM would) and waits for it to return,
+    /// for tests that start a new one in its place.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
+        }
+    }
+
     /// Stops it (as SIGTERM would) and waits for it to return.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {

@@ -89,6 +89,7 @@ pub fn writes_of(plan: &Plan, source: &str, run_id: &str, journal_id: &str, now:
         w.changes.push(Change {
             kind: Some(kind),
             change_id: change_id.clone(),
+            group: String::new(),
         });
         w.sent.push(Sent {
             index: i,

@@ -2,7 +2,13 @@
 //! chunk the endpoint refuses as a whole written op by op, single ops through
 //! the single-record endpoints, and no further chunk sent once the provider
 //! as a whole has failed or an answer was lost.
+//!
+//! Ops of one group (a record and its ownership marker) are never split:
+//! chunks are packed from whole groups, and a refused chunk falls back group
+//! by group, a group of several ops sent as a batch of its own (the batch
+//! endpoint is all-or-nothing), never op by op.
 
+use std::ops::Range;
 use std::sync::atomic::AtomicU64;
 
 use reqwest::Method;
@@ -121,7 +127,14 @@ impl CloudflareProvider {
             .collect())
     }
 
-    pub(super) async fn apply_all(&self, ops: Vec<WriteOp>, reqs: &AtomicU64) -> Vec<WriteResult> {
+    /// Applies `ops`, each of `units` (adjacent ops of one group) kept in
+    /// one request.
+    pub(super) async fn apply_all(
+        &self,
+        ops: Vec<WriteOp>,
+        units: Vec<Range<usize>>,
+        reqs: &AtomicU64,
+    ) -> Vec<WriteResult> {
         if ops.is_empty() {
             return Vec::new();
         }
@@ -131,7 +144,8 @@ impl CloudflareProvider {
         };
         let mut results: Vec<WriteResult> = Vec::with_capacity(ops.len());
         let mut stop: Option<ProviderError> = None;
-        for chunk in ops.chunks(self.cfg.batch_size) {
+        for range in crate::provider::pack(&units, self.cfg.batch_size) {
+            let chunk = &ops[range.clone()];
             if let Some(e) = &stop {
                 results.extend(chunk.iter().map(|_| Err(e.clone())));
                 continue;
@@ -158,8 +172,26 @@ impl CloudflareProvider {
                         error = %e,
                         "Cloudflare refused the batch; writing its records one by one",
                     );
-                    for op in chunk {
-                        results.push(self.apply_one(zone_id, op, reqs).await);
+                    let inside: Vec<&Range<usize>> = units
+                        .iter()
+                        .filter(|u| range.start <= u.start && u.end <= range.end)
+                        .collect();
+                    if let [_one_group] = inside.as_slice() {
+                        // The chunk was one group: refused whole, it fails whole.
+                        results.extend(chunk.iter().map(|_| Err(e.clone())));
+                        continue;
+                    }
+                    for u in inside {
+                        let group = &ops[u.clone()];
+                        if let [op] = group {
+                            results.push(self.apply_one(zone_id, op, reqs).await);
+                            continue;
+                        }
+                        // A group goes whole or not at all.
+                        match self.apply_batch(zone_id, group, reqs).await {
+                            Ok(rs) => results.extend(rs),
+                            Err(e) => results.extend(group.iter().map(|_| Err(e.clone()))),
+                        }
                     }
                 }
                 Err(e) => {

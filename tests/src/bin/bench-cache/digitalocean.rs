@@ -99,6 +99,7 @@ pub async fn run() -> anyhow::Result<()> {
                 ..Default::default()
             })),
             change_id: String::new(),
+            group: String::new(),
         })
         .collect();
     let t = Instant::now();

@@ -118,6 +118,7 @@ async fn run_one(n: usize, creates: usize, throttled: bool) -> anyhow::Result<()
                 ..Default::default()
             })),
             change_id: String::new(),
+            group: String::new(),
         })
         .collect();
     let t = Instant::now();
