@@ -323,11 +323,12 @@ pub async fn run(
 /// cache-service's zone and a fresh listing of it; refused when the
 /// listing is stale or its refresh failed.
 async fn fetch(config: &Config) -> anyhow::Result<Served> {
+    let security = config.cache_client_security()?;
     let client = CacheClient::new(
         &config.cache_service_url,
         config.cache_service_timeout,
         config.service.mesh.max_message_bytes,
-        &config.cache_client_security()?,
+        &security,
     )?;
     let status = client.status().await?;
     let zone = Hostname::parse("zone", &status.zone)
@@ -340,8 +341,29 @@ async fn fetch(config: &Config) -> anyhow::Result<Served> {
             client.host()
         );
     }
-    // Refreshed first unless the cache is under a second old.
-    let (records, _) = client.list_all(1).await?;
+    // A listing of the provider made now, not what the cache held.
+    let (mut raw, host) = crate::cache_client::connect(
+        &config.cache_service_url,
+        config.cache_service_timeout,
+        config.service.mesh.max_message_bytes,
+        &security,
+    )?;
+    tokio::time::timeout(
+        config.cache_service_timeout,
+        raw.refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true }),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!("cache-service at {host} did not refresh within CACHE_SERVICE_TIMEOUT")
+    })?
+    .map_err(|s| {
+        anyhow::anyhow!(
+            "cache-service at {host} could not list the provider ({:?}: {}); nothing was claimed",
+            s.code(),
+            s.message()
+        )
+    })?;
+    let (records, _) = client.list_all(0).await?;
     let after = client.status().await?;
     if after.stale || !after.last_error.is_empty() {
         bail!(
@@ -490,10 +512,11 @@ fn rows_of(
             convert::row_from(record, None, *app_managed, source.unwrap_or(""), &why, now);
         if let Some(at) = orphaned_at {
             row.is_orphaned = true;
-            row.orphaned_at = Some((*at).min(now));
+            // Unknown (i64::MAX): the grace period starts now.
+            row.orphaned_at = Some(if *at == i64::MAX { now } else { *at });
         }
         if let Some(t) = tracked_at {
-            row.tracked_at = (*t).min(now);
+            row.tracked_at = *t;
             row.first_seen = row.tracked_at;
         }
         if let Some(s) = source
