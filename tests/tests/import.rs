@@ -125,7 +125,14 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
     let foreign = env
         .fake
         .insert(FakeRecord::new("A", "foreign.example.com", "192.0.2.5"));
+    env.fake
+        .insert(FakeRecord::new("A", "adopted.example.com", "192.0.2.6"));
     env.refresh().await;
+    // Tracked already (adopted, not app-managed): the import leaves it so.
+    let r = env
+        .reconcile("docker", vec![a("adopted.example.com", "192.0.2.6")])
+        .await;
+    assert_eq!(actions(&r), [ChangeAction::Adopt]);
     // dns-records.json as TrafegoDNS v1.10.0's recordTracker.js writes it.
     let entry = |id: &str, provider: &str, domain: &str, name: &str, rtype: &str| {
         serde_json::json!({
@@ -163,6 +170,7 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
                 "CNAME"
             ),
             entry("x1", "cloudflare", "other.org", "www.other.org", "A"),
+            entry("x4", "cloudflare", "example.com", "adopted", "A"),
             entry("x2", "digitalocean", "example.com", "www.example.com", "A"),
             entry(
                 "x3",
@@ -174,6 +182,7 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
         ]),
     );
 
+    let before = env.tracked().await;
     // A dry run prints the claims and writes nothing.
     let dry = import(&env, &["--from", "trafegodns", &file, "--dry-run"]).await;
     assert!(dry.status.success(), "{}", stderr(&dry));
@@ -187,10 +196,7 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
         "{out}"
     );
     assert!(out.contains("dry run: nothing was written"), "{out}");
-    assert!(
-        env.tracked().await.is_empty(),
-        "a dry run tracked something"
-    );
+    assert_eq!(env.tracked().await, before, "a dry run tracked something");
 
     let run = import(&env, &["--from", "trafegodns", &file]).await;
     assert!(run.status.success(), "{}", stderr(&run));
@@ -219,13 +225,19 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
     assert!(out.contains("bad name"), "{out}");
     assert!(
         out.contains(
-            "claimed 3 (3 app-managed, 1 orphaned); not claimed 5: 1 bad name, 2 gone at the provider, \
+            "claimed 3 (3 app-managed, 1 orphaned); not claimed 6: 1 already tracked, 1 bad name, 2 gone at the provider, \
              1 other provider, 1 other zone"
         ),
         "{out}"
     );
     let tracked = env.tracked().await;
-    assert_eq!(tracked.len(), 3, "{tracked:#?}");
+    assert_eq!(tracked.len(), 4, "{tracked:#?}");
+    assert!(
+        !by_name(&tracked, "adopted.example.com")
+            .unwrap()
+            .app_managed,
+        "a record already tracked is left as it is"
+    );
     let t = by_name(&tracked, "www.example.com").unwrap();
     assert!(t.app_managed && !t.is_orphaned);
     assert_eq!(t.record_id, www);
@@ -248,7 +260,7 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
         out.contains("claimed 0 (0 app-managed, 0 orphaned)"),
         "{out}"
     );
-    assert!(out.contains("3 already tracked"), "{out}");
+    assert!(out.contains("4 already tracked"), "{out}");
     assert_eq!(env.tracked().await, tracked);
 
     // Claimed records are managed: the orphan goes after the grace period...
