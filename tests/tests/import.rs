@@ -60,7 +60,7 @@ async fn import(env: &Env, args: &[&str]) -> Output {
     );
     let cache = env.cache.as_ref().expect("cache-service");
     let db = env.dir.path().join("tracking.db");
-    let out = tokio::process::Command::new(&bin)
+    tokio::process::Command::new(&bin)
         .env_clear()
         .arg("import")
         .args(args)
@@ -68,8 +68,7 @@ async fn import(env: &Env, args: &[&str]) -> Output {
         .args(["--db-path", &db.display().to_string()])
         .output()
         .await
-        .expect("run tracking-service import");
-    out
+        .expect("run tracking-service import")
 }
 
 fn stdout(o: &Output) -> String {

@@ -152,7 +152,7 @@ pub enum Outcome {
     /// Claimed: the provider's record, tracked with these flags.
     Claim {
         /// The provider's current record.
-        record: DnsRecord,
+        record: Box<DnsRecord>,
         /// App-managed, as the other tool said.
         app_managed: bool,
         /// Orphaned since (unix ms), as the other tool said.
@@ -389,8 +389,7 @@ fn dry_tracked(config: &Config, keys: &[(String, String, String)]) -> anyhow::Re
     if !config.db_path.exists() {
         return Ok(vec![false; keys.len()]);
     }
-    let uri = format!("file:{}?mode=ro", config.db_path.display());
-    let mut conn = store::Conn::establish(&uri)
+    let mut conn = store::Conn::establish(&trafegodns::read_only_uri(&config.db_path))
         .with_context(|| format!("opening {} read-only", config.db_path.display()))?;
     store::already_tracked(&mut conn, keys)
         .with_context(|| format!("reading {}", config.db_path.display()))
@@ -421,7 +420,7 @@ pub fn weigh_trafegodns(entries: &[trafegodns::Entry], served: &Served) -> Vec<L
                 if seen.insert((name, rtype)) {
                     lines.push(Line {
                         outcome: Outcome::Claim {
-                            record: record.clone(),
+                            record: Box::new(record.clone()),
                             app_managed: e.app_managed,
                             orphaned_at: match e.orphan {
                                 trafegodns::Orphan::No => None,

@@ -93,7 +93,7 @@ pub fn weigh(registry: &Registry, owner: &str, served: &Served) -> Vec<Line> {
                 (
                     entry.clone(),
                     Outcome::Claim {
-                        record: r.clone(),
+                        record: Box::new(r.clone()),
                         app_managed: true,
                         orphaned_at: None,
                         tracked_at: None,

@@ -234,17 +234,7 @@ struct Row {
 
 /// The rows of TrafegoDNS's SQLite database, opened read-only.
 fn read_sqlite(path: &Path) -> anyhow::Result<Vec<Entry>> {
-    let mut uri = String::from("file:");
-    for c in path.display().to_string().chars() {
-        match c {
-            '%' => uri.push_str("%25"),
-            '?' => uri.push_str("%3f"),
-            '#' => uri.push_str("%23"),
-            c => uri.push(c),
-        }
-    }
-    uri.push_str("?mode=ro");
-    let mut conn = SqliteConnection::establish(&uri)
+    let mut conn = SqliteConnection::establish(&read_only_uri(path))
         .with_context(|| format!("FILE {}: cannot open the SQLite database", path.display()))?;
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT CAST(id AS TEXT) AS id, provider, CAST(record_id AS TEXT) AS record_id, \
@@ -290,6 +280,21 @@ fn sqlite_entry(r: Row) -> Entry {
         orphan,
         tracked_at: r.tracked_at.as_deref().and_then(parse_time),
     }
+}
+
+/// The SQLite URI opening `path` read-only (nothing, not even a journal, is written).
+pub fn read_only_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 /// A time as TrafegoDNS writes it (`Date.toISOString()`, or SQLite's
