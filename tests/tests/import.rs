@@ -305,30 +305,52 @@ async fn trafegodns_v1_json_claims_only_what_the_provider_still_holds_and_then_m
 }
 
 #[tokio::test]
-async fn trafegodns_api_v2_json_is_read_by_its_type_and_name_keys() {
+async fn trafegodns_api_v2_json_is_read_by_its_type_and_name_keys_and_as_source_attributes_it() {
     let mut env = Env::start(vec![], &[]).await;
     let id = env
         .fake
         .insert(FakeRecord::new("A", "www.example.com", "192.0.2.1"));
+    let old = env
+        .fake
+        .insert(FakeRecord::new("A", "old.example.com", "192.0.2.2"));
     env.refresh().await;
     // The api-v2 line's fileManager.js / keyManager.js shape.
     let file = write_json(
         env.dir.path(),
         &serde_json::json!({"providers": {"cloudflare": {"records": {
             "A:www.example.com": {"id": id, "tracked": iso(T0)},
+            "A:old.example.com": {"id": old, "tracked": iso(T0)},
             "A:gone.example.com": {"id": "zz", "tracked": iso(T0)}
         }}}}),
     );
-    let run = import(&env, &["--from", "trafegodns", &file]).await;
+    let run = import(
+        &env,
+        &["--from", "trafegodns", &file, "--as-source", "traefik"],
+    )
+    .await;
     assert!(run.status.success(), "{}", stderr(&run));
     let out = stdout(&run);
     assert!(
-        out.contains("claimed 1 (1 app-managed, 0 orphaned); not claimed 1"),
+        out.contains("claimed 2 (2 app-managed, 0 orphaned); not claimed 1"),
         "{out}"
     );
     let tracked = env.tracked().await;
-    assert_eq!(tracked.len(), 1);
-    assert!(tracked[0].app_managed);
+    assert_eq!(tracked.len(), 2);
+    assert!(tracked.iter().all(|t| t.app_managed));
+    // Attributed to traefik: its next reconcile orphans what it no longer declares.
+    let r = env
+        .reconcile("traefik", vec![a("www.example.com", "192.0.2.1")])
+        .await;
+    assert_eq!(
+        ChangeAction::try_from(change_of(&r, "old.example.com").action),
+        Ok(ChangeAction::Orphan),
+        "{r:#?}"
+    );
+    assert_eq!(
+        ChangeAction::try_from(change_of(&r, "www.example.com").action),
+        Ok(ChangeAction::Unchanged),
+        "{r:#?}"
+    );
 }
 
 #[tokio::test]

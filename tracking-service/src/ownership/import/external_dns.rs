@@ -101,7 +101,9 @@ pub fn weigh(registry: &Registry, owner: &str, served: &Served) -> Vec<Line> {
                 )
             } else if dangling.contains(r.record_id.as_str()) {
                 (
-                    String::from("registry entry whose record the provider no longer holds"),
+                    String::from(
+                        "registry entry naming no record the provider holds: check --prefix",
+                    ),
                     Outcome::Skip(Skip::Gone),
                 )
             } else {
