@@ -1,13 +1,51 @@
 //! The tracking-service binary: parses configuration, sets up logging, binds
-//! the listener and runs the library until SIGINT or SIGTERM.
+//! the listener and runs the library until SIGINT or SIGTERM. With the
+//! `import` subcommand it claims another tool's records once and exits
+//! instead (`tracking_service::ownership::import`).
 
 use clap::Parser;
+
+/// tracking-service: decides which DNS records should exist, tracks what the
+/// app manages and cleans up orphans, through cache-service. With no command
+/// it runs the service.
+#[derive(Parser)]
+#[command(name = "tracking-service", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: tracking_service::Config,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Claim the records TrafegoDNS (its dns-records.json or SQLite database) or
+    /// external-dns (its TXT registry, for one owner id) managed, then exit.
+    /// Only records the provider still holds are claimed; the rest are reported.
+    Import {
+        #[command(flatten)]
+        args: tracking_service::ownership::import::ImportArgs,
+        #[command(flatten)]
+        config: tracking_service::Config,
+    },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // First, so a SIGTERM during start-up is handled, not fatal.
     let shutdown = trafego_common::shutdown::signal();
-    let config = tracking_service::Config::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Import { args, config }) = cli.command {
+        config.service.init_logging()?;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = tracking_service::ownership::import::run(&config, &args, &mut out).await {
+            // One line naming what was wrong; nothing was written.
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    let config = cli.config;
     config.service.init_logging()?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await

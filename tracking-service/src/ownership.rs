@@ -10,8 +10,10 @@
 //! marker proves ownership only when it names this installation's
 //! `OWNER_ID` ([`registry::Registry::proves`]); with no owner id nothing is
 //! ever proof. `registry` holds the TXT registry format shared by this
-//! project's own markers and external-dns's.
+//! project's own markers and external-dns's; [`import`] claims what
+//! TrafegoDNS or external-dns managed.
 
+pub mod import;
 pub mod markers;
 pub mod rebuild;
 pub mod registry;

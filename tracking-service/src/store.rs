@@ -688,3 +688,77 @@ pub fn history(conn: &mut Conn) -> QueryResult<Vec<(String, String, String, Stri
 
 #[cfg(test)]
 mod tests;
+
+/// Which of `keys` (`(record_id, name, type)`) the table already tracks,
+/// by record id or by (name, type): the import leaves those as they are.
+pub fn already_tracked(
+    conn: &mut Conn,
+    keys: &[(String, String, String)],
+) -> QueryResult<Vec<bool>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let found: Vec<(String, String, String)> = dns_tracked_records::table
+        .filter(in_ids("record_id", &Ids::of(&ids)).or(in_ids("name", &Ids::of(&names))))
+        .select((
+            dns_tracked_records::record_id,
+            dns_tracked_records::name,
+            dns_tracked_records::rtype,
+        ))
+        .load(conn)?;
+    let by_id: std::collections::HashSet<&str> = found.iter().map(|f| f.0.as_str()).collect();
+    let by_key: std::collections::HashSet<(&str, &str)> =
+        found.iter().map(|f| (f.1.as_str(), f.2.as_str())).collect();
+    Ok(keys
+        .iter()
+        .map(|(id, n, t)| by_id.contains(id.as_str()) || by_key.contains(&(n.as_str(), t.as_str())))
+        .collect())
+}
+
+/// Claims imported records (TrafegoDNS, external-dns) in one write
+/// transaction: each row is inserted only if neither its record id nor its
+/// (name, type) is tracked yet, so nothing tracked is changed and a second
+/// run claims nothing. `decls` attribute claimed rows to a source (written
+/// for the rows inserted only). Returns, per row, whether it was inserted.
+pub fn claim(conn: &mut Conn, rows: &[TrackedRow], decls: &[DeclRow]) -> QueryResult<Vec<bool>> {
+    write_tx(conn, |conn| {
+        let keys: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| (r.record_id.clone(), r.name.clone(), r.rtype.clone()))
+            .collect();
+        let taken = already_tracked(conn, &keys)?;
+        let fresh: Vec<&TrackedRow> = rows
+            .iter()
+            .zip(&taken)
+            .filter(|(_, t)| !**t)
+            .map(|(r, _)| r)
+            .collect();
+        for chunk in fresh.chunks(INSERT_CHUNK / 2) {
+            diesel::insert_into(dns_tracked_records::table)
+                .values(chunk.iter().map(|r| (*r).clone()).collect::<Vec<_>>())
+                .execute(conn)?;
+        }
+        let inserted: std::collections::HashSet<(&str, &str)> = fresh
+            .iter()
+            .map(|r| (r.name.as_str(), r.rtype.as_str()))
+            .collect();
+        let decls: Vec<&DeclRow> = decls
+            .iter()
+            .filter(|d| inserted.contains(&(d.name.as_str(), d.rtype.as_str())))
+            .collect();
+        for d in decls {
+            diesel::insert_into(dns_declarations::table)
+                .values(d.clone())
+                .on_conflict((
+                    dns_declarations::source,
+                    dns_declarations::name,
+                    dns_declarations::rtype,
+                ))
+                .do_nothing()
+                .execute(conn)?;
+        }
+        Ok(taken.into_iter().map(|t| !t).collect())
+    })
+}
