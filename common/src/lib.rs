@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod db;
 pub mod duration;
+pub mod leader;
 pub mod mesh;
 pub mod num;
 pub mod paging;
