@@ -451,7 +451,9 @@ async fn release(mut conn: PgConnection, shared: &Shared) {
         Ok(Ok(Err(e))) => {
             tracing::warn!(service = %shared.service, error = %e, "unlock failed; closing the session frees the lock")
         }
-        _ => tracing::warn!(service = %shared.service, "unlock did not answer in time; the session is abandoned"),
+        _ => {
+            tracing::warn!(service = %shared.service, "unlock did not answer in time; the session is abandoned")
+        }
     }
 }
 

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{oneshot, watch};
-use trafego_common::leader::{
-    FenceError, LeaderSettings, Leadership, Role, check_fence, lock_key,
-};
+use trafego_common::leader::{FenceError, LeaderSettings, Leadership, Role, check_fence, lock_key};
 use trafego_tests::postgres::PgCluster;
 
 /// The service contended for in these tests.
@@ -113,24 +111,42 @@ async fn one_of_three_candidates_leads_and_the_fence_grows_at_each_takeover() {
     .await;
     assert_eq!(fence, 1);
     // The followers learn who leads (at their next try) and the table says so.
-    until(&mut rxs, Duration::from_secs(5), "followers know the leader", |roles| {
-        let leader = Some(names[first].to_string());
-        roles
-            .iter()
-            .enumerate()
-            .all(|(i, r)| i == first || *r == Role::Follower { leader: leader.clone() })
-            .then_some(())
-    })
+    until(
+        &mut rxs,
+        Duration::from_secs(5),
+        "followers know the leader",
+        |roles| {
+            let leader = Some(names[first].to_string());
+            roles
+                .iter()
+                .enumerate()
+                .all(|(i, r)| {
+                    i == first
+                        || *r
+                            == Role::Follower {
+                                leader: leader.clone(),
+                            }
+                })
+                .then_some(())
+        },
+    )
     .await;
-    let follower = cands.iter().flatten().find(|c| c.current().fence().is_none()).unwrap();
+    let follower = cands
+        .iter()
+        .flatten()
+        .find(|c| c.current().fence().is_none())
+        .unwrap();
     assert_eq!(
         follower.leader_address().await.unwrap().as_deref(),
         Some(names[first])
     );
     assert_eq!(
-        pg.psql(&format!("SELECT count(*) FROM pg_locks WHERE {}", lock_row()))
-            .await
-            .unwrap(),
+        pg.psql(&format!(
+            "SELECT count(*) FROM pg_locks WHERE {}",
+            lock_row()
+        ))
+        .await
+        .unwrap(),
         "1"
     );
     assert_eq!(
@@ -180,13 +196,18 @@ async fn one_of_three_candidates_leads_and_the_fence_grows_at_each_takeover() {
     cands[leader].take().unwrap().shutdown().await;
     // Nobody holds the lock; the table keeps the last fence and holder.
     assert_eq!(
-        pg.psql(&format!("SELECT count(*) FROM pg_locks WHERE {}", lock_row()))
-            .await
-            .unwrap(),
+        pg.psql(&format!(
+            "SELECT count(*) FROM pg_locks WHERE {}",
+            lock_row()
+        ))
+        .await
+        .unwrap(),
         "0"
     );
     assert_eq!(
-        pg.psql("SELECT fence, holder FROM leadership").await.unwrap(),
+        pg.psql("SELECT fence, holder FROM leadership")
+            .await
+            .unwrap(),
         format!("3|{}", names[leader])
     );
 }
@@ -204,12 +225,17 @@ async fn a_leader_whose_session_is_killed_steps_down_and_another_leads() {
     let freed = Instant::now();
     // Another candidate leads, with a greater fence, within the retry interval
     // (plus scheduling slack on a busy machine)...
-    let (new, fence) = until(&mut rxs, Duration::from_secs(5), "another leader", |roles| {
-        roles
-            .iter()
-            .enumerate()
-            .find_map(|(i, r)| r.fence().filter(|_| i != old).map(|f| (i, f)))
-    })
+    let (new, fence) = until(
+        &mut rxs,
+        Duration::from_secs(5),
+        "another leader",
+        |roles| {
+            roles
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| r.fence().filter(|_| i != old).map(|f| (i, f)))
+        },
+    )
     .await;
     let failover = freed.elapsed();
     eprintln!(
@@ -222,11 +248,17 @@ async fn a_leader_whose_session_is_killed_steps_down_and_another_leads() {
         "{failover:?}"
     );
     // ...and the old one has stepped down (at its next check at the latest).
-    until(&mut rxs, Duration::from_secs(2), "the old leader steps down", |roles| {
-        (roles[old].fence().is_none()).then_some(())
-    })
+    until(
+        &mut rxs,
+        Duration::from_secs(2),
+        "the old leader steps down",
+        |roles| (roles[old].fence().is_none()).then_some(()),
+    )
     .await;
-    assert_eq!(sole_leader(&cands.iter().map(Leadership::current).collect::<Vec<_>>()), Some((new, fence)));
+    assert_eq!(
+        sole_leader(&cands.iter().map(Leadership::current).collect::<Vec<_>>()),
+        Some((new, fence))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,9 +286,12 @@ async fn a_leader_whose_check_stalls_steps_down_at_once() {
     });
     locked_rx.await.unwrap();
     let paused = Instant::now();
-    until(&mut rxs, Duration::from_secs(3), "step-down on a stalled check", |roles| {
-        roles[0].fence().is_none().then_some(())
-    })
+    until(
+        &mut rxs,
+        Duration::from_secs(3),
+        "step-down on a stalled check",
+        |roles| roles[0].fence().is_none().then_some(()),
+    )
     .await;
     eprintln!(
         "stepped down {:?} after its check stalled (check interval {:?})",
@@ -277,7 +312,9 @@ async fn a_leader_whose_check_stalls_steps_down_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_old_leader_cannot_write_and_a_takeover_waits_for_its_in_flight_write() {
     let pg = PgCluster::start().await.unwrap();
-    pg.psql("CREATE TABLE work (id integer PRIMARY KEY)").await.unwrap();
+    pg.psql("CREATE TABLE work (id integer PRIMARY KEY)")
+        .await
+        .unwrap();
     let a = Leadership::start(&pg.url, SERVICE, "a:1", fast());
     let mut ra = vec![a.role()];
     let (_, old_fence) = until(&mut ra, Duration::from_secs(10), "a leads", sole_leader).await;
@@ -353,9 +390,7 @@ async fn a_stalled_old_leader_cannot_write_and_a_takeover_waits_for_its_in_fligh
         }
         other => panic!("the stalled leader's write went on: {other:?}"),
     }
-    let status = tonic::Status::from(
-        check_fence(&mut { c }, SERVICE, old_fence).unwrap_err(),
-    );
+    let status = tonic::Status::from(check_fence(&mut { c }, SERVICE, old_fence).unwrap_err());
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // The new leader's fence passes.
     let url = pg.url.clone();
@@ -380,7 +415,11 @@ async fn spawn_leader(pg: &PgCluster, advertise: &str) -> (tokio::process::Child
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let fence = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            let line = lines.next_line().await.unwrap().expect("the candidate exited");
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the candidate exited");
             if let Some(f) = line.strip_prefix("leader ") {
                 break f.parse::<i64>().unwrap();
             }
@@ -406,7 +445,11 @@ async fn kill_9_of_the_leaders_process_and_a_follower_leads_within_the_retry_int
         let mut rb = vec![b.role()];
         // b is contending and sees the child lead.
         until(&mut rb, Duration::from_secs(5), "b follows", |roles| {
-            (roles[0] == Role::Follower { leader: Some(advertise.clone()) }).then_some(())
+            (roles[0]
+                == Role::Follower {
+                    leader: Some(advertise.clone()),
+                })
+            .then_some(())
         })
         .await;
 

@@ -12,7 +12,10 @@ use trafego_common::leader::{LeaderArgs, Leadership, Role};
 
 /// Command line of the candidate.
 #[derive(Debug, Parser)]
-#[command(name = "leader-candidate", about = "one leadership candidate, for tests")]
+#[command(
+    name = "leader-candidate",
+    about = "one leadership candidate, for tests"
+)]
 struct Args {
     /// The PostgreSQL database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
