@@ -211,7 +211,8 @@ impl std::fmt::Debug for Leadership {
 impl Leadership {
     /// Starts contending for `service`'s leadership on the PostgreSQL
     /// database at `url`, advertising `advertise` to followers when leading.
-    /// Returns at once, as a follower; watch [`Leadership::role`].
+    /// Returns at once, as a follower; watch [`Leadership::role`]. Must be
+    /// called within a tokio runtime (the contention loop is a task on it).
     pub fn start(url: &str, service: &str, advertise: &str, settings: LeaderSettings) -> Self {
         let shared = Arc::new(Shared {
             url: url.to_string(),
