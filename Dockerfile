@@ -14,6 +14,9 @@
 ############################ build ############################
 FROM rust:1.95.0-slim-bookworm AS builder
 WORKDIR /src
+# libpq: the PostgreSQL client library diesel's postgres backend links.
+RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 # The registry and the target directory live in cache mounts (kept between
 # builds, never in a layer), so the binaries are copied out in the same step.
@@ -31,7 +34,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM debian:12.13-slim AS runtime
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates; \
+    apt-get install -y --no-install-recommends ca-certificates libpq5; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 trafego; \
     useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -34,6 +34,9 @@ pub enum DbError {
     /// A query failed.
     #[error("database query: {0}")]
     Query(#[from] diesel::result::Error),
+    /// Another instance holds the database file (one SQLite file, one instance).
+    #[error(transparent)]
+    InUse(#[from] crate::leader::sqlite::InstanceLockError),
     /// Migrations failed.
     #[error("database migrations: {0}")]
     Migration(String),
@@ -87,6 +90,8 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 pub struct Db {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     path: PathBuf,
+    /// Held while any clone lives: a second instance on the file refuses to start.
+    _instance: std::sync::Arc<crate::leader::sqlite::InstanceLock>,
 }
 
 impl std::fmt::Debug for Db {
@@ -125,6 +130,7 @@ impl Db {
         opts: DbOptions,
     ) -> Result<Self, DbError> {
         create_private(path)?;
+        let instance = crate::leader::sqlite::InstanceLock::acquire(path)?;
         let url = path.to_string_lossy().to_string();
         {
             let mut conn = SqliteConnection::establish(&url)?;
@@ -148,6 +154,7 @@ impl Db {
         Ok(Self {
             pool,
             path: path.to_path_buf(),
+            _instance: std::sync::Arc::new(instance),
         })
     }
 

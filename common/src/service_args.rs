@@ -1,11 +1,12 @@
 //! Settings every TrafegoDNS service takes the same way: shutdown grace, the
-//! database pool, logging, and the mesh settings. Flattened into each
+//! database pool, logging, the mesh settings and leader election. Flattened into each
 //! service's own flags, so both read them under the same names.
 
 use std::time::Duration;
 
 use crate::db::DbOptions;
 use crate::duration;
+use crate::leader::LeaderArgs;
 use crate::mesh::MeshArgs;
 use crate::telemetry::LogFormat;
 
@@ -23,6 +24,10 @@ pub struct ServiceArgs {
     /// Authentication, TLS, limits and metrics of this service's listener.
     #[command(flatten)]
     pub mesh: MeshArgs,
+
+    /// Leader election among replicas (read with PostgreSQL only; see crate::leader).
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]

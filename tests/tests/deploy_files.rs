@@ -41,6 +41,10 @@ const README_SETTINGS: &[&str] = &[
     "MAX_MESSAGE_BYTES",
     "LOG_FORMAT",
     "LOG_LEVEL",
+    // both, with PostgreSQL replicas
+    "LEADER_RETRY_INTERVAL",
+    "LEADER_CHECK_INTERVAL",
+    "ADVERTISE_ADDRESS",
     // tracking-service
     "TRACKING_LISTEN_ADDR",
     "TRACKING_DB_PATH",
