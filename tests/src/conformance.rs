@@ -128,7 +128,7 @@ async fn start(dir: &Path, args: &[String]) -> Running {
 async fn refresh(
     c: &mut CacheServiceClient<Channel>,
 ) -> Result<RefreshCacheResponse, tonic::Status> {
-    c.refresh_cache(RefreshCacheRequest { force: true })
+    c.refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
         .await
         .map(|r| r.into_inner())
 }

@@ -62,7 +62,7 @@ async fn a_batch_whose_answer_is_lost_is_settled_by_looking_not_sent_again() {
     let fake = fake().await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
+    c.refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
         .await
         .unwrap();
     fake.reset_stats();
@@ -102,7 +102,7 @@ async fn a_lost_write_found_absent_is_sent_again_after_the_look() {
     let fake = fake().await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
+    c.refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
         .await
         .unwrap();
     fake.reset_stats();

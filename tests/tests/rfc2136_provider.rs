@@ -36,7 +36,7 @@ async fn start(args: &[String]) -> (ServiceHandle, Client) {
 }
 
 async fn refresh(c: &mut Client) -> Result<RefreshCacheResponse, tonic::Status> {
-    c.refresh_cache(RefreshCacheRequest { force: true })
+    c.refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
         .await
         .map(|r| r.into_inner())
 }

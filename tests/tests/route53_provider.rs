@@ -406,7 +406,7 @@ async fn a_lost_answer_is_settled_without_a_duplicate() {
     ])
     .await;
     let mut c = trafego_tests::cache_client(&svc).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
+    c.refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
         .await
         .unwrap();
     fake.reset_stats();
@@ -484,7 +484,7 @@ async fn bad_credentials_are_refused_without_the_secret_anywhere() {
     .await;
     let mut c = trafego_tests::cache_client(&svc).await;
     let st = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");
