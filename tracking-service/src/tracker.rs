@@ -307,6 +307,18 @@ impl Tracker {
             unmanaged: num::count(counts.unmanaged),
             last_sweep_at: last.as_ref().map(|l| timestamp_ms(l.at)),
             last_sweep_deleted: last.as_ref().map_or(0, |l| l.deleted),
+            last_sweep_skipped_zones: last
+                .as_ref()
+                .map(|l| {
+                    l.skipped_zones
+                        .iter()
+                        .map(|(zone, reason)| trafego_proto::tracking::SkippedZone {
+                            zone: zone.clone(),
+                            reason: reason.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             last_sweep_skipped_reason: last.map(|l| l.skipped_reason).unwrap_or_default(),
             cache_service_reachable: self.client.reachable(),
             cache_generation: self.client.generation(),
