@@ -272,17 +272,28 @@ impl Cache {
             .run(move |c| {
                 let claimed = store::claim(c, name, &z)?;
                 let journal_id = store::journal_id(c)?;
-                Ok::<_, CacheError>((claimed, store::state(c)?, store::zone_states(c)?, journal_id))
+                Ok::<_, CacheError>((
+                    claimed,
+                    store::state(c)?,
+                    store::zone_states(c)?,
+                    journal_id,
+                ))
             })
             .await?;
         if claimed.other_provider > 0 {
-            tracing::warn!(dropped = claimed.other_provider, provider = name, "dropped cached rows of another provider");
+            tracing::warn!(
+                dropped = claimed.other_provider,
+                provider = name,
+                "dropped cached rows of another provider"
+            );
         }
         for (zone, dropped) in &claimed.other_zones {
             tracing::warn!(dropped, zone = %zone, "dropped cached rows of a zone no longer served");
         }
         if claimed.journal_reset {
-            tracing::info!("the change journal starts anew (it spoke of another provider or of a zone no longer served)");
+            tracing::info!(
+                "the change journal starts anew (it spoke of another provider or of a zone no longer served)"
+            );
         }
         let mut states: HashMap<String, ZoneState> =
             states.into_iter().map(|s| (s.zone.clone(), s)).collect();

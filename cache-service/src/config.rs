@@ -345,7 +345,11 @@ impl Config {
             if let Some(w) = zs.windows(2).find(|w| w[0] == w[1]) {
                 bail!("DNS_ZONES names {} twice", w[0]);
             }
-            let shown = listed.iter().map(|z| z.trim()).collect::<Vec<_>>().join(",");
+            let shown = listed
+                .iter()
+                .map(|z| z.trim())
+                .collect::<Vec<_>>()
+                .join(",");
             set.push(("DNS_ZONES", shown, zs));
         }
         for (k, v) in [
@@ -483,7 +487,9 @@ impl Config {
         let zones = self.zones()?;
         let several = zones.len() > 1;
         fn boxed<P: DnsProvider>(ps: Vec<P>) -> Vec<Arc<dyn DnsProvider>> {
-            ps.into_iter().map(|p| Arc::new(p) as Arc<dyn DnsProvider>).collect()
+            ps.into_iter()
+                .map(|p| Arc::new(p) as Arc<dyn DnsProvider>)
+                .collect()
         }
         let one_zone_only = |setting: &str, v: &Option<String>| -> anyhow::Result<()> {
             if several && v.as_deref().is_some_and(|v| !v.is_empty()) {
@@ -513,7 +519,10 @@ impl Config {
                             .as_str()
                             .ends_with(&format!(".{}", zone.as_str()))
                 };
-                let home = zones.iter().filter(|z| inside(z)).max_by_key(|z| z.as_str().len());
+                let home = zones
+                    .iter()
+                    .filter(|z| inside(z))
+                    .max_by_key(|z| z.as_str().len());
                 match (home, self.zonefile_ns_address.is_empty()) {
                     (Some(zone), true) => bail!(
                         "ZONEFILE_NS {name_server} lies inside the zone {zone}: set \
@@ -523,7 +532,11 @@ impl Config {
                     (None, false) => bail!(
                         "ZONEFILE_NS_ADDRESS is only for a ZONEFILE_NS inside the zone {}; \
                          {name_server} lies outside it and its addresses belong in its own zone",
-                        zones.iter().map(Hostname::as_str).collect::<Vec<_>>().join(", ")
+                        zones
+                            .iter()
+                            .map(Hostname::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     _ => {}
                 }
@@ -560,7 +573,8 @@ impl Config {
                     );
                 }
                 one_zone_only("CLOUDFLARE_ZONE_ID", &self.cloudflare_zone_id)?;
-                let mut cfg = CloudflareConfig::new(&self.cloudflare_api_url, &self.token()?, first);
+                let mut cfg =
+                    CloudflareConfig::new(&self.cloudflare_api_url, &self.token()?, first);
                 cfg.zone_id = self.cloudflare_zone_id.clone().filter(|z| !z.is_empty());
                 cfg.per_page = self.cloudflare_per_page;
                 cfg.batch_size = self.cloudflare_batch_size.max(1);

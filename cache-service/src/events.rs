@@ -189,13 +189,17 @@ mod tests {
         // Overflow the ring: generation 10 is no longer complete.
         hub.publish(
             13,
-            (0..3).map(|i| removed_event(13, String::new(), i.to_string())).collect(),
+            (0..3)
+                .map(|i| removed_event(13, String::new(), i.to_string()))
+                .collect(),
         );
         let s = hub.subscribe(10);
         assert_eq!(s.backlog.len(), 1);
         assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
         // A change bigger than the ring keeps only its summary.
-        let mut big: Vec<_> = (0..10).map(|i| removed_event(14, String::new(), i.to_string())).collect();
+        let mut big: Vec<_> = (0..10)
+            .map(|i| removed_event(14, String::new(), i.to_string()))
+            .collect();
         big.push(refreshed_event(14, String::new(), String::new()));
         hub.publish(14, big);
         let s = hub.subscribe(13);

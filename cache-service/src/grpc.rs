@@ -424,7 +424,8 @@ impl CacheService for CacheApi {
                 Some(change::Kind::Update(u)) => {
                     let id =
                         self.valid_id(&format!("changes[{i}].update.record_id"), &u.record_id)?;
-                    match self.valid_input(&format!("changes[{i}].update.record"), u.record.as_ref())
+                    match self
+                        .valid_input(&format!("changes[{i}].update.record"), u.record.as_ref())
                     {
                         Ok(input) => WriteOp::Update { id, input },
                         Err(r) => {

@@ -143,9 +143,7 @@ impl ZoneState {
 
 /// Every zone's stored state.
 pub fn zone_states(conn: &mut Conn) -> QueryResult<Vec<ZoneState>> {
-    zone_state::table
-        .select(ZoneState::as_select())
-        .load(conn)
+    zone_state::table.select(ZoneState::as_select()).load(conn)
 }
 
 /// One zone's stored state (a zone never refreshed has none).
@@ -248,8 +246,7 @@ pub fn claim(conn: &mut Conn, provider: &str, zones: &[String]) -> QueryResult<C
             }
             gone.sort();
             for (z, _) in &gone {
-                diesel::delete(dns_records::table.filter(dns_records::zone.eq(z)))
-                    .execute(conn)?;
+                diesel::delete(dns_records::table.filter(dns_records::zone.eq(z))).execute(conn)?;
                 diesel::delete(zone_state::table.filter(zone_state::zone.eq(z))).execute(conn)?;
             }
             claimed.journal_reset = !gone.is_empty();

@@ -1732,7 +1732,8 @@ impl FakeCloudflareAccount {
         for z in self.zones() {
             z.reset_stats();
         }
-        self.zone_lists.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.zone_lists
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops serving.

@@ -112,7 +112,11 @@ pub async fn start_cache_with_clock(
     // Several zones (--zones): one zone file each, and no one-zone default.
     let several = extra.contains(&"--zones");
     let zonefile = dir
-        .join(if several { "{zone}.zone" } else { "example.com.zone" })
+        .join(if several {
+            "{zone}.zone"
+        } else {
+            "example.com.zone"
+        })
         .display()
         .to_string();
     let mut args = vec![];
@@ -122,7 +126,8 @@ pub async fn start_cache_with_clock(
         ("--db-path", db.as_str()),
         ("--zonefile-path", zonefile.as_str()),
     ] {
-        if !extra.contains(&flag) && !(several && flag == "--zone") {
+        let skip = extra.contains(&flag) || (several && flag == "--zone");
+        if !skip {
             args.extend([flag, value]);
         }
     }

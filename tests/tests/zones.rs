@@ -120,7 +120,10 @@ async fn every_zone_has_its_own_status_and_the_filters_keep_to_their_zone() {
     assert_eq!(zone(&s, "dev.example.com").record_count, 1);
     assert_eq!(zone(&s, "example.org").record_count, 1);
     for z in &s.zones {
-        assert!(!z.stale && z.last_refreshed.is_some() && z.last_attempt.is_some(), "{z:?}");
+        assert!(
+            !z.stale && z.last_refreshed.is_some() && z.last_attempt.is_some(),
+            "{z:?}"
+        );
         assert!(z.generation > 0 && z.generation <= s.generation, "{z:?}");
     }
 
@@ -142,7 +145,9 @@ async fn every_zone_has_its_own_status_and_the_filters_keep_to_their_zone() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(
-        e.message().contains("zone") && e.message().contains("dev.example.com, example.com, example.org"),
+        e.message().contains("zone")
+            && e.message()
+                .contains("dev.example.com, example.com, example.org"),
         "{e:?}"
     );
 
@@ -240,7 +245,11 @@ async fn a_zone_whose_listing_fails_keeps_its_snapshot_and_alone_is_stale() {
         names_in(&mut c, "dev.example.com").await,
         ["app.dev.example.com"]
     );
-    assert!(names_in(&mut c, "example.org").await.contains(&"new.example.org".to_string()));
+    assert!(
+        names_in(&mut c, "example.org")
+            .await
+            .contains(&"new.example.org".to_string())
+    );
     // One zone refreshes alone; the failing one recovers on its own.
     acct.zone("dev.example.com").clear_faults();
     let r = c
@@ -289,7 +298,9 @@ async fn writes_go_to_the_longest_zone_and_a_name_in_no_zone_is_refused_alone() 
     assert_eq!(refused.code, Code::InvalidArgument as i32, "{refused:?}");
     assert!(
         refused.message.contains("changes[2].create.name")
-            && refused.message.contains("dev.example.com, example.com, example.org"),
+            && refused
+                .message
+                .contains("dev.example.com, example.com, example.org"),
         "{refused:?}"
     );
     let zone_of = |i: usize| r.results[i].record.as_ref().unwrap().zone.clone();
@@ -321,7 +332,10 @@ async fn writes_go_to_the_longest_zone_and_a_name_in_no_zone_is_refused_alone() 
         .into_inner()
         .record
         .unwrap();
-    assert_eq!((got.zone.as_str(), got.name.as_str()), ("dev.example.com", "b.dev.example.com"));
+    assert_eq!(
+        (got.zone.as_str(), got.name.as_str()),
+        ("dev.example.com", "b.dev.example.com")
+    );
 
     // An update may not move a record to another zone.
     let e = c
@@ -355,7 +369,10 @@ async fn writes_go_to_the_longest_zone_and_a_name_in_no_zone_is_refused_alone() 
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    assert!(e.message().contains("record.name") && e.message().contains("example.org"), "{e:?}");
+    assert!(
+        e.message().contains("record.name") && e.message().contains("example.org"),
+        "{e:?}"
+    );
     // An update staying in its zone, and a delete, go to the record's zone.
     let r = c
         .apply_changes(ApplyChangesRequest {
@@ -385,7 +402,10 @@ async fn writes_go_to_the_longest_zone_and_a_name_in_no_zone_is_refused_alone() 
         .unwrap()
         .into_inner();
     assert_eq!(r.succeeded, 2, "{r:?}");
-    assert_eq!(acct.zone("dev.example.com").get(&id).unwrap().content, "192.0.2.99");
+    assert_eq!(
+        acct.zone("dev.example.com").get(&id).unwrap().content,
+        "192.0.2.99"
+    );
     assert!(!at("example.org", "c.example.org"));
     cache.shutdown().await.unwrap();
 }

@@ -82,7 +82,10 @@ async fn hostnames_over_three_zones_reconcile_and_a_stale_zone_pauses_its_delete
     assert_eq!(actions(&r), vec![ChangeAction::Create; 3], "{r:?}");
     let at = |z: &str, name: &str| acct.zone(z).records().iter().any(|r| r.name == name);
     assert!(at("example.com", "a.example.com"));
-    assert!(at("dev.example.com", "b.dev.example.com"), "the longest zone");
+    assert!(
+        at("dev.example.com", "b.dev.example.com"),
+        "the longest zone"
+    );
     assert!(!at("example.com", "b.dev.example.com"));
     assert!(at("example.org", "c.example.org"));
     // Idempotent across zones.
@@ -104,7 +107,8 @@ async fn hostnames_over_three_zones_reconcile_and_a_stale_zone_pauses_its_delete
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(
         e.message().contains("records[0].hostname")
-            && e.message().contains("dev.example.com, example.com, example.org"),
+            && e.message()
+                .contains("dev.example.com, example.com, example.org"),
         "{e:?}"
     );
 
@@ -145,12 +149,18 @@ async fn hostnames_over_three_zones_reconcile_and_a_stale_zone_pauses_its_delete
         .iter()
         .find(|d| d.name == "b.dev.example.com")
         .expect("listed");
-    assert!(!kept.deleted && kept.reason.contains("zone dev.example.com"), "{kept:?}");
+    assert!(
+        !kept.deleted && kept.reason.contains("zone dev.example.com"),
+        "{kept:?}"
+    );
     assert_eq!(s.skipped_zones.len(), 1, "{s:?}");
     assert_eq!(s.skipped_zones[0].zone, "dev.example.com");
     assert!(!s.skipped_zones[0].reason.is_empty());
     assert!(!at("example.com", "a.example.com") && !at("example.org", "c.example.org"));
-    assert!(at("dev.example.com", "b.dev.example.com"), "paused in its zone");
+    assert!(
+        at("dev.example.com", "b.dev.example.com"),
+        "paused in its zone"
+    );
     let st = t
         .get_tracker_status(GetTrackerStatusRequest {})
         .await

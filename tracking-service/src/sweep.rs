@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use trafego_common::num;
+use trafego_proto::cache::GetCacheStatusResponse;
 use trafego_proto::cache::{Change, DeleteChange, DnsRecord, change};
 use trafego_proto::timestamp_ms;
-use trafego_proto::cache::GetCacheStatusResponse;
 use trafego_proto::tracking::{RunOrphanSweepResponse, SkippedZone, SweptRecord};
 
 use crate::check;

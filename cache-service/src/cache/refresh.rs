@@ -69,9 +69,9 @@ impl Cache {
         } else {
             zones.to_vec()
         };
-        let runs = all.iter().map(|&i| async move {
-            (i, self.refresh_recent(i, force).await)
-        });
+        let runs = all
+            .iter()
+            .map(|&i| async move { (i, self.refresh_recent(i, force).await) });
         let done = futures::future::join_all(runs).await;
         let mut out = Vec::with_capacity(done.len());
         for (i, r) in done {
@@ -232,10 +232,8 @@ impl Cache {
         let zname = zone.name.to_string();
         let changes = diff.added.len() + diff.changed.len() + diff.removed.len();
         if changes > self.settings.watch_buffer {
-            self.hub.publish_gap(
-                g,
-                events::refreshed_event(g, zname.clone(), String::new()),
-            );
+            self.hub
+                .publish_gap(g, events::refreshed_event(g, zname.clone(), String::new()));
         } else {
             let mut evs = Vec::with_capacity(changes + 1);
             for r in &diff.added {
@@ -342,7 +340,9 @@ impl Cache {
                 }
             })
             .collect();
-        let runs = old.iter().map(|&i| async move { (i, self.refresh(i).await) });
+        let runs = old
+            .iter()
+            .map(|&i| async move { (i, self.refresh(i).await) });
         for (i, r) in futures::future::join_all(runs).await {
             r.map_err(|e| self.zone_error(i, e))?;
         }

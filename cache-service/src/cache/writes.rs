@@ -260,7 +260,7 @@ impl Cache {
                 }
                 Err(o) => {
                     known[i] = true;
-                    outcomes[i] = Some(o);
+                    outcomes[i] = Some(*o);
                 }
             }
         }
@@ -436,9 +436,7 @@ impl Cache {
             generation,
             "write-through applied"
         );
-        let zones = (0..n)
-            .map(|i| routed[i].then_some(zone_of[i]))
-            .collect();
+        let zones = (0..n).map(|i| routed[i].then_some(zone_of[i])).collect();
         Ok(WriteReport {
             outcomes,
             generation,
@@ -456,7 +454,7 @@ impl Cache {
     async fn route_changes(
         &self,
         changes: &[ChangeReq],
-    ) -> Result<Vec<Result<usize, Outcome>>, CacheError> {
+    ) -> Result<Vec<Result<usize, Box<Outcome>>>, CacheError> {
         if self.zones.len() == 1 {
             return Ok(vec![Ok(0); changes.len()]);
         }
@@ -476,25 +474,26 @@ impl Cache {
                 Ok::<_, CacheError>(out)
             })
             .await?;
-        let no_zone = |name: &str| Outcome::Failed {
-            code: Code::InvalidArgument,
-            message: self.no_zone_message(name),
+        let no_zone = |name: &str| {
+            Box::new(Outcome::Failed {
+                code: Code::InvalidArgument,
+                message: self.no_zone_message(name),
+            })
         };
         Ok(changes
             .iter()
             .map(|c| {
-                let held = c
-                    .op
-                    .id()
-                    .and_then(|id| cached.get(id))
-                    .and_then(|z| self.zone_index(z));
+                let held =
+                    c.op.id()
+                        .and_then(|id| cached.get(id))
+                        .and_then(|z| self.zone_index(z));
                 match &c.op {
-                    WriteOp::Create(input) => {
-                        self.route(&input.spec.name).ok_or_else(|| no_zone(input.spec.name.as_str()))
-                    }
+                    WriteOp::Create(input) => self
+                        .route(&input.spec.name)
+                        .ok_or_else(|| no_zone(input.spec.name.as_str())),
                     WriteOp::Update { id, input } => match held {
                         Some(h) if input.spec.name.is_in_zone(&self.zones[h].name) => Ok(h),
-                        Some(h) => Err(Outcome::Failed {
+                        Some(h) => Err(Box::new(Outcome::Failed {
                             code: Code::InvalidArgument,
                             message: format!(
                                 "record.name: {} lies outside zone {}, the zone of record {id}: an \
@@ -502,17 +501,19 @@ impl Cache {
                                  create the new one)",
                                 input.spec.name, self.zones[h].name
                             ),
-                        }),
+                        })),
                         None => self
                             .route(&input.spec.name)
                             .ok_or_else(|| no_zone(input.spec.name.as_str())),
                     },
-                    WriteOp::Delete { id } => held.ok_or_else(|| Outcome::Failed {
-                        code: Code::NotFound,
-                        message: format!(
-                            "record {id} is in the cache of none of the zones served ({})",
-                            self.zone_list().replace(',', ", ")
-                        ),
+                    WriteOp::Delete { id } => held.ok_or_else(|| {
+                        Box::new(Outcome::Failed {
+                            code: Code::NotFound,
+                            message: format!(
+                                "record {id} is in the cache of none of the zones served ({})",
+                                self.zone_list().replace(',', ", ")
+                            ),
+                        })
                     }),
                 }
             })
@@ -746,9 +747,9 @@ impl Cache {
             rows
         } else {
             let me = self.clone();
-            trafego_common::mesh::spawn_in_request(
-                async move { me.settle_stale(Some(stale), None).await },
-            )
+            trafego_common::mesh::spawn_in_request(async move {
+                me.settle_stale(Some(stale), None).await
+            })
             .await
             .unwrap_or_else(|e| Err(CacheError::internal(format!("settle task: {e}"))))?;
             let lookup = ids.clone();

@@ -179,7 +179,10 @@ impl CloudflareProvider {
     /// One provider per zone of `zones` (the zone of `cfg` is replaced),
     /// all sharing one HTTP client, so one request budget (the provider's
     /// rate limit is per account) and one connection pool.
-    pub fn for_zones(cfg: CloudflareConfig, zones: &[Hostname]) -> Result<Vec<Self>, ProviderError> {
+    pub fn for_zones(
+        cfg: CloudflareConfig,
+        zones: &[Hostname],
+    ) -> Result<Vec<Self>, ProviderError> {
         let Some(first) = zones.first() else {
             return Ok(Vec::new());
         };

@@ -30,8 +30,8 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -250,7 +250,7 @@ impl PowerDnsProvider {
     /// The HTTP client `cfg` asks for.
     fn client(cfg: &PowerDnsConfig) -> Result<HttpClient, ProviderError> {
         let auth = HeaderAuth::new(HeaderName::from_static("x-api-key"), &cfg.api_key)?;
-        HttpClient::new("powerdns", cfg.http.clone(), auth, &cfg.api_key, wire::map_error)
+        HttpClient::new("powerdns", cfg.http, auth, &cfg.api_key, wire::map_error)
     }
 
     /// The provider of `cfg`'s zone over an existing client.

@@ -227,7 +227,10 @@ impl Env {
         let mut cache_client = cache_client(&cache.url).await;
         // Wait for cache-service's first refresh so provider counters start clean.
         cache_client
-            .refresh_cache(RefreshCacheRequest { force: false, ..Default::default() })
+            .refresh_cache(RefreshCacheRequest {
+                force: false,
+                ..Default::default()
+            })
             .await
             .expect("first refresh");
         fake.reset_stats();
@@ -245,7 +248,10 @@ impl Env {
     /// Refreshes cache-service's cache now.
     pub async fn refresh(&mut self) {
         self.cache_client
-            .refresh_cache(RefreshCacheRequest { force: true, ..Default::default() })
+            .refresh_cache(RefreshCacheRequest {
+                force: true,
+                ..Default::default()
+            })
             .await
             .expect("refresh");
     }
