@@ -675,6 +675,60 @@ mod tests {
     }
 
     #[test]
+    fn several_zones_settings() {
+        let c = Config::for_test(&["--zones", "example.org, example.com"]);
+        let zones: Vec<String> = c.zones().unwrap().iter().map(|z| z.to_string()).collect();
+        assert_eq!(zones, ["example.com", "example.org"]);
+        assert!(c.zone().is_err(), "several zones are not one");
+        // The one-zone forms must name the same zones.
+        let c = Config::for_test(&["--zones", "example.com", "--zone", "example.com"]);
+        assert_eq!(c.zones().unwrap().len(), 1);
+        let c = Config::for_test(&[
+            "--zones",
+            "example.com,example.org",
+            "--zone",
+            "example.com",
+        ]);
+        let e = c.zones().unwrap_err().to_string();
+        assert!(
+            e.contains("DNS_ZONES") && e.contains("DNS_ZONE ") && e.contains("disagree"),
+            "{e}"
+        );
+        let e = Config::for_test(&["--zones", "a.test,a.test"])
+            .zones()
+            .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        // Settings naming one zone are refused with several.
+        let c = Config::for_test(&[
+            "--provider",
+            "cloudflare",
+            "--zones",
+            "a.test,b.test",
+            "--cloudflare-token",
+            "t",
+            "--cloudflare-zone-id",
+            "0123456789abcdef0123456789abcdef",
+        ]);
+        let e = c.providers().err().expect("refused").to_string();
+        assert!(e.contains("CLOUDFLARE_ZONE_ID"), "{e}");
+        // One zone file per zone: the path must say where.
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("zone.db").display().to_string();
+        let e = Config::for_test(&["--zones", "a.test,b.test", "--zonefile-path", &plain])
+            .providers()
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("{zone}"), "{e}");
+        let templ = dir.path().join("{zone}.zone").display().to_string();
+        let ps = Config::for_test(&["--zones", "a.test,b.test", "--zonefile-path", &templ])
+            .providers()
+            .unwrap();
+        assert_eq!(ps.len(), 2);
+        assert!(dir.path().join("a.test.zone").exists() && dir.path().join("b.test.zone").exists());
+    }
+
+    #[test]
     fn digitalocean_settings() {
         let c = Config::for_test(&[
             "--provider",

@@ -265,6 +265,19 @@ impl Cache {
         self.set_stale_gauge();
         *zone.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), outcome.clone()));
+        // Records of every zone, as their last refreshes counted them.
+        let records: u64 = self
+            .zones
+            .iter()
+            .filter_map(|z| {
+                z.last_outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|(_, o)| o.total)
+            })
+            .fold(0, u64::saturating_add);
+        metrics::gauge!("trafego_cache_records").set(records as f64);
         tracing::info!(
             zone = %zone.name,
             added = outcome.added,
