@@ -1,14 +1,21 @@
-//! The cache itself: refresh (shared by concurrent callers, whole or not at
-//! all), write-through to the provider, freshness, and event publishing.
+//! The cache itself: a snapshot per zone, each refreshed on its own (shared
+//! by concurrent callers, whole or not at all), write-through to the
+//! provider, freshness, and event publishing.
 //!
-//! Refreshes and writes take one gate in turn, so a listing never overwrites a
-//! write that was accepted while it ran, and generations are published in
-//! order. A failed refresh never touches the snapshot: only the status records
-//! the error.
+//! Each zone has its own lock, held by a refresh from its listing to its
+//! commit and by a write from its provider call to its commit, so a listing
+//! never overwrites a write accepted in its zone while it ran; zones never
+//! wait on each other's listings. One gate orders commits and their
+//! publishing across zones, so the one generation sequence is published in
+//! order. Listings take one of `REFRESH_CONCURRENCY` slots (a fair, FIFO
+//! semaphore), so a zone with many pages holds one slot and never starves
+//! the others. A failed refresh never touches its snapshot: only its zone's
+//! status records the error.
 //!
-//! Here: the cache, its errors, its kept state, status and the API form of
-//! records. `cache/refresh.rs` holds the refresh and its loop,
-//! `cache/writes.rs` the write-through, change outcomes and settling.
+//! Here: the cache, its zones, its errors, its kept state, status, routing
+//! of names to zones and the API form of records. `cache/refresh.rs` holds
+//! the refresh and its loop, `cache/writes.rs` the write-through, change
+//! outcomes and settling.
 
 mod refresh;
 mod writes;
@@ -24,10 +31,11 @@ use trafego_common::duration::millis_i64;
 use trafego_common::num;
 use trafego_proto::cache::DnsRecord;
 use trafego_proto::timestamp_ms;
+use trafego_proto::validate::Hostname;
 
 use crate::events::Hub;
 use crate::provider::{DnsProvider, ProviderError, ProviderRecord};
-use crate::store::{self, CacheState, CachedRecord};
+use crate::store::{self, CacheState, CachedRecord, ZoneState};
 
 use refresh::SharedRefresh;
 pub use refresh::{RefreshOutcome, refresh_loop};
@@ -85,32 +93,83 @@ impl From<CacheError> for tonic::Status {
 /// Settings of the cache.
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
-    /// Cache TTL and refresh period.
+    /// Cache TTL and refresh period (of every zone).
     pub refresh_interval: Duration,
-    /// A listing taking longer than this fails the refresh.
+    /// A zone's listing taking longer than this fails its refresh.
     pub refresh_timeout: Duration,
     /// Recent events kept for watchers starting from a past generation.
     pub watch_buffer: usize,
     /// How long settled change-journal entries are kept.
     pub journal_retention: Duration,
+    /// Zone listings run at once, at most (REFRESH_CONCURRENCY, at least 1).
+    pub refresh_concurrency: usize,
 }
 
-/// The provider cache: one per cache-service.
+/// One zone of the cache: its provider, its lock, its shared refresh and
+/// its kept state.
+pub struct Zone {
+    name: Hostname,
+    provider: Arc<dyn DnsProvider>,
+    /// Held by a refresh from its listing to its commit, and by a write from
+    /// its provider call to its commit (see the module's text).
+    lock: tokio::sync::Mutex<()>,
+    inflight: Mutex<Option<SharedRefresh>>,
+    /// When the zone's last successful refresh ended, and what it did.
+    last_outcome: Mutex<Option<(Instant, RefreshOutcome)>>,
+    /// `zone_state` as of its last committed change, so a read checks
+    /// freshness without a database round trip.
+    state: Mutex<Arc<ZoneState>>,
+}
+
+impl Zone {
+    /// The zone's name.
+    pub fn name(&self) -> &Hostname {
+        &self.name
+    }
+
+    /// The zone's kept state.
+    pub fn state(&self) -> Arc<ZoneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps `st`, read after a commit that changed this zone's state,
+    /// unless the kept state has a newer generation already (a failed
+    /// refresh keeps the generation and changes the error and attempt time).
+    fn committed(&self, st: ZoneState) {
+        let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.generation >= cur.generation {
+            *cur = Arc::new(st);
+        }
+    }
+
+    /// Keeps generation `g` after a committed write-through in this zone.
+    fn committed_generation(&self, g: i64) {
+        let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if g > cur.generation {
+            let mut st = ZoneState::clone(&cur);
+            st.generation = g;
+            *cur = Arc::new(st);
+        }
+    }
+}
+
+/// The provider cache: one per cache-service, over one or more zones of one
+/// provider account.
 pub struct Cache {
     db: Db,
-    provider: Arc<dyn DnsProvider>,
+    /// The zones served, sorted by name.
+    zones: Vec<Zone>,
+    provider_name: &'static str,
+    capabilities: crate::provider::Capabilities,
     hub: Hub,
     clock: SharedClock,
     settings: CacheSettings,
+    /// Orders commits and their publishing (see the module's text).
     gate: tokio::sync::Mutex<()>,
-    inflight: Mutex<Option<SharedRefresh>>,
-    /// When the last successful refresh ended, and what it did.
-    last_outcome: Mutex<Option<(Instant, RefreshOutcome)>>,
-    /// `cache_state` as of the last committed change to it (loaded at open,
-    /// replaced after each commit that changes it, never to an older
-    /// generation), so a read checks freshness without a database round trip.
+    /// Zone listings running at once (REFRESH_CONCURRENCY).
+    refresh_slots: tokio::sync::Semaphore,
+    /// `cache_state` (the generation) as of the last committed change to it.
     state: Mutex<Arc<CacheState>>,
-    zone: String,
     /// Change ids received and not recorded yet, with how many calls carry each.
     in_flight: Mutex<HashMap<String, usize>>,
     /// Bumped each time a write ends, for callers waiting on changes in flight.
@@ -119,78 +178,167 @@ pub struct Cache {
     journal_id: String,
 }
 
-/// The freshness of the cache, as `GetCacheStatus` shows it.
+/// One zone's freshness, as `GetCacheStatus` shows it.
 #[derive(Debug, Clone)]
-pub struct Status {
+pub struct ZoneStatus {
     /// The stored state.
-    pub state: CacheState,
-    /// Records cached.
+    pub state: ZoneState,
+    /// Records cached in the zone.
     pub record_count: u64,
-    /// True when the last refresh failed, never happened or is too old.
+    /// True when the zone's last refresh failed, never happened or is too old.
     pub stale: bool,
 }
 
+/// The freshness of the cache, as `GetCacheStatus` shows it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The service-wide generation.
+    pub generation: u64,
+    /// Each zone's, in the order the zones are served (by name).
+    pub zones: Vec<ZoneStatus>,
+}
+
+impl Status {
+    /// Records cached in every zone.
+    pub fn record_count(&self) -> u64 {
+        self.zones
+            .iter()
+            .fold(0u64, |n, z| n.saturating_add(z.record_count))
+    }
+
+    /// Whether any zone is stale.
+    pub fn stale(&self) -> bool {
+        self.zones.iter().any(|z| z.stale)
+    }
+
+    /// The first failing zone's error, prefixed with its zone when several
+    /// are served; empty when none failed.
+    pub fn last_error(&self) -> String {
+        let several = self.zones.len() > 1;
+        self.zones
+            .iter()
+            .find(|z| !z.state.last_error.is_empty())
+            .map(|z| {
+                if several {
+                    format!("zone {}: {}", z.state.zone, z.state.last_error)
+                } else {
+                    z.state.last_error.clone()
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    /// The oldest zone's last successful refresh: every zone is at least
+    /// this fresh. `None` when some zone was never refreshed.
+    pub fn last_refreshed(&self) -> Option<i64> {
+        oldest(self.zones.iter().map(|z| z.state.last_refreshed))
+    }
+}
+
+/// The oldest of these times; `None` when any is `None` (or there are none).
+fn oldest(times: impl Iterator<Item = Option<i64>>) -> Option<i64> {
+    let mut out: Option<i64> = None;
+    for t in times {
+        let t = t?;
+        out = Some(out.map_or(t, |o| o.min(t)));
+    }
+    out
+}
+
 impl Cache {
-    /// A cache over `db` for `provider`. Rows cached for another provider or
-    /// zone are dropped.
+    /// A cache over `db` for `providers`, one per zone, all of one provider
+    /// (they share its HTTP client and request budget). Rows cached for
+    /// another provider, or for a zone no longer served, are dropped (and
+    /// logged with their counts).
     pub async fn open(
         db: Db,
-        provider: Arc<dyn DnsProvider>,
+        providers: Vec<Arc<dyn DnsProvider>>,
         clock: SharedClock,
         settings: CacheSettings,
     ) -> Result<Arc<Self>, CacheError> {
-        let name = provider.name();
-        let zone = provider.zone().to_string();
-        let z = zone.clone();
-        let (dropped, st, journal_id) = db
+        let first = providers
+            .first()
+            .ok_or_else(|| CacheError::internal("a cache needs at least one zone"))?;
+        let name = first.name();
+        let capabilities = first.capabilities();
+        let mut providers = providers;
+        providers.sort_by(|a, b| a.zone().cmp(b.zone()));
+        let zone_names: Vec<String> = providers.iter().map(|p| p.zone().to_string()).collect();
+        if zone_names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(CacheError::internal("a zone is served twice"));
+        }
+        let z = zone_names.clone();
+        let (claimed, st, states, journal_id) = db
             .run(move |c| {
-                let dropped = store::claim(c, name, &z)?;
+                let claimed = store::claim(c, name, &z)?;
                 let journal_id = store::journal_id(c)?;
-                Ok::<_, CacheError>((dropped, store::state(c)?, journal_id))
+                Ok::<_, CacheError>((
+                    claimed,
+                    store::state(c)?,
+                    store::zone_states(c)?,
+                    journal_id,
+                ))
             })
             .await?;
-        if dropped > 0 {
-            tracing::warn!(dropped, provider = name, zone = %zone, "dropped cached rows of another provider or zone");
+        if claimed.other_provider > 0 {
+            tracing::warn!(
+                dropped = claimed.other_provider,
+                provider = name,
+                "dropped cached rows of another provider"
+            );
         }
+        for (zone, dropped) in &claimed.other_zones {
+            tracing::warn!(dropped, zone = %zone, "dropped cached rows of a zone no longer served");
+        }
+        if claimed.journal_reset {
+            tracing::info!(
+                "the change journal starts anew (it spoke of another provider or of a zone no longer served)"
+            );
+        }
+        let mut states: HashMap<String, ZoneState> =
+            states.into_iter().map(|s| (s.zone.clone(), s)).collect();
+        let zones = providers
+            .into_iter()
+            .map(|provider| {
+                let zname = provider.zone().clone();
+                let st = states
+                    .remove(zname.as_str())
+                    .unwrap_or_else(|| ZoneState::new(zname.as_str()));
+                Zone {
+                    name: zname,
+                    provider,
+                    lock: tokio::sync::Mutex::new(()),
+                    inflight: Mutex::new(None),
+                    last_outcome: Mutex::new(None),
+                    state: Mutex::new(Arc::new(st)),
+                }
+            })
+            .collect();
         Ok(Arc::new(Cache {
             hub: Hub::new(settings.watch_buffer, num::count(st.generation)),
             db,
-            provider,
+            zones,
+            provider_name: name,
+            capabilities,
             clock,
+            refresh_slots: tokio::sync::Semaphore::new(settings.refresh_concurrency.max(1)),
             settings,
             gate: tokio::sync::Mutex::new(()),
-            inflight: Mutex::new(None),
-            last_outcome: Mutex::new(None),
             state: Mutex::new(Arc::new(st)),
-            zone,
             in_flight: Mutex::new(HashMap::new()),
             finished: tokio::sync::watch::channel(0).0,
             journal_id,
         }))
     }
 
-    /// The cache's state as of the last committed change: what freshness
-    /// checks and responses read instead of the `cache_state` row. The rows a
-    /// read sees afterwards are at least this new, since it is replaced only
-    /// after a commit.
+    /// The cache's service-wide state (the generation) as of the last
+    /// committed change. The rows a read sees afterwards are at least this
+    /// new, since it is replaced only after a commit.
     pub fn state(&self) -> Arc<CacheState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Keeps `st`, read after a transaction that changed `cache_state`
-    /// committed, unless the kept state has a newer generation already (the
-    /// generation never goes backwards). Equal generations are taken: a failed
-    /// refresh changes the error and attempt time but not the generation, and
-    /// commits that change the state are serialised by the gate.
-    fn committed(&self, st: CacheState) {
-        let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.generation >= cur.generation {
-            *cur = Arc::new(st);
-        }
-    }
-
-    /// Keeps generation `g` after a committed write-through, which changes
-    /// nothing else in `cache_state`. An older generation is ignored.
+    /// Keeps generation `g` after a commit. An older generation is ignored.
     fn committed_generation(&self, g: u64) {
         let Ok(g) = i64::try_from(g) else { return };
         let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,22 +351,54 @@ impl Cache {
 
     /// The provider's name.
     pub fn provider_name(&self) -> &'static str {
-        self.provider.name()
+        self.provider_name
     }
 
-    /// What the provider can hold and do.
+    /// What the provider can hold and do (the same in every zone: one
+    /// provider account).
     pub fn capabilities(&self) -> crate::provider::Capabilities {
-        self.provider.capabilities()
+        self.capabilities.clone()
     }
 
-    /// The zone.
-    pub fn zone(&self) -> &str {
-        &self.zone
+    /// The zones served, sorted by name.
+    pub fn zones(&self) -> &[Zone] {
+        &self.zones
     }
 
-    /// The zone as a validated name.
-    pub fn zone_name(&self) -> &trafego_proto::validate::Hostname {
-        self.provider.zone()
+    /// The zones served, joined by "," (the single zone with one).
+    pub fn zone_list(&self) -> String {
+        self.zones
+            .iter()
+            .map(|z| z.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The zone named exactly `name`.
+    pub fn zone_index(&self, name: &str) -> Option<usize> {
+        self.zones.iter().position(|z| z.name.as_str() == name)
+    }
+
+    /// The zone a name belongs to: the longest served zone it lies in.
+    pub fn route(&self, name: &Hostname) -> Option<usize> {
+        self.zones
+            .iter()
+            .enumerate()
+            .filter(|(_, z)| name.is_in_zone(&z.name))
+            .max_by_key(|(_, z)| z.name.as_str().len())
+            .map(|(i, _)| i)
+    }
+
+    /// Why `name` cannot be written: it lies in no zone served.
+    pub fn no_zone_message(&self, name: &str) -> String {
+        format!(
+            "{name} lies in none of the zones served ({})",
+            self.zones
+                .iter()
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 
     /// The database.
@@ -241,25 +421,33 @@ impl Cache {
         self.clock.now_ms()
     }
 
-    /// The cache's status: the kept state, and the records counted now.
+    /// The cache's status: every zone's kept state, and the records counted now.
     pub async fn status(&self) -> Result<Status, CacheError> {
-        let state = CacheState::clone(&self.state());
-        let record_count = self
+        let generation = num::count(self.state().generation);
+        let counts = self
             .db
-            .run(|c| Ok::<_, CacheError>(store::count(c)?))
+            .run(|c| Ok::<_, CacheError>(store::count_by_zone(c)?))
             .await?;
-        let stale = self.is_stale(&state);
-        Ok(Status {
-            state,
-            record_count,
-            stale,
-        })
+        let zones = self
+            .zones
+            .iter()
+            .map(|z| {
+                let state = ZoneState::clone(&z.state());
+                let stale = self.is_stale(&state);
+                ZoneStatus {
+                    record_count: counts.get(z.name.as_str()).copied().unwrap_or(0),
+                    state,
+                    stale,
+                }
+            })
+            .collect();
+        Ok(Status { generation, zones })
     }
 
-    /// Stale: the last refresh failed, never happened, or is older than the
-    /// refresh interval (the cache TTL). The periodic refresh runs a little
-    /// before the TTL runs out, so a cache whose provider answers never is.
-    pub fn is_stale(&self, st: &CacheState) -> bool {
+    /// Stale: the zone's last refresh failed, never happened, or is older
+    /// than the refresh interval (the cache TTL). The periodic refresh runs a
+    /// little before the TTL runs out, so a zone whose provider answers never is.
+    pub fn is_stale(&self, st: &ZoneState) -> bool {
         let limit = self.settings.refresh_interval;
         match st.last_refreshed {
             None => true,
@@ -268,12 +456,27 @@ impl Cache {
         }
     }
 
-    /// A provider record as the API shows it.
-    pub fn to_proto(&self, r: &ProviderRecord, last_refreshed: i64, updated_at: i64) -> DnsRecord {
+    /// The oldest last successful refresh of these zones (all when empty).
+    pub fn last_refreshed(&self, zones: &[usize]) -> Option<i64> {
+        if zones.is_empty() {
+            oldest(self.zones.iter().map(|z| z.state().last_refreshed))
+        } else {
+            oldest(zones.iter().map(|&i| self.zones[i].state().last_refreshed))
+        }
+    }
+
+    /// A provider record of zone `zone` as the API shows it.
+    pub fn to_proto(
+        &self,
+        zone: usize,
+        r: &ProviderRecord,
+        last_refreshed: i64,
+        updated_at: i64,
+    ) -> DnsRecord {
         DnsRecord {
             record_id: r.id.clone(),
-            provider: self.provider.name().to_string(),
-            zone: self.zone.clone(),
+            provider: self.provider_name.to_string(),
+            zone: self.zones[zone].name.to_string(),
             r#type: r.rtype.clone(),
             name: r.name.clone(),
             content: r.content.clone(),
@@ -379,31 +582,32 @@ mod tests {
             refresh_timeout: Duration::from_secs(10),
             watch_buffer: 100,
             journal_retention: Duration::from_secs(3600),
+            refresh_concurrency: 4,
         };
         let cache = Cache::open(
             db,
-            provider.clone(),
+            vec![provider.clone() as Arc<dyn DnsProvider>],
             trafego_common::clock::system(),
             settings,
         )
         .await
         .unwrap();
-        let e = cache.refresh().await.unwrap_err();
+        let e = cache.refresh(0).await.unwrap_err();
         assert_eq!(e.code, Code::Internal);
         assert!(e.message.contains("internal error"), "{e:?}");
         let st = cache.status().await.unwrap();
-        assert!(st.stale);
-        assert_eq!(st.state.last_error, e.message, "{st:?}");
+        assert!(st.stale());
+        assert_eq!(st.last_error(), e.message, "{st:?}");
         // Not wedged: the next refresh runs and succeeds.
-        cache.refresh().await.unwrap();
+        cache.refresh(0).await.unwrap();
         assert_eq!(provider.lists.load(Ordering::SeqCst), 2);
         let st = cache.status().await.unwrap();
-        assert!(!st.stale && st.state.last_error.is_empty(), "{st:?}");
+        assert!(!st.stale() && st.last_error().is_empty(), "{st:?}");
     }
 
-    /// The kept state only moves forward: a state or generation older than
-    /// the one kept is ignored, and a write-through's generation keeps the
-    /// rest of the state.
+    /// A zone's kept state only moves forward: a state or generation older
+    /// than the one kept is ignored, and a write-through's generation keeps
+    /// the rest of the state.
     #[tokio::test]
     async fn the_kept_state_never_goes_back_a_generation() {
         let dir = tempfile::tempdir().unwrap();
@@ -418,40 +622,47 @@ mod tests {
             ZoneFileProvider::open(ZoneFileConfig::new(dir.path().join("z.zone"), zone)).unwrap();
         let cache = Cache::open(
             db,
-            Arc::new(provider),
+            vec![Arc::new(provider) as Arc<dyn DnsProvider>],
             trafego_common::clock::system(),
             CacheSettings {
                 refresh_interval: Duration::from_secs(3600),
                 refresh_timeout: Duration::from_secs(10),
                 watch_buffer: 16,
                 journal_retention: Duration::from_secs(3600),
+                refresh_concurrency: 4,
             },
         )
         .await
         .unwrap();
-        let g0 = cache.state().generation;
-        let newer = CacheState {
+        let z = &cache.zones()[0];
+        let g0 = z.state().generation;
+        let newer = ZoneState {
             generation: g0 + 2,
             last_error: "listing failed".into(),
-            ..CacheState::clone(&cache.state())
+            ..ZoneState::clone(&z.state())
         };
-        cache.committed(newer.clone());
-        assert_eq!(*cache.state(), newer);
-        cache.committed(CacheState {
+        z.committed(newer.clone());
+        assert_eq!(*z.state(), newer);
+        z.committed(ZoneState {
             generation: g0 + 1,
             last_error: String::new(),
             ..newer.clone()
         });
-        assert_eq!(*cache.state(), newer, "an older state is ignored");
-        cache.committed_generation(u64::try_from(g0 + 1).unwrap());
-        assert_eq!(*cache.state(), newer, "an older generation is ignored");
-        cache.committed_generation(u64::try_from(g0 + 3).unwrap());
+        assert_eq!(*z.state(), newer, "an older state is ignored");
+        z.committed_generation(g0 + 1);
+        assert_eq!(*z.state(), newer, "an older generation is ignored");
+        z.committed_generation(g0 + 3);
         assert_eq!(
-            *cache.state(),
-            CacheState {
+            *z.state(),
+            ZoneState {
                 generation: g0 + 3,
                 ..newer
             }
         );
+        let before = cache.state().generation;
+        cache.committed_generation(u64::try_from(before).unwrap());
+        assert_eq!(cache.state().generation, before);
+        cache.committed_generation(u64::try_from(before + 5).unwrap());
+        assert_eq!(cache.state().generation, before + 5);
     }
 }

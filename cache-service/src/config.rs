@@ -58,11 +58,21 @@ pub struct Config {
     #[arg(long, env = "DNS_ZONE")]
     pub zone: Option<String>,
 
+    /// Several zones of one provider account, comma-separated (e.g. example.com,example.org);
+    /// a name goes to the longest zone it lies in. The one-zone settings, if set, must agree.
+    #[arg(long, env = "DNS_ZONES", value_delimiter = ',')]
+    pub zones: Vec<String>,
+
+    /// Zone listings run at once, at most (the zones share the provider's request budget).
+    #[arg(long, env = "REFRESH_CONCURRENCY", default_value_t = 4)]
+    pub refresh_concurrency: usize,
+
     /// The zone name as TrafegoDNS users set it for Cloudflare (same as DNS_ZONE).
     #[arg(long, env = "CLOUDFLARE_ZONE")]
     pub cloudflare_zone: Option<String>,
 
-    /// The zone file (default ./data/<zone>.zone).
+    /// The zone file (default ./data/<zone>.zone); with several zones it must contain
+    /// {zone}, e.g. /data/{zone}.zone (one file per zone).
     #[arg(long, env = "ZONEFILE_PATH")]
     pub zonefile_path: Option<PathBuf>,
 
@@ -267,6 +277,7 @@ impl std::fmt::Debug for Config {
             .field("db_path", &self.db_path)
             .field("provider", &self.provider)
             .field("zone", &self.zone)
+            .field("zones", &self.zones)
             .field(
                 "cloudflare_token",
                 &self.cloudflare_token.as_ref().map(|_| "<redacted>"),
@@ -307,27 +318,61 @@ impl Config {
         <Self as clap::FromArgMatches>::from_arg_matches(&m).expect("test configuration")
     }
 
-    /// The zone, from DNS_ZONE, CLOUDFLARE_ZONE, DO_DOMAIN or ROUTE53_ZONE.
+    /// The zone, when exactly one is served (see [`Config::zones`]).
     pub fn zone(&self) -> anyhow::Result<Hostname> {
-        let set: Vec<(&str, &String)> = [
+        let mut zones = self.zones()?;
+        match zones.len() {
+            1 => Ok(zones.remove(0)),
+            n => bail!("{n} zones are set (DNS_ZONES); this needs one"),
+        }
+    }
+
+    /// The zones served, sorted: DNS_ZONES, or the one zone of DNS_ZONE,
+    /// CLOUDFLARE_ZONE, DO_DOMAIN or ROUTE53_ZONE. Every one of these that is
+    /// set must name the same zones; disagreeing ones are named.
+    pub fn zones(&self) -> anyhow::Result<Vec<Hostname>> {
+        let parse = |setting: &str, v: &str| {
+            Hostname::parse(setting, v.trim()).map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        let mut set: Vec<(&str, String, Vec<Hostname>)> = Vec::new();
+        let listed: Vec<&String> = self.zones.iter().filter(|z| !z.trim().is_empty()).collect();
+        if !listed.is_empty() {
+            let mut zs = listed
+                .iter()
+                .map(|z| parse("DNS_ZONES", z))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            zs.sort();
+            if let Some(w) = zs.windows(2).find(|w| w[0] == w[1]) {
+                bail!("DNS_ZONES names {} twice", w[0]);
+            }
+            let shown = listed
+                .iter()
+                .map(|z| z.trim())
+                .collect::<Vec<_>>()
+                .join(",");
+            set.push(("DNS_ZONES", shown, zs));
+        }
+        for (k, v) in [
             ("DNS_ZONE", &self.zone),
             ("CLOUDFLARE_ZONE", &self.cloudflare_zone),
             ("DO_DOMAIN", &self.do_domain),
             ("ROUTE53_ZONE", &self.route53_zone),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-        .collect();
-        let z = match set.as_slice() {
-            [] => bail!("set DNS_ZONE (or --zone) to the zone to manage, e.g. example.com"),
-            [(_, z), rest @ ..] => {
-                if let Some((k, b)) = rest.iter().find(|(_, b)| !b.eq_ignore_ascii_case(z)) {
-                    bail!("{} ({z}) and {k} ({b}) disagree; set one", set[0].0)
-                }
-                (*z).clone()
+        ] {
+            if let Some(v) = v {
+                set.push((k, v.clone(), vec![parse(k, v)?]));
             }
-        };
-        Hostname::parse("DNS_ZONE", &z).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        match set.as_slice() {
+            [] => bail!(
+                "set DNS_ZONE (or --zone) to the zone to manage, e.g. example.com, or DNS_ZONES to several"
+            ),
+            [(k0, v0, z0), rest @ ..] => {
+                if let Some((k, v, _)) = rest.iter().find(|(_, _, z)| z != z0) {
+                    bail!("{k0} ({v0}) and {k} ({v}) disagree; set one")
+                }
+                Ok(z0.clone())
+            }
+        }
     }
 
     fn token(&self) -> anyhow::Result<String> {
@@ -424,43 +469,100 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Builds the configured provider.
+    /// Builds the provider of the one zone served, or of the first zone:
+    /// for tests and tools that serve one (see [`Config::providers`]).
     pub fn provider(&self) -> anyhow::Result<Arc<dyn DnsProvider>> {
-        let zone = self.zone()?;
+        self.providers()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no zone is set"))
+    }
+
+    /// Builds the configured provider, one instance per zone served; the
+    /// HTTP providers' instances share one client and one request budget
+    /// (the provider's rate limit is per account). Settings that name one
+    /// zone (CLOUDFLARE_ZONE_ID, ROUTE53_ZONE_ID) are refused with several,
+    /// and so is a ZONEFILE_PATH without `{zone}`.
+    pub fn providers(&self) -> anyhow::Result<Vec<Arc<dyn DnsProvider>>> {
+        let zones = self.zones()?;
+        let several = zones.len() > 1;
+        fn boxed<P: DnsProvider>(ps: Vec<P>) -> Vec<Arc<dyn DnsProvider>> {
+            ps.into_iter()
+                .map(|p| Arc::new(p) as Arc<dyn DnsProvider>)
+                .collect()
+        }
+        let one_zone_only = |setting: &str, v: &Option<String>| -> anyhow::Result<()> {
+            if several && v.as_deref().is_some_and(|v| !v.is_empty()) {
+                bail!(
+                    "{setting} names one zone's id, but {} zones are served (DNS_ZONES): unset it, \
+                     each zone's id is looked up by its name",
+                    zones.len()
+                );
+            }
+            Ok(())
+        };
+        let first = zones[0].clone();
         Ok(match self.provider {
             ProviderKind::Zonefile => {
-                let path = self
-                    .zonefile_path
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(format!("./data/{zone}.zone")));
+                let template = self.zonefile_path.as_ref().map(|p| p.display().to_string());
+                if several && template.as_deref().is_some_and(|t| !t.contains("{zone}")) {
+                    bail!(
+                        "ZONEFILE_PATH must contain {{zone}} when several zones are served \
+                         (one file per zone), e.g. /data/{{zone}}.zone"
+                    );
+                }
                 let name_server = Hostname::parse_target("ZONEFILE_NS", &self.zonefile_ns)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let inside = name_server == zone
-                    || name_server
-                        .as_str()
-                        .ends_with(&format!(".{}", zone.as_str()));
-                match (inside, self.zonefile_ns_address.is_empty()) {
-                    (true, true) => bail!(
+                let inside = |zone: &Hostname| {
+                    name_server == *zone
+                        || name_server
+                            .as_str()
+                            .ends_with(&format!(".{}", zone.as_str()))
+                };
+                let home = zones
+                    .iter()
+                    .filter(|z| inside(z))
+                    .max_by_key(|z| z.as_str().len());
+                match (home, self.zonefile_ns_address.is_empty()) {
+                    (Some(zone), true) => bail!(
                         "ZONEFILE_NS {name_server} lies inside the zone {zone}: set \
                          ZONEFILE_NS_ADDRESS to its address (the zone must carry its glue), \
                          or name a server outside the zone"
                     ),
-                    (false, false) => bail!(
-                        "ZONEFILE_NS_ADDRESS is only for a ZONEFILE_NS inside the zone {zone}; \
-                         {name_server} lies outside it and its addresses belong in its own zone"
+                    (None, false) => bail!(
+                        "ZONEFILE_NS_ADDRESS is only for a ZONEFILE_NS inside the zone {}; \
+                         {name_server} lies outside it and its addresses belong in its own zone",
+                        zones
+                            .iter()
+                            .map(Hostname::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     _ => {}
                 }
-                Arc::new(
-                    ZoneFileProvider::open(ZoneFileConfig {
-                        path,
-                        zone,
-                        default_ttl: self.zonefile_default_ttl,
-                        name_server,
-                        name_server_addresses: self.zonefile_ns_address.clone(),
-                    })
-                    .map_err(|e| anyhow::anyhow!("zone file: {e}"))?,
-                )
+                let mut out: Vec<Arc<dyn DnsProvider>> = Vec::with_capacity(zones.len());
+                for zone in &zones {
+                    let path = match &template {
+                        Some(t) => PathBuf::from(t.replace("{zone}", zone.as_str())),
+                        None => PathBuf::from(format!("./data/{zone}.zone")),
+                    };
+                    let glue = if home == Some(zone) {
+                        self.zonefile_ns_address.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    out.push(Arc::new(
+                        ZoneFileProvider::open(ZoneFileConfig {
+                            path,
+                            zone: zone.clone(),
+                            default_ttl: self.zonefile_default_ttl,
+                            name_server: name_server.clone(),
+                            name_server_addresses: glue,
+                        })
+                        .map_err(|e| anyhow::anyhow!("zone file of {zone}: {e}"))?,
+                    ));
+                }
+                out
             }
             ProviderKind::Cloudflare => {
                 use trafego_proto::validate::{TTL_MAX, TTL_MIN};
@@ -470,21 +572,30 @@ impl Config {
                         self.cloudflare_min_ttl
                     );
                 }
-                let mut cfg = CloudflareConfig::new(&self.cloudflare_api_url, &self.token()?, zone);
+                one_zone_only("CLOUDFLARE_ZONE_ID", &self.cloudflare_zone_id)?;
+                let mut cfg =
+                    CloudflareConfig::new(&self.cloudflare_api_url, &self.token()?, first);
                 cfg.zone_id = self.cloudflare_zone_id.clone().filter(|z| !z.is_empty());
                 cfg.per_page = self.cloudflare_per_page;
                 cfg.batch_size = self.cloudflare_batch_size.max(1);
                 cfg.budget_requests = self.cloudflare_rate_limit.max(1);
                 cfg.budget_window = self.cloudflare_rate_window;
                 cfg.min_ttl = self.cloudflare_min_ttl;
-                Arc::new(
-                    CloudflareProvider::new(cfg).map_err(|e| anyhow::anyhow!("cloudflare: {e}"))?,
+                boxed(
+                    CloudflareProvider::for_zones(cfg, &zones)
+                        .map_err(|e| anyhow::anyhow!("cloudflare: {e}"))?,
                 )
             }
-            ProviderKind::Rfc2136 => Arc::new(
-                Rfc2136Provider::new(self.rfc2136(zone)?)
-                    .map_err(|e| anyhow::anyhow!("rfc2136: {e}"))?,
-            ),
+            ProviderKind::Rfc2136 => {
+                let mut out: Vec<Arc<dyn DnsProvider>> = Vec::with_capacity(zones.len());
+                for zone in &zones {
+                    out.push(Arc::new(
+                        Rfc2136Provider::new(self.rfc2136(zone.clone())?)
+                            .map_err(|e| anyhow::anyhow!("rfc2136: {e}"))?,
+                    ));
+                }
+                out
+            }
             ProviderKind::Powerdns => {
                 use trafego_proto::validate::{TTL_MAX, TTL_MIN};
                 let Some(url) = self
@@ -500,26 +611,32 @@ impl Config {
                         self.pdns_default_ttl
                     );
                 }
-                let mut cfg = PowerDnsConfig::new(url, &self.pdns_api_key()?, zone);
+                let mut cfg = PowerDnsConfig::new(url, &self.pdns_api_key()?, first);
                 cfg.server_id = self.pdns_server_id.clone();
                 cfg.batch_size = self.pdns_batch_size.max(1);
                 cfg.default_ttl = self.pdns_default_ttl;
-                Arc::new(PowerDnsProvider::new(cfg).map_err(|e| anyhow::anyhow!("powerdns: {e}"))?)
+                boxed(
+                    PowerDnsProvider::for_zones(cfg, &zones)
+                        .map_err(|e| anyhow::anyhow!("powerdns: {e}"))?,
+                )
             }
             ProviderKind::Digitalocean => {
-                let mut cfg = DigitalOceanConfig::new(&self.do_api_url, &self.do_token()?, zone);
+                let mut cfg = DigitalOceanConfig::new(&self.do_api_url, &self.do_token()?, first);
                 cfg.per_page = self.do_per_page;
                 cfg.hourly_limit = self.do_rate_limit;
                 cfg.minute_limit = self.do_burst_limit;
-                Arc::new(
-                    DigitalOceanProvider::new(cfg)
+                boxed(
+                    DigitalOceanProvider::for_zones(cfg, &zones)
                         .map_err(|e| anyhow::anyhow!("digitalocean: {e}"))?,
                 )
             }
-            ProviderKind::Route53 => Arc::new(
-                Route53Provider::new(self.route53_config(zone)?)
-                    .map_err(|e| anyhow::anyhow!("route53: {e}"))?,
-            ),
+            ProviderKind::Route53 => {
+                one_zone_only("ROUTE53_ZONE_ID", &self.route53_zone_id)?;
+                boxed(
+                    Route53Provider::for_zones(self.route53_config(first)?, &zones)
+                        .map_err(|e| anyhow::anyhow!("route53: {e}"))?,
+                )
+            }
         })
     }
 
@@ -541,6 +658,7 @@ impl Config {
             refresh_timeout: self.refresh_timeout,
             watch_buffer: self.watch_buffer.max(16),
             journal_retention: self.change_journal_retention,
+            refresh_concurrency: self.refresh_concurrency.max(1),
         }
     }
 }
@@ -554,6 +672,60 @@ mod tests {
         let mut args = vec!["--zone", "example.com", "--zonefile-path", path.as_str()];
         args.extend_from_slice(extra);
         Config::for_test(&args)
+    }
+
+    #[test]
+    fn several_zones_settings() {
+        let c = Config::for_test(&["--zones", "example.org, example.com"]);
+        let zones: Vec<String> = c.zones().unwrap().iter().map(|z| z.to_string()).collect();
+        assert_eq!(zones, ["example.com", "example.org"]);
+        assert!(c.zone().is_err(), "several zones are not one");
+        // The one-zone forms must name the same zones.
+        let c = Config::for_test(&["--zones", "example.com", "--zone", "example.com"]);
+        assert_eq!(c.zones().unwrap().len(), 1);
+        let c = Config::for_test(&[
+            "--zones",
+            "example.com,example.org",
+            "--zone",
+            "example.com",
+        ]);
+        let e = c.zones().unwrap_err().to_string();
+        assert!(
+            e.contains("DNS_ZONES") && e.contains("DNS_ZONE ") && e.contains("disagree"),
+            "{e}"
+        );
+        let e = Config::for_test(&["--zones", "a.test,a.test"])
+            .zones()
+            .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        // Settings naming one zone are refused with several.
+        let c = Config::for_test(&[
+            "--provider",
+            "cloudflare",
+            "--zones",
+            "a.test,b.test",
+            "--cloudflare-token",
+            "t",
+            "--cloudflare-zone-id",
+            "0123456789abcdef0123456789abcdef",
+        ]);
+        let e = c.providers().err().expect("refused").to_string();
+        assert!(e.contains("CLOUDFLARE_ZONE_ID"), "{e}");
+        // One zone file per zone: the path must say where.
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("zone.db").display().to_string();
+        let e = Config::for_test(&["--zones", "a.test,b.test", "--zonefile-path", &plain])
+            .providers()
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("{zone}"), "{e}");
+        let templ = dir.path().join("{zone}.zone").display().to_string();
+        let ps = Config::for_test(&["--zones", "a.test,b.test", "--zonefile-path", &templ])
+            .providers()
+            .unwrap();
+        assert_eq!(ps.len(), 2);
+        assert!(dir.path().join("a.test.zone").exists() && dir.path().join("b.test.zone").exists());
     }
 
     #[test]

@@ -132,29 +132,38 @@ pub fn record_event(
         kind: kind as i32,
         generation,
         record_id: record.record_id.clone(),
+        zone: record.zone.clone(),
         record: Some(record),
         error: String::new(),
     }
 }
 
-/// A removed event.
-pub fn removed_event(generation: u64, record_id: String) -> WatchCacheResponse {
+/// A removed event of `zone`.
+pub fn removed_event(generation: u64, zone: String, record_id: String) -> WatchCacheResponse {
     WatchCacheResponse {
         kind: CacheEventKind::Removed as i32,
         generation,
         record_id,
+        zone,
         ..Default::default()
     }
 }
 
-/// A refreshed event (`error` empty on success).
-pub fn refreshed_event(generation: u64, error: String) -> WatchCacheResponse {
+/// A refreshed event of `zone` (`error` empty on success).
+pub fn refreshed_event(generation: u64, zone: String, error: String) -> WatchCacheResponse {
     WatchCacheResponse {
         kind: CacheEventKind::Refreshed as i32,
         generation,
         error,
+        zone,
         ..Default::default()
     }
+}
+
+/// Whether a watcher of `zone` (empty: every zone) is sent `e`: events of
+/// its zone, and those of no zone (RESYNC).
+pub fn for_zone(e: &WatchCacheResponse, zone: &str) -> bool {
+    zone.is_empty() || e.zone.is_empty() || e.zone == zone
 }
 
 #[cfg(test)]
@@ -167,11 +176,11 @@ mod tests {
         hub.publish(
             11,
             vec![
-                removed_event(11, "a".into()),
-                refreshed_event(11, String::new()),
+                removed_event(11, String::new(), "a".into()),
+                refreshed_event(11, String::new(), String::new()),
             ],
         );
-        hub.publish(12, vec![refreshed_event(12, String::new())]);
+        hub.publish(12, vec![refreshed_event(12, String::new(), String::new())]);
         let s = hub.subscribe(11);
         assert_eq!(s.backlog.len(), 1);
         assert_eq!(s.backlog[0].generation, 12);
@@ -180,14 +189,18 @@ mod tests {
         // Overflow the ring: generation 10 is no longer complete.
         hub.publish(
             13,
-            (0..3).map(|i| removed_event(13, i.to_string())).collect(),
+            (0..3)
+                .map(|i| removed_event(13, String::new(), i.to_string()))
+                .collect(),
         );
         let s = hub.subscribe(10);
         assert_eq!(s.backlog.len(), 1);
         assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
         // A change bigger than the ring keeps only its summary.
-        let mut big: Vec<_> = (0..10).map(|i| removed_event(14, i.to_string())).collect();
-        big.push(refreshed_event(14, String::new()));
+        let mut big: Vec<_> = (0..10)
+            .map(|i| removed_event(14, String::new(), i.to_string()))
+            .collect();
+        big.push(refreshed_event(14, String::new(), String::new()));
         hub.publish(14, big);
         let s = hub.subscribe(13);
         assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);

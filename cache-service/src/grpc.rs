@@ -52,17 +52,53 @@ impl CacheApi {
         }
     }
 
-    /// Validates a record to write at `field`: the contract's rules, the
-    /// zone's, then the provider's capabilities.
+    /// Validates a record to write at `field`: the contract's rules, those
+    /// of the zone its name goes to (the longest served zone it lies in),
+    /// then the provider's capabilities. With several zones served, a name
+    /// in none of them is [`Refused::NoZone`]; with one, it is refused as
+    /// outside the zone.
     fn valid_input(
         &self,
         field: &str,
         input: Option<&RecordInput>,
-    ) -> Result<ValidRecordInput, FieldError> {
-        let zone = self.cache.zone_name();
+    ) -> Result<ValidRecordInput, Refused> {
+        let zones = self.cache.zones();
+        let mut zone = zones[0].name();
+        if zones.len() > 1
+            && let Some(name) = input.map(|i| i.name.as_str())
+            && let Ok(h) = Hostname::parse(&format!("{field}.name"), name)
+        {
+            match self.cache.route(&h) {
+                Some(i) => zone = zones[i].name(),
+                None => {
+                    return Err(Refused::NoZone(FieldError::new(
+                        format!("{field}.name"),
+                        self.cache.no_zone_message(h.as_str()),
+                    )));
+                }
+            }
+        }
         let valid = validate::record_input(field, input, zone)?;
         valid.spec.check_for(field, "name", zone, &self.rules)?;
         Ok(valid)
+    }
+
+    /// The zone named at `field` (empty: `None`, every zone); a zone not
+    /// served is refused, naming the zones served.
+    fn zone_arg(&self, field: &str, zone: &str) -> Result<Option<usize>, FieldError> {
+        if zone.is_empty() {
+            return Ok(None);
+        }
+        let h = Hostname::parse(field, zone)?;
+        self.cache.zone_index(h.as_str()).map(Some).ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!(
+                    "{h} is not a zone served; the zones served are {}",
+                    self.cache.zone_list().replace(',', ", ")
+                ),
+            )
+        })
     }
 
     /// Validates a record id at `field` against the provider's id format.
@@ -121,19 +157,50 @@ impl CacheApi {
         Ok(out)
     }
 
-    fn record(&self, r: &ProviderRecord) -> DnsRecord {
+    fn record(&self, zone: Option<usize>, r: &ProviderRecord) -> DnsRecord {
         let now = self.cache.now_ms();
-        self.cache.to_proto(r, now, now)
+        let zone = zone
+            .or_else(|| {
+                Hostname::parse("name", &r.name)
+                    .ok()
+                    .and_then(|h| self.cache.route(&h))
+            })
+            .unwrap_or(0);
+        self.cache.to_proto(zone, r, now, now)
     }
 
     async fn write_one(&self, op: WriteOp) -> Result<(Option<DnsRecord>, u64), Status> {
         let mut report = self.cache.write(vec![ChangeReq::plain(op)]).await?;
+        let zone = report.zones.pop().flatten();
         match report.outcomes.pop() {
             Some(Outcome::Applied(r)) => {
-                Ok((r.as_ref().map(|r| self.record(r)), report.generation))
+                Ok((r.as_ref().map(|r| self.record(zone, r)), report.generation))
             }
             Some(o) => Err(Status::new(o.code(), o.message())),
             None => Err(Status::internal("the provider returned no result")),
+        }
+    }
+}
+
+/// Why a record to write was refused.
+enum Refused {
+    /// Bad input: the whole call is refused.
+    Field(FieldError),
+    /// A name in none of the zones served (several served): in ApplyChanges
+    /// that change alone fails.
+    NoZone(FieldError),
+}
+
+impl From<FieldError> for Refused {
+    fn from(e: FieldError) -> Self {
+        Refused::Field(e)
+    }
+}
+
+impl From<Refused> for Status {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Field(e) | Refused::NoZone(e) => e.into(),
         }
     }
 }
@@ -190,16 +257,25 @@ impl CacheService for CacheApi {
             name_suffix: non_empty(&req.name_suffix)
                 .map(|n| Hostname::parse("name_suffix", n).map(|h| h.to_string()))
                 .transpose()?,
+            zone: None,
         };
+        let zone = self.zone_arg("zone", &req.zone)?;
+        let mut filter = filter;
+        let zones: Vec<usize> = zone.into_iter().collect();
+        // One zone served: its records are all the records (no filter needed).
+        if self.cache.zones().len() > 1 {
+            filter.zone = zone.map(|i| self.cache.zones()[i].name().to_string());
+        }
         let limit = validate::page_size("page_size", req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
         let after = PageKey::from_token(&req.page_token)
             .map_err(|_| FieldError::new("page_token", "is not a token returned by ListRecords"))?;
         let max = (req.max_staleness_seconds > 0)
             .then(|| Duration::from_secs(u64::from(req.max_staleness_seconds)));
-        self.cache.ensure_fresh(max).await?;
+        self.cache.ensure_fresh(&zones, max).await?;
         // Taken before the rows are read, so the rows are at least as new as
         // the generation the response reports (never older).
         let state = self.cache.state();
+        let last_refreshed = self.cache.last_refreshed(&zones);
         let (rows, more) = self
             .cache
             .db()
@@ -210,7 +286,7 @@ impl CacheService for CacheApi {
             records: rows.into_iter().map(row_to_proto).collect(),
             next_page_token,
             generation: num::count(state.generation),
-            last_refreshed: state.last_refreshed.map(timestamp_ms),
+            last_refreshed: last_refreshed.map(timestamp_ms),
         }))
     }
 
@@ -219,7 +295,7 @@ impl CacheService for CacheApi {
         request: Request<GetRecordRequest>,
     ) -> Result<Response<GetRecordResponse>, Status> {
         let id = self.valid_id("record_id", &request.get_ref().record_id)?;
-        self.cache.ensure_fresh(None).await?;
+        self.cache.ensure_fresh(&[], None).await?;
         let lookup = id.clone();
         let row = self
             .cache
@@ -238,16 +314,33 @@ impl CacheService for CacheApi {
         &self,
         request: Request<RefreshCacheRequest>,
     ) -> Result<Response<RefreshCacheResponse>, Status> {
-        let force = request.get_ref().force;
-        let o = self.cache.refresh_recent(force).await?;
+        let req = request.get_ref();
+        let zones: Vec<usize> = self.zone_arg("zone", &req.zone)?.into_iter().collect();
+        let done = self.cache.refresh_zones(&zones, req.force).await?;
+        let mut o = crate::cache::RefreshOutcome::default();
+        let mut per_zone = Vec::with_capacity(done.len());
+        for (i, z) in &done {
+            o.add(z);
+            per_zone.push(ZoneRefresh {
+                zone: self.cache.zones()[*i].name().to_string(),
+                added: z.added,
+                changed: z.changed,
+                removed: z.removed,
+                total: z.total,
+                duration_ms: z.duration_ms,
+                generation: z.generation,
+                provider_requests: z.provider_requests,
+            });
+        }
         Ok(Response::new(RefreshCacheResponse {
             added: o.added,
             changed: o.changed,
             removed: o.removed,
             total: o.total,
             duration_ms: o.duration_ms,
-            generation: o.generation,
+            generation: o.generation.max(num::count(self.cache.state().generation)),
             provider_requests: o.provider_requests,
+            zones: per_zone,
         }))
     }
 
@@ -256,19 +349,44 @@ impl CacheService for CacheApi {
         _request: Request<GetCacheStatusRequest>,
     ) -> Result<Response<GetCacheStatusResponse>, Status> {
         let s = self.cache.status().await?;
+        let zones = s
+            .zones
+            .iter()
+            .map(|z| ZoneStatus {
+                zone: z.state.zone.clone(),
+                record_count: z.record_count,
+                last_refreshed: z.state.last_refreshed.map(timestamp_ms),
+                last_error: z.state.last_error.clone(),
+                stale: z.stale,
+                generation: num::count(z.state.generation),
+                last_refresh_duration_ms: num::count(z.state.last_refresh_duration_ms),
+                last_attempt: z.state.last_attempt.map(timestamp_ms),
+            })
+            .collect();
         Ok(Response::new(GetCacheStatusResponse {
             provider: self.cache.provider_name().to_string(),
-            zone: self.cache.zone().to_string(),
-            record_count: s.record_count,
-            last_refreshed: s.state.last_refreshed.map(timestamp_ms),
-            last_error: s.state.last_error,
-            stale: s.stale,
-            generation: num::count(s.state.generation),
+            zone: self.cache.zone_list(),
+            record_count: s.record_count(),
+            last_refreshed: s.last_refreshed().map(timestamp_ms),
+            last_error: s.last_error(),
+            stale: s.stale(),
+            generation: s.generation,
             refresh_interval_seconds: self.cache.settings().refresh_interval.as_secs(),
-            last_refresh_duration_ms: num::count(s.state.last_refresh_duration_ms),
-            last_attempt: s.state.last_attempt.map(timestamp_ms),
+            last_refresh_duration_ms: s
+                .zones
+                .iter()
+                .map(|z| num::count(z.state.last_refresh_duration_ms))
+                .max()
+                .unwrap_or(0),
+            last_attempt: s
+                .zones
+                .iter()
+                .filter_map(|z| z.state.last_attempt)
+                .max()
+                .map(timestamp_ms),
             journal_id: self.cache.journal_id().to_string(),
             capabilities: Some(self.capabilities.to_proto()),
+            zones,
         }))
     }
 
@@ -321,6 +439,9 @@ impl CacheService for CacheApi {
         }
         let mut ops = Vec::with_capacity(req.changes.len());
         let mut ids: Vec<Option<String>> = Vec::with_capacity(req.changes.len());
+        // Changes refused alone (a name in no served zone), by index.
+        let mut refused: Vec<(usize, FieldError)> = Vec::new();
+        let mut positions: Vec<usize> = Vec::with_capacity(req.changes.len());
         let mut seen = std::collections::HashSet::new();
         for (i, c) in req.changes.iter().enumerate() {
             let id = if c.change_id.is_empty() {
@@ -337,16 +458,33 @@ impl CacheService for CacheApi {
                 }
                 Some(id)
             };
-            ids.push(id);
+            let alone = |r: Refused| match r {
+                Refused::NoZone(e) => Ok(e),
+                Refused::Field(e) => Err(e),
+            };
             let op = match &c.kind {
                 Some(change::Kind::Create(input)) => {
-                    WriteOp::Create(self.valid_input(&format!("changes[{i}].create"), Some(input))?)
+                    match self.valid_input(&format!("changes[{i}].create"), Some(input)) {
+                        Ok(v) => WriteOp::Create(v),
+                        Err(r) => {
+                            refused.push((i, alone(r)?));
+                            continue;
+                        }
+                    }
                 }
-                Some(change::Kind::Update(u)) => WriteOp::Update {
-                    id: self.valid_id(&format!("changes[{i}].update.record_id"), &u.record_id)?,
-                    input: self
-                        .valid_input(&format!("changes[{i}].update.record"), u.record.as_ref())?,
-                },
+                Some(change::Kind::Update(u)) => {
+                    let id =
+                        self.valid_id(&format!("changes[{i}].update.record_id"), &u.record_id)?;
+                    match self
+                        .valid_input(&format!("changes[{i}].update.record"), u.record.as_ref())
+                    {
+                        Ok(input) => WriteOp::Update { id, input },
+                        Err(r) => {
+                            refused.push((i, alone(r)?));
+                            continue;
+                        }
+                    }
+                }
                 Some(change::Kind::Delete(d)) => WriteOp::Delete {
                     id: self.valid_id(&format!("changes[{i}].delete.record_id"), &d.record_id)?,
                 },
@@ -358,6 +496,8 @@ impl CacheService for CacheApi {
                     .into());
                 }
             };
+            ids.push(id);
+            positions.push(i);
             ops.push(op);
         }
         let groups = self.groups_of(&req.changes)?;
@@ -379,20 +519,30 @@ impl CacheService for CacheApi {
             .iter()
             .map(|c| c.change_id.clone().unwrap_or_default())
             .collect();
-        let report = self.cache.write(changes).await?;
+        let report = if changes.is_empty() {
+            crate::cache::WriteReport {
+                outcomes: Vec::new(),
+                generation: num::count(self.cache.state().generation),
+                requests: 0,
+                zones: Vec::new(),
+            }
+        } else {
+            self.cache.write(changes).await?
+        };
         let mut succeeded = 0u32;
         let mut failed = 0u32;
-        let results: Vec<ChangeResult> = report
+        let mut results: Vec<ChangeResult> = report
             .outcomes
             .iter()
             .zip(targets)
             .zip(change_ids)
-            .enumerate()
-            .map(|(i, ((o, target), change_id))| {
+            .zip(&report.zones)
+            .zip(positions)
+            .map(|((((o, target), change_id), zone), i)| {
                 let record = match o {
                     Outcome::Applied(rec) => {
                         succeeded += 1;
-                        rec.as_ref().map(|r| self.record(r))
+                        rec.as_ref().map(|r| self.record(*zone, r))
                     }
                     _ => {
                         failed += 1;
@@ -410,6 +560,23 @@ impl CacheService for CacheApi {
                 }
             })
             .collect();
+        for (i, e) in refused {
+            failed += 1;
+            let c = &req.changes[i];
+            results.push(ChangeResult {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                code: tonic::Code::InvalidArgument as i32,
+                message: e.to_string(),
+                record_id: match &c.kind {
+                    Some(change::Kind::Update(u)) => u.record_id.clone(),
+                    _ => String::new(),
+                },
+                record: None,
+                change_id: c.change_id.clone(),
+                state: ChangeState::Failed as i32,
+            });
+        }
+        results.sort_by_key(|r| r.index);
         Ok(Response::new(ApplyChangesResponse {
             results,
             succeeded,
@@ -470,7 +637,7 @@ impl CacheService for CacheApi {
                 },
                 ChangeStateOf::Done { outcome, record_id } => {
                     let record = match &outcome {
-                        Outcome::Applied(Some(r)) => Some(self.record(r)),
+                        Outcome::Applied(Some(r)) => Some(self.record(None, r)),
                         _ => None,
                     };
                     ChangeOutcome {
@@ -498,6 +665,10 @@ impl CacheService for CacheApi {
         request: Request<WatchCacheRequest>,
     ) -> Result<Response<Self::WatchCacheStream>, Status> {
         let from = request.get_ref().from_generation;
+        let zone = self
+            .zone_arg("zone", &request.get_ref().zone)?
+            .map(|i| self.cache.zones()[i].name().to_string())
+            .unwrap_or_default();
         let sub = self.cache.hub().subscribe(from);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<WatchCacheResponse, Status>>(256);
         let shutdown = self.shutdown.clone();
@@ -505,6 +676,9 @@ impl CacheService for CacheApi {
             let mut last = from;
             for e in sub.backlog {
                 last = last.max(e.generation);
+                if !crate::events::for_zone(&e, &zone) {
+                    continue;
+                }
                 if tx.send(Ok((*e).clone())).await.is_err() {
                     return;
                 }
@@ -528,6 +702,9 @@ impl CacheService for CacheApi {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 last = last.max(ev.generation);
+                if !crate::events::for_zone(&ev, &zone) {
+                    continue;
+                }
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }

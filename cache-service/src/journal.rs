@@ -210,6 +210,7 @@ impl Sought {
             record: String::new(),
             created_at: now,
             settled_at: None,
+            zone: String::new(),
         }
     }
 

@@ -51,16 +51,16 @@ pub async fn run_with_clock(
     let mesh = config.service.mesh.settings()?;
     config.service.mesh.install_metrics()?;
     metrics::counter!("trafego_cache_refresh_failures_total").increment(0);
-    let provider = config.provider()?;
+    let providers = config.providers()?;
     let db = Db::open(&config.db_path, MIGRATIONS, config.service.db_options())?;
     tracing::info!(
-        provider = provider.name(),
-        zone = %provider.zone(),
+        provider = providers[0].name(),
+        zones = %providers.iter().map(|p| p.zone().as_str()).collect::<Vec<_>>().join(","),
         db = %config.db_path.display(),
         refresh_interval = %humantime::format_duration(config.refresh_interval),
         "cache-service starting"
     );
-    let cache = cache::Cache::open(db, provider, clock, config.cache_settings()).await?;
+    let cache = cache::Cache::open(db, providers, clock, config.cache_settings()).await?;
     let cancel = CancellationToken::new();
     let refresher = tokio::spawn(cache::refresh_loop(cache.clone(), cancel.clone()));
     let api = grpc::CacheApi::new(cache, cancel.clone());

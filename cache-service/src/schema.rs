@@ -58,5 +58,19 @@ diesel::table! {
         record -> Text,
         created_at -> BigInt,
         settled_at -> Nullable<BigInt>,
+        zone -> Text,
     }
 }
+
+diesel::table! {
+    zone_state (zone) {
+        zone -> Text,
+        generation -> BigInt,
+        last_refreshed -> Nullable<BigInt>,
+        last_attempt -> Nullable<BigInt>,
+        last_error -> Text,
+        last_refresh_duration_ms -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(dns_records, cache_state, change_journal, zone_state);

@@ -1,5 +1,9 @@
 //! The provider cache's SQL, all of it (`dns_records`, the one-row
-//! `cache_state` and the `change_journal`).
+//! `cache_state`, the per-zone `zone_state` and the `change_journal`).
+//!
+//! Every record row carries its zone; a refresh's transaction reads and
+//! writes only its zone's rows and its zone's `zone_state`, and takes the
+//! next value of the one service-wide generation sequence (`cache_state`).
 //!
 //! Every function takes a connection and runs synchronously; callers run them
 //! through `Db::run`. Writes happen in write transactions taken at their
@@ -16,7 +20,7 @@ use trafego_common::duration::millis_i64;
 use trafego_common::paging;
 
 use crate::provider::ProviderRecord;
-use crate::schema::{cache_state, change_journal, dns_records};
+use crate::schema::{cache_state, change_journal, dns_records, zone_state};
 
 pub use sqlite::Conn;
 use sqlite::{CHUNK, suffix_filter, upsert_journal, write_tx};
@@ -94,15 +98,28 @@ impl<'a> NewRow<'a> {
     }
 }
 
-/// The state of the cache as a whole.
+/// The state of the cache as a whole: the provider, the zones served and
+/// the one generation sequence. (Its freshness columns are from before
+/// zones; freshness is per zone, in [`ZoneState`].)
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = cache_state)]
 pub struct CacheState {
     /// The provider the rows came from.
     pub provider: String,
-    /// The zone the rows belong to.
+    /// The zones the rows belong to, joined by ",".
     pub zone: String,
-    /// Bumped by every committed change to the cache.
+    /// Bumped by every committed change to the cache, whatever its zone.
+    pub generation: i64,
+}
+
+/// The state of one zone's refresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = zone_state, treat_none_as_null = true)]
+pub struct ZoneState {
+    /// The zone.
+    pub zone: String,
+    /// The generation of the zone's last change (a value of the one
+    /// service-wide sequence); 0 before any.
     pub generation: i64,
     /// When the last successful refresh read the provider (unix ms).
     pub last_refreshed: Option<i64>,
@@ -112,6 +129,56 @@ pub struct CacheState {
     pub last_error: String,
     /// How long the last successful refresh took.
     pub last_refresh_duration_ms: i64,
+}
+
+impl ZoneState {
+    /// The state of a zone never refreshed.
+    pub fn new(zone: &str) -> Self {
+        ZoneState {
+            zone: zone.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Every zone's stored state.
+pub fn zone_states(conn: &mut Conn) -> QueryResult<Vec<ZoneState>> {
+    zone_state::table.select(ZoneState::as_select()).load(conn)
+}
+
+/// One zone's stored state (a zone never refreshed has none).
+pub fn zone_state(conn: &mut Conn, zone: &str) -> QueryResult<ZoneState> {
+    Ok(zone_state::table
+        .filter(zone_state::zone.eq(zone))
+        .select(ZoneState::as_select())
+        .get_result(conn)
+        .optional()?
+        .unwrap_or_else(|| ZoneState::new(zone)))
+}
+
+/// Writes a zone's state whole.
+fn put_zone_state(conn: &mut Conn, st: &ZoneState) -> QueryResult<()> {
+    diesel::insert_into(zone_state::table)
+        .values(st)
+        .on_conflict(zone_state::zone)
+        .do_update()
+        .set((
+            zone_state::generation.eq(st.generation),
+            zone_state::last_refreshed.eq(st.last_refreshed),
+            zone_state::last_attempt.eq(st.last_attempt),
+            zone_state::last_error.eq(&st.last_error),
+            zone_state::last_refresh_duration_ms.eq(st.last_refresh_duration_ms),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes the next value of the service-wide generation sequence.
+fn next_generation(conn: &mut Conn) -> QueryResult<i64> {
+    diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+        .set(cache_state::generation.eq(cache_state::generation + 1))
+        .execute(conn)?;
+    Ok(state(conn)?.generation)
 }
 
 /// Reads the cache state.
@@ -127,30 +194,81 @@ pub fn state(conn: &mut Conn) -> QueryResult<CacheState> {
         .get_result(conn)
 }
 
-/// Makes the cache belong to `provider`/`zone`. Rows cached for another
-/// provider or zone are dropped (they describe something else). Returns how
-/// many rows were dropped.
-pub fn claim(conn: &mut Conn, provider: &str, zone: &str) -> QueryResult<usize> {
+/// What [`claim`] dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// Rows of another provider (all the rows, when the provider changed).
+    pub other_provider: usize,
+    /// Rows of each zone no longer served, by zone.
+    pub other_zones: Vec<(String, usize)>,
+    /// Whether the change journal was started anew (it spoke of another
+    /// provider or of a zone no longer served).
+    pub journal_reset: bool,
+}
+
+/// Makes the cache belong to `provider` and `zones`. Rows cached for
+/// another provider, or for a zone no longer served, are dropped (they
+/// describe something else), with those zones' states; rows of the zones
+/// still served stay. Returns what was dropped.
+pub fn claim(conn: &mut Conn, provider: &str, zones: &[String]) -> QueryResult<Claimed> {
     write_tx(conn, |conn| {
         let st = state(conn)?;
-        if st.provider == provider && st.zone == zone {
-            return Ok(0);
+        let joined = zones.join(",");
+        if st.provider == provider && st.zone == joined {
+            return Ok(Claimed::default());
         }
-        let dropped = diesel::delete(dns_records::table).execute(conn)?;
-        // The journal speaks of another provider or zone: a new one starts,
-        // under a new id, so no old change id is vouched for.
-        diesel::delete(change_journal::table).execute(conn)?;
+        let mut claimed = Claimed::default();
+        if st.provider != provider {
+            claimed.other_provider = diesel::delete(dns_records::table).execute(conn)?;
+            diesel::delete(zone_state::table).execute(conn)?;
+            claimed.journal_reset = true;
+        } else {
+            let held: Vec<(String, i64)> = dns_records::table
+                .group_by(dns_records::zone)
+                .select((dns_records::zone, diesel::dsl::count_star()))
+                .load(conn)?;
+            let mut gone: Vec<(String, usize)> = held
+                .into_iter()
+                .filter(|(z, _)| !zones.contains(z))
+                .map(|(z, n)| (z, usize::try_from(n).unwrap_or(usize::MAX)))
+                .collect();
+            let states: Vec<String> = zone_state::table.select(zone_state::zone).load(conn)?;
+            for z in states {
+                if !zones.contains(&z) && !gone.iter().any(|(g, _)| *g == z) {
+                    gone.push((z, 0));
+                }
+            }
+            // A database of the one-zone schema names its zone only here.
+            for z in st.zone.split(',').filter(|z| !z.is_empty()) {
+                if !zones.iter().any(|s| s == z) && !gone.iter().any(|(g, _)| g == z) {
+                    gone.push((z.to_string(), 0));
+                }
+            }
+            gone.sort();
+            for (z, _) in &gone {
+                diesel::delete(dns_records::table.filter(dns_records::zone.eq(z))).execute(conn)?;
+                diesel::delete(zone_state::table.filter(zone_state::zone.eq(z))).execute(conn)?;
+            }
+            claimed.journal_reset = !gone.is_empty();
+            claimed.other_zones = gone;
+        }
+        if claimed.journal_reset {
+            // The journal speaks of another provider or of a zone no longer
+            // served: a new one starts, under a new id, so no old change id
+            // is vouched for.
+            diesel::delete(change_journal::table).execute(conn)?;
+            diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
+                .set(cache_state::journal_id.eq(""))
+                .execute(conn)?;
+        }
         diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
             .set((
-                cache_state::journal_id.eq(""),
                 cache_state::provider.eq(provider),
-                cache_state::zone.eq(zone),
-                cache_state::last_refreshed.eq(None::<i64>),
-                cache_state::last_error.eq(""),
+                cache_state::zone.eq(&joined),
                 cache_state::generation.eq(cache_state::generation + 1),
             ))
             .execute(conn)?;
-        Ok(dropped)
+        Ok(claimed)
     })
 }
 
@@ -167,12 +285,15 @@ pub struct RefreshDiff {
     pub total: u64,
     /// The generation after the refresh.
     pub generation: u64,
+    /// The zone's state after the refresh.
+    pub state: ZoneState,
 }
 
-/// Replaces the cache with `records` in one `IMMEDIATE` transaction, writing
-/// only what changed by fingerprint, stamping `last_refreshed` (the time the
-/// listing started) and the refresh's duration since `began`, and bumping the
-/// generation. On any error nothing is changed.
+/// Replaces `zone`'s rows with `records` in one `IMMEDIATE` transaction,
+/// writing only what changed by fingerprint, stamping the zone's
+/// `last_refreshed` (the time the listing started) and the refresh's
+/// duration since `began`, and taking the next generation. Rows of other
+/// zones are not touched. On any error nothing is changed.
 pub fn apply_refresh(
     conn: &mut Conn,
     provider: &str,
@@ -184,6 +305,7 @@ pub fn apply_refresh(
 ) -> QueryResult<RefreshDiff> {
     write_tx(conn, |conn| {
         let existing: HashMap<String, String> = dns_records::table
+            .filter(dns_records::zone.eq(zone))
             .select((dns_records::record_id, dns_records::fingerprint))
             .load_iter::<(String, String), diesel::connection::DefaultLoadingMode>(conn)?
             .collect::<QueryResult<_>>()?;
@@ -213,38 +335,54 @@ pub fn apply_refresh(
                 .execute(conn)?;
         }
         for r in &diff.changed {
-            diesel::update(dns_records::table.filter(dns_records::record_id.eq(&r.id)))
-                .set(&NewRow::new(provider, zone, r, now_ms))
-                .execute(conn)?;
+            diesel::update(
+                dns_records::table
+                    .filter(dns_records::zone.eq(zone))
+                    .filter(dns_records::record_id.eq(&r.id)),
+            )
+            .set(&NewRow::new(provider, zone, r, now_ms))
+            .execute(conn)?;
         }
         for chunk in diff.removed.chunks(CHUNK) {
-            diesel::delete(dns_records::table.filter(dns_records::record_id.eq_any(chunk)))
-                .execute(conn)?;
-        }
-        diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
-            .set((
-                cache_state::generation.eq(cache_state::generation + 1),
-                cache_state::last_refreshed.eq(Some(started_ms)),
-                cache_state::last_attempt.eq(Some(now_ms)),
-                cache_state::last_error.eq(""),
-                cache_state::last_refresh_duration_ms.eq(millis_i64(began.elapsed())),
-            ))
+            diesel::delete(
+                dns_records::table
+                    .filter(dns_records::zone.eq(zone))
+                    .filter(dns_records::record_id.eq_any(chunk)),
+            )
             .execute(conn)?;
+        }
+        let generation = next_generation(conn)?;
+        let st = ZoneState {
+            zone: zone.to_string(),
+            generation,
+            last_refreshed: Some(started_ms),
+            last_attempt: Some(now_ms),
+            last_error: String::new(),
+            last_refresh_duration_ms: millis_i64(began.elapsed()),
+        };
+        put_zone_state(conn, &st)?;
         diff.total = u64::try_from(seen.len()).unwrap_or(u64::MAX);
-        diff.generation = counter(state(conn)?.generation);
+        diff.generation = counter(generation);
+        diff.state = st;
         Ok(diff)
     })
 }
 
-/// Records a failed refresh; the snapshot itself is left whole.
-pub fn record_refresh_failure(conn: &mut Conn, error: &str, now_ms: i64) -> QueryResult<()> {
-    diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
-        .set((
-            cache_state::last_attempt.eq(Some(now_ms)),
-            cache_state::last_error.eq(error),
-        ))
-        .execute(conn)?;
-    Ok(())
+/// Records a failed refresh of `zone`; its snapshot is left whole, and so
+/// are the generation and every other zone. Returns the zone's state.
+pub fn record_refresh_failure(
+    conn: &mut Conn,
+    zone: &str,
+    error: &str,
+    now_ms: i64,
+) -> QueryResult<ZoneState> {
+    write_tx(conn, |conn| {
+        let mut st = zone_state(conn, zone)?;
+        st.last_attempt = Some(now_ms);
+        st.last_error = error.to_string();
+        put_zone_state(conn, &st)?;
+        Ok(st)
+    })
 }
 
 /// One accepted write, as the cache must reflect it.
@@ -262,30 +400,30 @@ pub enum Written {
     Removed(String),
 }
 
-/// Writes accepted changes into the cache in one transaction and bumps the
-/// generation once. Returns the new generation.
+/// Accepted changes, each with the zone it was written in.
+pub type ZoneWritten = (String, Written);
+
+/// Writes accepted changes into the cache in one transaction and takes the
+/// next generation once; each zone written gets it as its generation.
+/// Returns the new generation.
 pub fn apply_written(
     conn: &mut Conn,
     provider: &str,
-    zone: &str,
-    written: &[Written],
+    written: &[ZoneWritten],
     now_ms: i64,
 ) -> QueryResult<u64> {
-    write_tx(conn, |conn| {
-        write_rows(conn, provider, zone, written, now_ms)
-    })
+    write_tx(conn, |conn| write_rows(conn, provider, written, now_ms))
 }
 
 /// The body of [`apply_written`], inside the caller's transaction.
 fn write_rows(
     conn: &mut Conn,
     provider: &str,
-    zone: &str,
-    written: &[Written],
+    written: &[ZoneWritten],
     now_ms: i64,
 ) -> QueryResult<u64> {
     {
-        for w in written {
+        for (zone, w) in written {
             match w {
                 Written::Upsert { record, replaces } => {
                     if let Some(old) = replaces {
@@ -306,10 +444,16 @@ fn write_rows(
                 }
             }
         }
-        diesel::update(cache_state::table.filter(cache_state::id.eq(1)))
-            .set(cache_state::generation.eq(cache_state::generation + 1))
-            .execute(conn)?;
-        Ok(counter(state(conn)?.generation))
+        let generation = next_generation(conn)?;
+        let mut zones: Vec<&str> = written.iter().map(|(z, _)| z.as_str()).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        for z in zones {
+            let mut st = zone_state(conn, z)?;
+            st.generation = generation;
+            put_zone_state(conn, &st)?;
+        }
+        Ok(counter(generation))
     }
 }
 
@@ -322,6 +466,8 @@ pub struct ListFilter {
     pub name: Option<String>,
     /// Name equal to this suffix or ending in "." + suffix.
     pub name_suffix: Option<String>,
+    /// Only this zone's records.
+    pub zone: Option<String>,
 }
 
 pub use trafego_common::paging::PageKey;
@@ -355,6 +501,9 @@ pub fn list(
     if let Some(s) = &filter.name_suffix {
         q = q.filter(suffix_filter(s));
     }
+    if let Some(z) = &filter.zone {
+        q = q.filter(dns_records::zone.eq(z.clone()));
+    }
     let q = trafego_common::keyset_page!(
         q,
         (
@@ -384,6 +533,24 @@ pub fn count(conn: &mut Conn) -> QueryResult<u64> {
         .count()
         .get_result::<i64>(conn)
         .map(counter)
+}
+
+/// Records in the cache, by zone (zones without records are absent).
+pub fn count_by_zone(conn: &mut Conn) -> QueryResult<HashMap<String, u64>> {
+    let rows: Vec<(String, i64)> = dns_records::table
+        .group_by(dns_records::zone)
+        .select((dns_records::zone, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(z, n)| (z, counter(n))).collect())
+}
+
+/// The zone of the cached record `record_id`, if it is cached.
+pub fn zone_of(conn: &mut Conn, record_id: &str) -> QueryResult<Option<String>> {
+    dns_records::table
+        .filter(dns_records::record_id.eq(record_id))
+        .select(dns_records::zone)
+        .get_result(conn)
+        .optional()
 }
 
 /// A count or generation read from SQLite (an `i64` that is never negative)
@@ -430,6 +597,8 @@ pub struct JournalRow {
     pub created_at: i64,
     /// When its outcome was recorded.
     pub settled_at: Option<i64>,
+    /// The zone the change was sent to ("" for entries from before zones).
+    pub zone: String,
 }
 
 /// A journal entry not settled yet.
@@ -517,13 +686,12 @@ pub fn journal_begin(conn: &mut Conn, rows: &[JournalRow]) -> QueryResult<()> {
 
 /// Writes accepted changes into the cache and settles their journal entries
 /// in one `IMMEDIATE` transaction, so the journal never says "applied"
-/// without the cache row, nor the reverse. Bumps the generation once when the
-/// cache changed. Returns the generation after it.
+/// without the cache row, nor the reverse. Takes the next generation once
+/// when the cache changed. Returns the generation after it.
 pub fn apply_settled(
     conn: &mut Conn,
     provider: &str,
-    zone: &str,
-    written: &[Written],
+    written: &[ZoneWritten],
     settled: &[JournalRow],
     now_ms: i64,
 ) -> QueryResult<u64> {
@@ -531,7 +699,7 @@ pub fn apply_settled(
         let generation = if written.is_empty() {
             counter(state(conn)?.generation)
         } else {
-            write_rows(conn, provider, zone, written, now_ms)?
+            write_rows(conn, provider, written, now_ms)?
         };
         // Whole rows rewritten a chunk at a time (see `upsert_journal`).
         upsert_journal(conn, settled)?;

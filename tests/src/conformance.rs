@@ -128,9 +128,12 @@ async fn start(dir: &Path, args: &[String]) -> Running {
 async fn refresh(
     c: &mut CacheServiceClient<Channel>,
 ) -> Result<RefreshCacheResponse, tonic::Status> {
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .map(|r| r.into_inner())
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner())
 }
 
 async fn list_all(c: &mut CacheServiceClient<Channel>) -> Vec<DnsRecord> {

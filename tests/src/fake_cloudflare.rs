@@ -4,7 +4,9 @@
 //! shaped like Cloudflare's, and fault injection (rate limiting, 5xx answers, failing list
 //! pages, refused batches, per-name write failures, latency). Tests and benchmarks use it
 //! to exercise the provider client end to end without the network; the `fake-cloudflare`
-//! binary serves the same thing for manual runs.
+//! binary serves the same thing for manual runs. [`FakeCloudflareAccount`] serves several
+//! zones of one account on one address (each zone a [`FakeCloudflare`] of its own, with its
+//! own records, faults and counters), and answers `GET /zones?name=` over all of them.
 //!
 //! Bodies follow Cloudflare's published record schema: SRV and CAA records are written as
 //! a `data` object (SRV: priority, weight, port, target; CAA: flags, tag, value) and their
@@ -353,6 +355,21 @@ impl Inner {
     }
 }
 
+fn new_inner(opts: FakeOptions, addr: SocketAddr, shutdown: CancellationToken) -> Arc<Inner> {
+    Arc::new(Inner {
+        opts,
+        addr,
+        store: RwLock::new(Store::default()),
+        faults: Mutex::new(Faults::default()),
+        stats: Mutex::new(FakeStats::default()),
+        shutdown,
+        lost: tokio::sync::watch::channel(0).0,
+        counted: tokio::sync::watch::channel(0).0,
+        tokens: Mutex::new(Vec::new()),
+        writes: Mutex::new((0, Vec::new())),
+    })
+}
+
 impl FakeCloudflare {
     /// Binds 127.0.0.1 on a free port and starts serving. The socket is bound before this
     /// returns, so requests can be sent right away (no sleeps, no race).
@@ -367,18 +384,7 @@ impl FakeCloudflare {
         opts: FakeOptions,
     ) -> std::io::Result<FakeCloudflare> {
         let addr = listener.local_addr()?;
-        let inner = Arc::new(Inner {
-            opts,
-            addr,
-            store: RwLock::new(Store::default()),
-            faults: Mutex::new(Faults::default()),
-            stats: Mutex::new(FakeStats::default()),
-            shutdown: CancellationToken::new(),
-            lost: tokio::sync::watch::channel(0).0,
-            counted: tokio::sync::watch::channel(0).0,
-            tokens: Mutex::new(Vec::new()),
-            writes: Mutex::new((0, Vec::new())),
-        });
+        let inner = new_inner(opts, addr, CancellationToken::new());
         let app = router(inner.clone());
         let stop = inner.shutdown.clone();
         tokio::spawn(async move {
@@ -1716,4 +1722,188 @@ fn batch_inner(
         puts: records_out(opts, &out.2),
         posts: records_out(opts, &out.3),
     }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Several zones of one account
+// ---------------------------------------------------------------------------------------
+
+/// Several zones of one Cloudflare account behind one address, as the real API serves
+/// them: `GET /zones` (filtered by `name`, paged as Cloudflare pages it) lists them, and
+/// every `/zones/{id}/...` request goes to that zone's own fake, so faults injected in one
+/// zone (e.g. `fail_list_page`) hit that zone only. Exists so a cache-service serving
+/// many zones can be tested and measured against one endpoint and one token.
+#[derive(Clone)]
+pub struct FakeCloudflareAccount {
+    zones: Arc<Vec<(FakeCloudflare, Router)>>,
+    addr: SocketAddr,
+    token: String,
+    shutdown: CancellationToken,
+    /// `GET /zones` requests answered by the account.
+    zone_lists: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for FakeCloudflareAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloudflareAccount")
+            .field("addr", &self.addr)
+            .field("zones", &self.zones.len())
+            .finish()
+    }
+}
+
+impl FakeCloudflareAccount {
+    /// Binds 127.0.0.1 on a free port and serves `zones` (names) for `token`, each with
+    /// [`FakeOptions::new`]'s defaults as changed by `tune`. Bound before it returns.
+    pub async fn start(
+        token: &str,
+        zones: &[&str],
+        tune: impl Fn(&mut FakeOptions),
+    ) -> std::io::Result<FakeCloudflareAccount> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let zones: Vec<(FakeCloudflare, Router)> = zones
+            .iter()
+            .map(|z| {
+                let mut opts = FakeOptions::new(token, z);
+                tune(&mut opts);
+                let inner = new_inner(opts, addr, shutdown.clone());
+                let app = router(inner.clone());
+                (FakeCloudflare { inner }, app)
+            })
+            .collect();
+        let account = FakeCloudflareAccount {
+            zones: Arc::new(zones),
+            addr,
+            token: token.to_string(),
+            shutdown: shutdown.clone(),
+            zone_lists: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/client/v4/zones", get(account_zones))
+            .fallback(account_dispatch)
+            .with_state(account.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "fake cloudflare account server stopped");
+            }
+        });
+        Ok(account)
+    }
+
+    /// The API base URL: `http://127.0.0.1:PORT/client/v4`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/client/v4", self.addr)
+    }
+
+    /// The fake of zone `name` (panics if the account has no such zone: a test bug).
+    pub fn zone(&self, name: &str) -> &FakeCloudflare {
+        let name = normalize_name(name);
+        self.zones
+            .iter()
+            .map(|(z, _)| z)
+            .find(|z| z.inner.opts.zone_name == name)
+            .unwrap_or_else(|| panic!("the fake account has no zone {name}"))
+    }
+
+    /// Every zone's fake, in the order given at start.
+    pub fn zones(&self) -> impl Iterator<Item = &FakeCloudflare> {
+        self.zones.iter().map(|(z, _)| z)
+    }
+
+    /// Requests received over every zone, and `GET /zones` lookups.
+    pub fn total_requests(&self) -> u64 {
+        self.zones().map(|z| z.stats().total).sum::<u64>()
+            + self.zone_lists.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `GET /zones` requests answered.
+    pub fn zone_lookups(&self) -> u64 {
+        self.zone_lists.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Resets every zone's counters and the account's.
+    pub fn reset_stats(&self) {
+        for z in self.zones() {
+            z.reset_stats();
+        }
+        self.zone_lists
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops serving.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// `GET /zones[?name=][&page=][&per_page=]` over the account's zones, answered as
+/// Cloudflare does (result list, `result_info` paging; default 20 a page, at most 50).
+async fn account_zones(
+    State(acct): State<FakeCloudflareAccount>,
+    headers: axum::http::HeaderMap,
+    q: QueryMap,
+) -> Response {
+    acct.zone_lists
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(str::trim);
+    if token != Some(acct.token.as_str()) {
+        return ApiError::new(StatusCode::FORBIDDEN, 9109, "Invalid access token").into_response();
+    }
+    let r = (|| {
+        let q = query_map(q)?;
+        let name = q.get("name").map(|n| normalize_name(n));
+        let page = parse_u32(&q, "page", 1)?.max(1);
+        let per_page = parse_u32(&q, "per_page", 20)?.clamp(5, 50);
+        let matching: Vec<ZoneOut<'_>> = acct
+            .zones()
+            .filter(|z| name.as_ref().is_none_or(|n| *n == z.inner.opts.zone_name))
+            .map(|z| zone_out(&z.inner.opts))
+            .collect();
+        let total = matching.len();
+        let size = usize::try_from(per_page).unwrap_or(20);
+        let skip = usize::try_from(page - 1).unwrap_or(0).saturating_mul(size);
+        let out: Vec<ZoneOut<'_>> = matching.into_iter().skip(skip).take(size).collect();
+        let info = ResultInfo {
+            page,
+            per_page,
+            count: out.len(),
+            total_count: total,
+            total_pages: total.div_ceil(size),
+        };
+        Ok::<_, ApiError>(ok_paged(out, Some(info)))
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Every other request: to the fake of the zone its path names.
+async fn account_dispatch(State(acct): State<FakeCloudflareAccount>, req: Request) -> Response {
+    use tower::ServiceExt;
+    let id = req
+        .uri()
+        .path()
+        .strip_prefix("/client/v4/zones/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let target = acct
+        .zones
+        .iter()
+        .find(|(z, _)| z.inner.opts.zone_id == id)
+        .or_else(|| acct.zones.first());
+    match target {
+        Some((_, app)) => match app.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        },
+        None => no_route().await,
+    }
 }

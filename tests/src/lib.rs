@@ -109,7 +109,16 @@ pub async fn start_cache_with_clock(
     clock: trafego_common::clock::SharedClock,
 ) -> ServiceHandle {
     let db = dir.join("cache.db").display().to_string();
-    let zonefile = dir.join("example.com.zone").display().to_string();
+    // Several zones (--zones): one zone file each, and no one-zone default.
+    let several = extra.contains(&"--zones");
+    let zonefile = dir
+        .join(if several {
+            "{zone}.zone"
+        } else {
+            "example.com.zone"
+        })
+        .display()
+        .to_string();
     let mut args = vec![];
     // Defaults for what `extra` leaves out (a flag may be given only once).
     for (flag, value) in [
@@ -117,7 +126,8 @@ pub async fn start_cache_with_clock(
         ("--db-path", db.as_str()),
         ("--zonefile-path", zonefile.as_str()),
     ] {
-        if !extra.contains(&flag) {
+        let skip = extra.contains(&flag) || (several && flag == "--zone");
+        if !skip {
             args.extend([flag, value]);
         }
     }

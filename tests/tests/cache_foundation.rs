@@ -289,7 +289,10 @@ async fn a_restart_on_the_same_database_keeps_its_rows() {
     let first = start_cache_in(dir.path(), &args).await;
     let mut c = cache_client(&first).await;
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -325,7 +328,10 @@ async fn a_restart_on_the_same_database_keeps_its_rows() {
     // A refresh fails here; the failure changes nothing in the cache, so the
     // generation stays the one stored (neither bumped nor reset).
     let err = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
@@ -423,8 +429,13 @@ async fn sigterm_lets_the_in_flight_call_finish_and_exits_zero() {
     }
     fake.set_delay(Duration::from_millis(800));
     let before = fake.stats().list;
-    let call =
-        tokio::spawn(async move { c.refresh_cache(RefreshCacheRequest { force: true }).await });
+    let call = tokio::spawn(async move {
+        c.refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
+        .await
+    });
     // The call is in flight once the provider has seen its listing request.
     while fake.stats().list == before {
         tokio::task::yield_now().await;

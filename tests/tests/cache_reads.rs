@@ -43,9 +43,12 @@ async fn reads_are_one_query_and_never_read_the_cache_state_row() {
     let h = start_cache(&[]).await;
     let mut c = cache_client(&h).await;
     // The start-up refresh, joined (or run) so the cache is filled.
-    c.refresh_cache(RefreshCacheRequest { force: false })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let created = c
         .create_record(CreateRecordRequest {
             record: Some(RecordInput {

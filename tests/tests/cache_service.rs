@@ -78,7 +78,10 @@ async fn a_12000_record_zone_is_read_whole_and_pages_stably() {
     let mut c = cache_client(&cache).await;
     fake.reset_stats();
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -137,7 +140,10 @@ async fn a_12000_record_zone_is_read_whole_and_pages_stably() {
     );
     // An unchanged refresh writes nothing.
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -151,7 +157,10 @@ async fn a_failed_page_keeps_the_old_snapshot_and_shows_the_error() {
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
     let first = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -161,7 +170,10 @@ async fn a_failed_page_keeps_the_old_snapshot_and_shows_the_error() {
     fake.insert(FakeRecord::new("A", "new.example.com", "192.0.2.99"));
     fake.fail_list_page(3, 502);
     let err = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
@@ -205,7 +217,10 @@ async fn a_failed_page_keeps_the_old_snapshot_and_shows_the_error() {
     // Once the provider recovers, the refresh applies and clears the error.
     fake.clear_faults();
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -225,13 +240,19 @@ async fn a_slow_provider_times_the_refresh_out_and_rolls_back() {
     let fake = fake_with(10).await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &["--refresh-timeout", "300ms"]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.insert(FakeRecord::new("A", "late.example.com", "192.0.2.7"));
     fake.set_delay(Duration::from_secs(2));
     let err = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
@@ -252,12 +273,18 @@ async fn a_429_storm_is_ridden_out() {
     let fake = fake_with(100).await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.rate_limit_next(4, 0);
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -271,15 +298,24 @@ async fn concurrent_refreshes_share_one_listing() {
     let fake = fake_with(100).await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.set_delay(Duration::from_millis(300));
     fake.reset_stats();
     let calls: Vec<_> = (0..8)
         .map(|_| {
             let mut c = c.clone();
-            tokio::spawn(async move { c.refresh_cache(RefreshCacheRequest { force: true }).await })
+            tokio::spawn(async move {
+                c.refresh_cache(RefreshCacheRequest {
+                    force: true,
+                    ..Default::default()
+                })
+                .await
+            })
         })
         .collect();
     for call in calls {
@@ -295,9 +331,12 @@ async fn writes_go_through_to_the_provider_and_into_the_cache_at_once() {
     let fake = fake_with(0).await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     let rec = c
         .create_record(CreateRecordRequest {
@@ -396,9 +435,12 @@ async fn batches_use_the_batch_endpoint_and_fall_back_to_single_calls() {
     let fake = fake_with(0).await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     let changes: Vec<_> = (0..450)
         .map(|i| create(&format!("b{i}.example.com"), "192.0.2.1"))
@@ -446,7 +488,10 @@ async fn provider_errors_map_to_grpc_codes_without_the_token() {
     let bad = start_cache_cloudflare(&fake, "wrong-token-value-42", &[]).await;
     let mut c = cache_client(&bad).await;
     let err = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
@@ -467,12 +512,18 @@ async fn provider_errors_map_to_grpc_codes_without_the_token() {
     // An exhausted rate limit.
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.rate_limit_next(1000, 0);
     let err = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
@@ -499,7 +550,10 @@ async fn provider_errors_map_to_grpc_codes_without_the_token() {
     .await;
     let mut c = cache_client(&cache).await;
     let err = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
@@ -513,13 +567,17 @@ async fn watchers_get_events_in_generation_order_and_resync_when_behind() {
     let cache = start_cache_cloudflare(&fake, TOKEN, &["--watch-buffer", "16"]).await;
     let mut c = cache_client(&cache).await;
     let first = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     let mut stream = c
         .watch_cache(WatchCacheRequest {
             from_generation: first.generation,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -539,7 +597,10 @@ async fn watchers_get_events_in_generation_order_and_resync_when_behind() {
     let gone = fake.records()[0].id.clone();
     fake.remove(&gone);
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -558,6 +619,7 @@ async fn watchers_get_events_in_generation_order_and_resync_when_behind() {
     let mut past = c
         .watch_cache(WatchCacheRequest {
             from_generation: first.generation,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -589,6 +651,7 @@ async fn watchers_get_events_in_generation_order_and_resync_when_behind() {
     let mut old = c
         .watch_cache(WatchCacheRequest {
             from_generation: first.generation,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -686,15 +749,21 @@ async fn reads_refresh_when_the_cache_is_older_than_the_caller_allows() {
 async fn zone_file_edits_by_hand_appear_after_a_refresh() {
     let cache = start_cache(&[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let path = cache.dir.join("example.com.zone");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("handmade 600 IN TXT \"written by a person\"\n");
     std::fs::write(&path, text).unwrap();
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -711,7 +780,10 @@ async fn zone_file_edits_by_hand_appear_after_a_refresh() {
     let id = page.records[0].record_id.clone();
     // Ids are stable across refreshes and restarts.
     let r = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -730,14 +802,22 @@ async fn a_zone_changing_during_the_listing_is_read_again_not_cached_short() {
     let fake = fake_with(12_000).await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.set_delay(Duration::from_millis(300));
     fake.reset_stats();
     let mut c2 = c.clone();
-    let call =
-        tokio::spawn(async move { c2.refresh_cache(RefreshCacheRequest { force: true }).await });
+    let call = tokio::spawn(async move {
+        c2.refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
+        .await
+    });
     // Pages 2 and 3 have arrived (page 1 is already answered): delete from page 1.
     while fake.stats().total < 3 {
         tokio::task::yield_now().await;

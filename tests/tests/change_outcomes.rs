@@ -63,9 +63,12 @@ async fn a_batch_whose_answer_is_lost_is_settled_by_looking_not_sent_again() {
     let fake = fake().await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     // Cloudflare applies the batch; the answer is lost on the way back.
     fake.lose_write_answers(1, LostAnswer::Status(502));
@@ -103,9 +106,12 @@ async fn a_lost_write_found_absent_is_sent_again_after_the_look() {
     let fake = fake().await;
     let cache = start_cache_cloudflare(&fake, TOKEN, &[]).await;
     let mut c = cache_client(&cache).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     // The next request (the batch) fails with 502 without being applied.
     fake.fail_next(1, 502);

@@ -60,9 +60,12 @@ async fn a_huge_refresh_interval_keeps_the_cache_fresh() {
     args.extend(["--refresh-interval".to_string(), HUGE.to_string()]);
     let cache = start_cache_on(listener, args).await;
     let mut c = cache_client(&cache.url).await;
-    c.refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let st = c
         .get_cache_status(trafego_proto::cache::GetCacheStatusRequest {})
         .await
@@ -108,7 +111,10 @@ async fn a_sweep_that_cannot_delete_does_not_say_it_ran() {
     env.fake.fail_list_page(1, 500);
     let _ = env
         .cache_client
-        .refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
+        .refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await;
     assert!(env.cache_stale().await);
     for dry_run in [true, false] {

@@ -298,7 +298,10 @@ async fn an_unknown_domain_is_not_found() {
     let svc = start_do(&args).await;
     let mut c = cache_client(&svc).await;
     let e = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
@@ -321,7 +324,10 @@ async fn bad_credentials_are_refused_with_no_secret_anywhere() {
     let svc = start_do(&args).await;
     let mut c = cache_client(&svc).await;
     let e = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
@@ -366,9 +372,12 @@ async fn a_lost_answer_is_settled_by_looking_without_a_duplicate() {
     let fake = fake().await;
     let svc = start_do(&do_args(&fake, TOKEN)).await;
     let mut c = cache_client(&svc).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     fake.lose_write_answers(1, LostAnswer::Status(500));
     let rec = c
@@ -400,9 +409,12 @@ async fn a_write_not_applied_is_sent_again_only_after_a_look() {
     let fake = fake().await;
     let svc = start_do(&do_args(&fake, TOKEN)).await;
     let mut c = cache_client(&svc).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     fake.fail_next(1, 500);
     c.create_record(CreateRecordRequest {

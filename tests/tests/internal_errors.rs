@@ -90,9 +90,12 @@ async fn cache_service_database_failure_names_the_request_id_only() {
     let mut c = CacheServiceClient::new(ch);
     // The start-up refresh writes dns_records: let it finish first, or the
     // dropped table fails the refresh and the read answers "not ready".
-    c.refresh_cache(RefreshCacheRequest { force: false })
-        .await
-        .expect("first refresh");
+    c.refresh_cache(RefreshCacheRequest {
+        force: false,
+        ..Default::default()
+    })
+    .await
+    .expect("first refresh");
     drop_table(&dir.path().join("cache.db"), "dns_records");
     let id = "req-internal-cache-0001";
     let err = c

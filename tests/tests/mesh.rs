@@ -237,7 +237,13 @@ async fn a_burst_over_the_concurrency_limit_is_shed_while_health_still_answers()
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
     let hold = |c: &CacheServiceClient<Channel>| {
         let mut c = c.clone();
-        tokio::spawn(async move { c.refresh_cache(RefreshCacheRequest { force: true }).await })
+        tokio::spawn(async move {
+            c.refresh_cache(RefreshCacheRequest {
+                force: true,
+                ..Default::default()
+            })
+            .await
+        })
     };
     let probe = |c: &CacheServiceClient<Channel>| {
         let mut c = c.clone();
@@ -320,7 +326,10 @@ async fn a_short_client_deadline_wins_over_the_server_timeout() {
     let mut c = CacheServiceClient::new(ch);
     first_refresh_done(&mut c).await;
     fake.set_delay(Duration::from_secs(3));
-    let mut req = tonic::Request::new(RefreshCacheRequest { force: true });
+    let mut req = tonic::Request::new(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    });
     req.set_timeout(Duration::from_millis(200));
     let started = std::time::Instant::now();
     let err = c.refresh_cache(req).await.unwrap_err();
@@ -353,13 +362,19 @@ async fn the_metrics_endpoint_shows_the_named_series() {
         .await
         .unwrap();
     let mut c = CacheServiceClient::new(ch);
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.rate_limit_next(1, 0);
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let _ = c
         .get_record(GetRecordRequest {
             // Well-formed (32 hex digits) but unknown: NOT_FOUND.

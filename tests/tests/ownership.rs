@@ -518,7 +518,10 @@ impl Side {
 
     async fn refresh(&mut self) {
         self.cache_client
-            .refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
+            .refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+                force: true,
+                ..Default::default()
+            })
             .await
             .unwrap();
     }

@@ -58,9 +58,12 @@ fn input(rtype: &str, name: &str, content: &str, priority: Option<u32>) -> Recor
 async fn refresh(
     c: &mut CacheServiceClient<Channel>,
 ) -> Result<RefreshCacheResponse, tonic::Status> {
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .map(|r| r.into_inner())
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner())
 }
 
 async fn create(

@@ -36,9 +36,12 @@ async fn start(args: &[String]) -> (ServiceHandle, Client) {
 }
 
 async fn refresh(c: &mut Client) -> Result<RefreshCacheResponse, tonic::Status> {
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .map(|r| r.into_inner())
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner())
 }
 
 fn input(rtype: &str, name: &str, content: &str, priority: Option<u32>) -> RecordInput {

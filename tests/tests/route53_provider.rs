@@ -406,9 +406,12 @@ async fn a_lost_answer_is_settled_without_a_duplicate() {
     ])
     .await;
     let mut c = trafego_tests::cache_client(&svc).await;
-    c.refresh_cache(RefreshCacheRequest { force: true })
-        .await
-        .unwrap();
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     fake.reset_stats();
     fake.lose_write_answers(1, LostAnswer::Status(503));
     let r = c
@@ -484,7 +487,10 @@ async fn bad_credentials_are_refused_without_the_secret_anywhere() {
     .await;
     let mut c = trafego_tests::cache_client(&svc).await;
     let st = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(st.code(), Code::PermissionDenied, "{st:?}");

@@ -145,7 +145,10 @@ async fn a_refresh_event_triggers_the_missing_check() {
         let mut c = client.clone();
         async move {
             let _ = cache
-                .refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
+                .refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+                    force: true,
+                    ..Default::default()
+                })
                 .await;
             c.get_tracker_status(trafego_proto::tracking::GetTrackerStatusRequest {})
                 .await
@@ -200,7 +203,10 @@ async fn managed_hostnames_are_a_built_in_source() {
         let mut cache = env.cache_client.clone();
         async move {
             let _ = cache
-                .refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
+                .refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+                    force: true,
+                    ..Default::default()
+                })
                 .await;
             f.records().iter().any(|r| r.name == "static.example.com")
         }

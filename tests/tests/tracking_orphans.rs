@@ -137,7 +137,10 @@ async fn nothing_is_deleted_while_the_last_refresh_failed() {
     env.fake.fail_list_page(1, 500);
     let _ = env
         .cache_client
-        .refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true })
+        .refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await;
     assert!(
         env.cache_stale().await,

@@ -62,7 +62,10 @@ impl Cache {
         let svc = start_cache_on(listener, args).await;
         let mut client = cache_client(&svc.url).await;
         client
-            .refresh_cache(RefreshCacheRequest { force: false })
+            .refresh_cache(RefreshCacheRequest {
+                force: false,
+                ..Default::default()
+            })
             .await
             .expect("first refresh");
         if let Some(f) = &fake {
@@ -365,7 +368,10 @@ async fn what_the_rules_allow_reaches_each_provider() {
     assert_eq!((mx[0].content.as_str(), mx[0].priority), (".", Some(0)));
     // Read back from the provider by a refresh, the null MX is the same.
     cf.client
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let listed = cf
@@ -458,7 +464,10 @@ async fn underscores_and_the_null_mx_in_a_zone_file_load_in_knot_and_bind() {
     // And the service reads its own file back (a refresh parses it again).
     cache
         .client
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let names: Vec<String> = cache

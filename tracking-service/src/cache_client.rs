@@ -503,7 +503,10 @@ impl CacheClient {
         let mut c = self.inner.clone();
         self.call(
             "WatchCache",
-            c.watch_cache(WatchCacheRequest { from_generation }),
+            c.watch_cache(WatchCacheRequest {
+                from_generation,
+                zone: String::new(),
+            }),
         )
         .await
     }

@@ -45,8 +45,11 @@ pub struct Defaults {
 /// validated with these data, never with the provider's name.
 #[derive(Debug, Clone)]
 pub struct ZoneInfo {
-    /// The zone managed.
+    /// The zone managed (the first of `zones` when several are served).
     pub zone: Hostname,
+    /// Every zone cache-service serves, when it serves several (empty: just
+    /// `zone`). A hostname goes to the longest zone it lies in.
+    pub zones: Vec<Hostname>,
     /// The provider's capabilities that decide what a declaration may ask for.
     pub rules: ProviderRules,
 }
@@ -56,6 +59,45 @@ impl ZoneInfo {
     /// false, or a record would look drifted forever.
     pub fn can_proxy(&self) -> bool {
         self.rules.proxied
+    }
+
+    /// The zones served.
+    pub fn served(&self) -> &[Hostname] {
+        if self.zones.is_empty() {
+            std::slice::from_ref(&self.zone)
+        } else {
+            &self.zones
+        }
+    }
+
+    /// The zone `name` belongs to: the longest served zone it lies in.
+    pub fn route(&self, name: &Hostname) -> Option<&Hostname> {
+        self.served()
+            .iter()
+            .filter(|z| name.is_in_zone(z))
+            .max_by_key(|z| z.as_str().len())
+    }
+
+    /// [`ZoneInfo::route`], refusing at `field` a name in no served zone
+    /// (naming the zones served; with one zone, as outside the zone).
+    pub fn home(&self, field: &str, name: &Hostname) -> Result<&Hostname, FieldError> {
+        if self.served().len() <= 1 {
+            name.require_in_zone(field, &self.zone)?;
+            return Ok(&self.zone);
+        }
+        self.route(name).ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!(
+                    "{name} lies in none of the zones served ({})",
+                    self.served()
+                        .iter()
+                        .map(Hostname::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
     }
 }
 
@@ -233,8 +275,8 @@ pub fn one(
 ) -> Result<RecordSpec, FieldError> {
     let f = |name: &str| format!("{field}.{name}");
     let name = Hostname::parse(&f("hostname"), &r.hostname)?;
-    name.require_in_zone(&f("hostname"), &zone.zone)?;
-    let is_apex = name == zone.zone;
+    let home = zone.home(&f("hostname"), &name)?.clone();
+    let is_apex = name == home;
     let given_type = r
         .r#type
         .as_deref()
@@ -248,7 +290,15 @@ pub fn one(
         .unwrap_or(defaults.rtype);
     let content = match &r.content {
         Some(c) => parse_content(&f("content"), rtype, c)?,
-        None => default_content(&f, &name, is_apex, given_type, &mut rtype, defaults, zone)?,
+        None => default_content(
+            &f,
+            &name,
+            (is_apex, &home),
+            given_type,
+            &mut rtype,
+            defaults,
+            zone,
+        )?,
     };
     let ttl = match r.ttl {
         Some(t) => parse_ttl(&f("ttl"), t)?,
@@ -274,14 +324,14 @@ pub fn one(
         priority,
     };
     spec.check_consistent(field)?;
-    spec.check_for(field, "hostname", &zone.zone, &zone.rules)?;
+    spec.check_for(field, "hostname", &home, &zone.rules)?;
     Ok(spec)
 }
 
 fn default_content(
     f: &dyn Fn(&str) -> String,
     name: &Hostname,
-    is_apex: bool,
+    (is_apex, home): (bool, &Hostname),
     given_type: Option<RecordType>,
     rtype: &mut RecordType,
     defaults: &Defaults,
@@ -318,7 +368,7 @@ fn default_content(
         RecordType::Cname => {
             let c = match (&defaults.content, defaults.rtype) {
                 (Some(c), RecordType::Cname) => c.clone(),
-                _ => zone.zone.as_str().to_string(),
+                _ => home.as_str().to_string(),
             };
             let c = parse_content(&f("content"), RecordType::Cname, &c)?;
             if c == name.as_str() {
@@ -380,6 +430,7 @@ mod tests {
     fn zone(full: bool) -> ZoneInfo {
         ZoneInfo {
             zone: Hostname::parse("z", "example.com").unwrap(),
+            zones: Vec::new(),
             rules: ProviderRules {
                 record_types: RecordType::ALL.to_vec(),
                 proxied: full,

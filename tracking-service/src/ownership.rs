@@ -19,6 +19,7 @@ pub mod rebuild;
 pub mod registry;
 
 use registry::Registry;
+use trafego_proto::validate::Hostname;
 
 /// The comment the app writes on records it creates, kept readable beside a
 /// comment marker.
@@ -46,6 +47,19 @@ pub struct Ownership {
     pub mode: MarkerMode,
     /// Marker names (OWNERSHIP_TXT_PREFIX) and texts, this project's heritage.
     pub registry: Registry,
+}
+
+/// The longest of `zones` that `name` lies in: the zone whose marker names
+/// are built for it ("" when none: the record cannot be written anyway, as
+/// no served zone holds it, and a marker name outside every zone reads back
+/// as nothing).
+pub fn zone_of<'a>(zones: &'a [Hostname], name: &str) -> &'a str {
+    zones
+        .iter()
+        .map(Hostname::as_str)
+        .filter(|z| name == *z || name.strip_suffix(z).is_some_and(|h| h.ends_with('.')))
+        .max_by_key(|z| z.len())
+        .unwrap_or("")
 }
 
 /// Checks OWNER_ID: 1 to [`MAX_OWNER_ID_LEN`] letters, digits, `-`, `_`, `.`.

@@ -211,8 +211,8 @@ async fn apply_and_record(
     // Ownership markers ride with their records (one provider group each).
     let (changes, positions) = match &t.settings().ownership {
         Some(own) => {
-            let zone = t.zone().await?.zone.as_str().to_string();
-            let a = markers::attach(own, &zone, &plan, &sent, changes, &cache);
+            let zones = t.zone().await?.served().to_vec();
+            let a = markers::attach(own, &zones, &plan, &sent, changes, &cache);
             if a.markers > 0 {
                 tracing::debug!(
                     markers = a.markers,

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use trafego_common::num;
-use trafego_proto::cache::{Change, DnsRecord};
+use trafego_proto::cache::{Change, DnsRecord, GetCacheStatusResponse};
 use trafego_proto::timestamp_ms;
-use trafego_proto::tracking::{RunOrphanSweepResponse, SweptRecord};
+use trafego_proto::tracking::{RunOrphanSweepResponse, SkippedZone, SweptRecord};
 
 use crate::check;
 use crate::desired;
@@ -38,6 +38,45 @@ pub(crate) struct LastSweep {
     pub(crate) at: i64,
     pub(crate) deleted: u64,
     pub(crate) skipped_reason: String,
+    /// Stale zones whose deletes waited: (zone, why).
+    #[serde(default)]
+    pub(crate) skipped_zones: Vec<(String, String)>,
+}
+
+/// The zones cache-service serves whose view is stale, with why, when it
+/// serves several and some (not all) of them are: their deletes wait while
+/// the others are swept. Empty otherwise (one zone, or every zone stale:
+/// the whole sweep waits).
+fn stale_zones(status: &GetCacheStatusResponse) -> Vec<(String, String)> {
+    if status.zones.len() < 2 {
+        return Vec::new();
+    }
+    let stale: Vec<(String, String)> = status
+        .zones
+        .iter()
+        .filter(|z| z.stale || !z.last_error.is_empty())
+        .map(|z| {
+            let why = if z.last_error.is_empty() {
+                "the last refresh is too old".to_string()
+            } else {
+                format!("last refresh failed: {}", z.last_error)
+            };
+            (z.zone.clone(), why)
+        })
+        .collect();
+    if stale.len() == status.zones.len() {
+        Vec::new()
+    } else {
+        stale
+    }
+}
+
+/// The zone of `name` among `zones`: the longest one it lies in.
+fn zone_of<'a>(name: &str, zones: &'a [(String, String)]) -> Option<&'a (String, String)> {
+    zones
+        .iter()
+        .filter(|(z, _)| name == z || name.ends_with(&format!(".{z}")))
+        .max_by_key(|(z, _)| z.len())
 }
 
 fn millis(d: Duration) -> i64 {
@@ -66,10 +105,33 @@ pub(crate) async fn run(
             return Ok(resp);
         }
     };
-    let fresh = !status.stale && status.last_error.is_empty();
+    // Several zones, some stale: the fresh ones are swept, the stale ones wait.
+    let paused = stale_zones(&status);
+    let fresh = !paused.is_empty() || (!status.stale && status.last_error.is_empty());
     // The provider's records as of this sweep, when the cache is fresh.
     let mut held: Option<HashMap<String, DnsRecord>> = None;
-    if fresh {
+    if !paused.is_empty() {
+        // The missing check waits for every zone to be fresh; the listing
+        // still tells what each record is now.
+        match t.client().list_all(0).await {
+            Ok((records, _)) => {
+                held = Some(
+                    records
+                        .into_iter()
+                        .map(|r| (r.record_id.clone(), r))
+                        .collect(),
+                );
+            }
+            Err(e) => {
+                resp.skipped_reason = format!("skipped: {}", public_message(e));
+                resp.duration_ms = num::elapsed_ms(t0);
+                if !dry_run {
+                    save(t, &resp).await;
+                }
+                return Ok(resp);
+            }
+        }
+    } else if fresh {
         match check::run(t, dry_run).await {
             Ok(Some(c)) => {
                 resp.missing = num::count_u32(c.outcome.newly_missing);
@@ -127,6 +189,31 @@ pub(crate) async fn run(
         deleted,
         reason,
     };
+    // Deletes in a stale zone wait for its next successful refresh.
+    if !paused.is_empty() {
+        candidates.retain(|o| match zone_of(&o.name, &paused) {
+            None => true,
+            Some((zone, why)) => {
+                resp.deleted.push(swept(
+                    o,
+                    false,
+                    format!(
+                        "not deleted: the provider cache of zone {zone} is not fresh ({why}); \
+                         deletes there wait until its refresh succeeds"
+                    ),
+                ));
+                false
+            }
+        });
+        resp.skipped_zones = paused
+            .iter()
+            .map(|(zone, reason)| SkippedZone {
+                zone: zone.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        tracing::warn!(zones = ?paused, "orphan sweep: deletes paused in stale zones");
+    }
     // A record whose provider copy is no longer what was tracked (renamed,
     // retyped, new content) may be someone else's now: never deleted.
     if let Some(held) = &held {
@@ -163,7 +250,7 @@ pub(crate) async fn run(
     // proving this owner whose record is gone are deleted too.
     let marks = match (&t.settings().ownership, &held) {
         (Some(own), Some(held)) => {
-            let zone = t.zone().await?.zone.as_str().to_string();
+            let zones = t.zone().await?.served().to_vec();
             let doomed: Vec<markers::Doomed<'_>> = candidates
                 .iter()
                 .map(|o| markers::Doomed {
@@ -172,7 +259,7 @@ pub(crate) async fn run(
                     rtype: &o.rtype,
                 })
                 .collect();
-            markers::sweep_deletes(own, &zone, &doomed, held)
+            markers::sweep_deletes(own, &zones, &doomed, held)
         }
         _ => markers::SweepMarkers::default(),
     };
@@ -300,6 +387,11 @@ async fn save(t: &Tracker, resp: &RunOrphanSweepResponse) {
         at: t.now(),
         deleted: resp.deleted.iter().filter(|d| d.deleted).count() as u64,
         skipped_reason: resp.skipped_reason.clone(),
+        skipped_zones: resp
+            .skipped_zones
+            .iter()
+            .map(|z| (z.zone.clone(), z.reason.clone()))
+            .collect(),
     };
     let json = serde_json::to_string(&last).unwrap_or_default();
     let res = t

@@ -141,19 +141,38 @@ impl Tracker {
         self.zone
             .get_or_try_init(|| async {
                 let st = self.client.status().await?;
-                let zone = Hostname::parse("zone", &st.zone).map_err(|e| {
-                    TrackingError::FailedPrecondition(format!(
-                        "cache-service reports an invalid zone: {e}"
-                    ))
-                })?;
+                // Every zone served (`zones`); an older cache-service reports
+                // its one zone in `zone` only.
+                let names: Vec<&str> = if st.zones.is_empty() {
+                    vec![st.zone.as_str()]
+                } else {
+                    st.zones.iter().map(|z| z.zone.as_str()).collect()
+                };
+                let mut zones = names
+                    .iter()
+                    .map(|z| Hostname::parse("zone", z))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        TrackingError::FailedPrecondition(format!(
+                            "cache-service reports an invalid zone: {e}"
+                        ))
+                    })?;
+                zones.sort();
+                let Some(zone) = zones.first().cloned() else {
+                    return Err(TrackingError::FailedPrecondition(
+                        "cache-service reports no zone".into(),
+                    ));
+                };
                 if let Some(want) = &self.settings.zone
-                    && *want != zone
+                    && !zones.contains(want)
                 {
                     return Err(TrackingError::FailedPrecondition(format!(
-                        "DNS_ZONE is {want} but cache-service at {} manages {zone}",
-                        self.client.host()
+                        "DNS_ZONE is {want} but cache-service at {} manages {}",
+                        self.client.host(),
+                        names.join(", ")
                     )));
                 }
+                let zones = if zones.len() > 1 { zones } else { Vec::new() };
                 let Some(caps) = &st.capabilities else {
                     return Err(TrackingError::FailedPrecondition(format!(
                         "cache-service at {} reports no provider capabilities; upgrade it to this version",
@@ -172,6 +191,7 @@ impl Tracker {
                 }
                 Ok(ZoneInfo {
                     zone,
+                    zones,
                     rules: trafego_proto::validate::ProviderRules::from_proto(caps),
                 })
             })
@@ -334,6 +354,18 @@ impl Tracker {
             unmanaged: num::count(counts.unmanaged),
             last_sweep_at: last.as_ref().map(|l| timestamp_ms(l.at)),
             last_sweep_deleted: last.as_ref().map_or(0, |l| l.deleted),
+            last_sweep_skipped_zones: last
+                .as_ref()
+                .map(|l| {
+                    l.skipped_zones
+                        .iter()
+                        .map(|(zone, reason)| trafego_proto::tracking::SkippedZone {
+                            zone: zone.clone(),
+                            reason: reason.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             last_sweep_skipped_reason: last.map(|l| l.skipped_reason).unwrap_or_default(),
             cache_service_reachable: self.client.reachable(),
             cache_generation: self.client.generation(),

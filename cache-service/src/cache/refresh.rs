@@ -1,7 +1,8 @@
-//! Refreshing the cache: one provider listing shared by every caller that
-//! asks meanwhile, applied whole or not at all (a failed refresh changes only
-//! the status), its changes published as events; and the periodic refresh
-//! loop, which also settles unconfirmed changes and purges the journal.
+//! Refreshing the cache, zone by zone: one provider listing per zone shared
+//! by every caller that asks meanwhile, applied whole or not at all (a failed
+//! refresh changes only its zone's status), its changes published as events;
+//! and the periodic refresh loop (one schedule per zone), which also settles
+//! unconfirmed changes and purges the journal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use super::{Cache, CacheError};
 use crate::events;
 use crate::store;
 
-/// What one refresh did.
+/// What one refresh did (of one zone, or summed over zones).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefreshOutcome {
     /// Records new since the previous snapshot.
@@ -36,17 +37,74 @@ pub struct RefreshOutcome {
     pub provider_requests: u64,
 }
 
+impl RefreshOutcome {
+    /// Adds another zone's outcome to this sum: counts add up, the duration
+    /// and generation are the largest.
+    pub fn add(&mut self, o: &RefreshOutcome) {
+        self.added = self.added.saturating_add(o.added);
+        self.changed = self.changed.saturating_add(o.changed);
+        self.removed = self.removed.saturating_add(o.removed);
+        self.total = self.total.saturating_add(o.total);
+        self.duration_ms = self.duration_ms.max(o.duration_ms);
+        self.generation = self.generation.max(o.generation);
+        self.provider_requests = self.provider_requests.saturating_add(o.provider_requests);
+    }
+}
+
 pub(super) type SharedRefresh = Shared<BoxFuture<'static, Result<RefreshOutcome, CacheError>>>;
 
 impl Cache {
-    /// Refreshes unless `force` is false and a refresh succeeded within the
-    /// last second, in which case that refresh's outcome is returned.
+    /// Refreshes `zones` (every zone when empty), at most
+    /// REFRESH_CONCURRENCY listings at once. Each zone refreshes unless
+    /// `force` is false and it refreshed within the last second (that
+    /// outcome is returned). Returns each zone's outcome, or the first
+    /// failing zone's error (prefixed with its zone when several are served).
+    pub async fn refresh_zones(
+        self: &Arc<Self>,
+        zones: &[usize],
+        force: bool,
+    ) -> Result<Vec<(usize, RefreshOutcome)>, CacheError> {
+        let all: Vec<usize> = if zones.is_empty() {
+            (0..self.zones.len()).collect()
+        } else {
+            zones.to_vec()
+        };
+        let runs = all
+            .iter()
+            .map(|&i| async move { (i, self.refresh_recent(i, force).await) });
+        let done = futures::future::join_all(runs).await;
+        let mut out = Vec::with_capacity(done.len());
+        for (i, r) in done {
+            match r {
+                Ok(o) => out.push((i, o)),
+                Err(e) => return Err(self.zone_error(i, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `e`, of zone `i`, prefixed with the zone when several are served.
+    pub(super) fn zone_error(&self, i: usize, e: CacheError) -> CacheError {
+        if self.zones.len() > 1 {
+            CacheError {
+                code: e.code,
+                message: format!("zone {}: {}", self.zones[i].name, e.message),
+            }
+        } else {
+            e
+        }
+    }
+
+    /// Refreshes zone `i` unless `force` is false and it refreshed
+    /// successfully within the last second, in which case that refresh's
+    /// outcome is returned.
     pub async fn refresh_recent(
         self: &Arc<Self>,
+        i: usize,
         force: bool,
     ) -> Result<RefreshOutcome, CacheError> {
         if !force {
-            let last = self
+            let last = self.zones[i]
                 .last_outcome
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -57,34 +115,40 @@ impl Cache {
                 return Ok(o);
             }
         }
-        self.refresh().await
+        self.refresh(i).await
     }
 
-    /// Refreshes now. Concurrent callers share one provider listing.
+    /// Refreshes zone `i` now. Concurrent callers share one provider listing.
     ///
     /// A refresh that panics is a failed refresh like any other: its error
-    /// shows in the status, and the next caller starts a new one (the shared
-    /// slot is cleared whatever way the refresh ended).
-    pub async fn refresh(self: &Arc<Self>) -> Result<RefreshOutcome, CacheError> {
+    /// shows in the zone's status, and the next caller starts a new one (the
+    /// shared slot is cleared whatever way the refresh ended).
+    pub async fn refresh(self: &Arc<Self>, i: usize) -> Result<RefreshOutcome, CacheError> {
         let fut = {
-            let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self.zones[i]
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             match slot.as_ref() {
                 Some(f) => f.clone(),
                 None => {
                     let me = self.clone();
-                    let task = tokio::spawn(async move { me.refresh_now().await });
+                    let task = tokio::spawn(async move { me.refresh_now(i).await });
                     let me = self.clone();
                     let f = async move {
                         match task.await {
                             Ok(r) => r,
                             Err(e) => {
-                                *me.inflight.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                                tracing::error!(error = %e, "the refresh task failed");
+                                *me.zones[i]
+                                    .inflight
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner()) = None;
+                                tracing::error!(error = %e, zone = %me.zones[i].name, "the refresh task failed");
                                 let err = CacheError::internal(format!(
                                     "internal error: the refresh failed unexpectedly ({})",
                                     if e.is_panic() { "panic" } else { "cancelled" }
                                 ));
-                                Err(me.refresh_failed(err).await)
+                                Err(me.refresh_failed(i, err).await)
                             }
                         }
                     }
@@ -98,18 +162,23 @@ impl Cache {
         fut.await
     }
 
-    async fn refresh_now(&self) -> Result<RefreshOutcome, CacheError> {
-        let _gate = self.gate.lock().await;
+    async fn refresh_now(&self, i: usize) -> Result<RefreshOutcome, CacheError> {
+        let zone = &self.zones[i];
+        // A slot first, then the zone's lock: waiting for a slot never holds
+        // up the zone's writes.
+        let slot = self.refresh_slots.acquire().await;
+        let _zone_lock = zone.lock.lock().await;
         let started_ms = self.clock.now_ms();
         let t0 = Instant::now();
         let listed =
-            tokio::time::timeout(self.settings.refresh_timeout, self.provider.list()).await;
+            tokio::time::timeout(self.settings.refresh_timeout, zone.provider.list()).await;
+        drop(slot);
         // Callers arriving from now on need a listing that starts after this
-        // one ended: they start the next refresh (which waits for the gate).
-        *self.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // one ended: they start the next refresh (which waits for the lock).
+        *zone.inflight.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let listing = match listed {
             Ok(Ok(l)) => l,
-            Ok(Err(e)) => return Err(self.refresh_failed(e.into()).await),
+            Ok(Err(e)) => return Err(self.refresh_failed(i, e.into()).await),
             Err(_) => {
                 let e = CacheError {
                     code: Code::Unavailable,
@@ -118,37 +187,37 @@ impl Cache {
                         humantime::format_duration(self.settings.refresh_timeout)
                     ),
                 };
-                return Err(self.refresh_failed(e).await);
+                return Err(self.refresh_failed(i, e).await);
             }
         };
         let requests = listing.requests;
-        let name = self.provider.name();
-        let zone = self.zone.clone();
+        let name = self.provider_name;
+        let zname = zone.name.to_string();
         let now = self.clock.now_ms();
+        let gate = self.gate.lock().await;
         let diff = self
             .db
             .run(move |c| {
-                let diff =
-                    store::apply_refresh(c, name, &zone, listing.records, started_ms, now, t0)?;
-                // Committed: failing to read the new state back must not turn
-                // the refresh into a failure.
-                Ok::<_, CacheError>((diff, store::state(c)))
+                Ok::<_, CacheError>(store::apply_refresh(
+                    c,
+                    name,
+                    &zname,
+                    listing.records,
+                    started_ms,
+                    now,
+                    t0,
+                )?)
             })
             .await;
         let diff = match diff {
-            Ok((d, st)) => {
-                match st {
-                    Ok(st) => self.committed(st),
-                    // The older kept state errs on the safe side (staler,
-                    // lower generation) until the next commit replaces it.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cache state unreadable after a refresh; keeping the previous one")
-                    }
-                }
-                d
+            Ok(d) => d,
+            Err(e) => {
+                drop(gate);
+                return Err(self.refresh_failed(i, e).await);
             }
-            Err(e) => return Err(self.refresh_failed(e).await),
         };
+        zone.committed(diff.state.clone());
+        self.committed_generation(diff.generation);
         let duration_ms = num::elapsed_ms(t0);
         let outcome = RefreshOutcome {
             added: diff.added.len() as u64,
@@ -160,42 +229,57 @@ impl Cache {
             provider_requests: requests,
         };
         let g = diff.generation;
+        let zname = zone.name.to_string();
         let changes = diff.added.len() + diff.changed.len() + diff.removed.len();
         if changes > self.settings.watch_buffer {
             self.hub
-                .publish_gap(g, events::refreshed_event(g, String::new()));
+                .publish_gap(g, events::refreshed_event(g, zname.clone(), String::new()));
         } else {
             let mut evs = Vec::with_capacity(changes + 1);
             for r in &diff.added {
                 evs.push(events::record_event(
                     CacheEventKind::Added,
                     g,
-                    self.to_proto(r, started_ms, now),
+                    self.to_proto(i, r, started_ms, now),
                 ));
             }
             for r in &diff.changed {
                 evs.push(events::record_event(
                     CacheEventKind::Changed,
                     g,
-                    self.to_proto(r, started_ms, now),
+                    self.to_proto(i, r, started_ms, now),
                 ));
             }
             for id in diff.removed {
-                evs.push(events::removed_event(g, id));
+                evs.push(events::removed_event(g, zname.clone(), id));
             }
-            evs.push(events::refreshed_event(g, String::new()));
+            evs.push(events::refreshed_event(g, zname.clone(), String::new()));
             self.hub.publish(g, evs);
         }
+        drop(gate);
         metrics::counter!("trafego_cache_refreshes_total", "outcome" => "ok").increment(1);
-        metrics::gauge!("trafego_cache_records").set(outcome.total as f64);
         metrics::gauge!("trafego_cache_generation").set(g as f64);
         metrics::gauge!("trafego_cache_last_refresh_timestamp_seconds")
             .set(started_ms as f64 / 1000.0);
         metrics::gauge!("trafego_cache_refresh_duration_seconds").set(duration_ms as f64 / 1000.0);
-        metrics::gauge!("trafego_cache_stale").set(0.0);
-        *self.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) =
+        self.set_stale_gauge();
+        *zone.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), outcome.clone()));
+        // Records of every zone, as their last refreshes counted them.
+        let records: u64 = self
+            .zones
+            .iter()
+            .filter_map(|z| {
+                z.last_outcome
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|(_, o)| o.total)
+            })
+            .fold(0, u64::saturating_add);
+        metrics::gauge!("trafego_cache_records").set(records as f64);
         tracing::info!(
+            zone = %zone.name,
             added = outcome.added,
             changed = outcome.changed,
             removed = outcome.removed,
@@ -208,62 +292,123 @@ impl Cache {
         Ok(outcome)
     }
 
-    async fn refresh_failed(&self, e: CacheError) -> CacheError {
-        tracing::warn!(code = ?e.code, error = %e.message, "cache refresh failed; the previous snapshot is kept");
+    /// Sets the stale gauge: 1 while any zone is stale.
+    fn set_stale_gauge(&self) {
+        let stale = self.zones.iter().any(|z| self.is_stale(&z.state()));
+        metrics::gauge!("trafego_cache_stale").set(if stale { 1.0 } else { 0.0 });
+    }
+
+    /// Records zone `i`'s failed refresh (its snapshot stays) and publishes
+    /// it. Takes the gate: the caller must not hold it.
+    async fn refresh_failed(&self, i: usize, e: CacheError) -> CacheError {
+        let zone = &self.zones[i];
+        tracing::warn!(zone = %zone.name, code = ?e.code, error = %e.message, "cache refresh failed; the zone's previous snapshot is kept");
         metrics::counter!("trafego_cache_refreshes_total", "outcome" => "error").increment(1);
         metrics::counter!("trafego_cache_refresh_failures_total").increment(1);
         metrics::gauge!("trafego_cache_stale").set(1.0);
         let now = self.clock.now_ms();
         let msg = e.message.clone();
+        let zname = zone.name.to_string();
+        let _gate = self.gate.lock().await;
         let res = self
             .db
-            .run(move |c| {
-                store::record_refresh_failure(c, &msg, now)?;
-                Ok::<_, CacheError>(store::state(c)?)
-            })
+            .run(move |c| Ok::<_, CacheError>(store::record_refresh_failure(c, &zname, &msg, now)?))
             .await;
         if let Ok(st) = res {
-            let g = u64::try_from(st.generation).unwrap_or_default();
-            self.committed(st);
-            self.hub
-                .publish(g, vec![events::refreshed_event(g, e.message.clone())]);
+            zone.committed(st);
+            let g = num::count(self.state().generation);
+            self.hub.publish(
+                g,
+                vec![events::refreshed_event(
+                    g,
+                    zone.name.to_string(),
+                    e.message.clone(),
+                )],
+            );
         }
         e
     }
 
-    /// Refreshes first when the cache was never filled or is older than
-    /// `max_staleness` (when given).
+    /// Refreshes first each of `zones` (every zone when empty) that was
+    /// never filled or is older than `max_staleness` (when given).
     pub async fn ensure_fresh(
         self: &Arc<Self>,
+        zones: &[usize],
         max_staleness: Option<Duration>,
     ) -> Result<(), CacheError> {
-        let st = self.state();
         let now = self.clock.now_ms();
-        let too_old = match (st.last_refreshed, max_staleness) {
-            (None, _) => true,
-            (Some(at), Some(max)) => now.saturating_sub(at) > millis_i64(max),
-            (Some(_), None) => false,
+        let all: Vec<usize> = if zones.is_empty() {
+            (0..self.zones.len()).collect()
+        } else {
+            zones.to_vec()
         };
-        if too_old {
-            self.refresh().await?;
+        let old: Vec<usize> = all
+            .into_iter()
+            .filter(|&i| {
+                let st = self.zones[i].state();
+                match (st.last_refreshed, max_staleness) {
+                    (None, _) => true,
+                    (Some(at), Some(max)) => now.saturating_sub(at) > millis_i64(max),
+                    (Some(_), None) => false,
+                }
+            })
+            .collect();
+        let runs = old
+            .iter()
+            .map(|&i| async move { (i, self.refresh(i).await) });
+        for (i, r) in futures::future::join_all(runs).await {
+            r.map_err(|e| self.zone_error(i, e))?;
         }
         Ok(())
     }
 }
 
-/// Runs the periodic refresh until `cancel` fires: one refresh at once, then
-/// one each time 90% of the refresh interval has passed, so the cache is
-/// refreshed before its TTL runs out.
+/// Runs the periodic refresh until `cancel` fires: every zone on its own
+/// schedule (one refresh at once, then one each time 90% of the refresh
+/// interval has passed, so it is refreshed before its TTL runs out), the
+/// listings sharing REFRESH_CONCURRENCY slots; and, once per interval, the
+/// purge of old journal entries.
 pub async fn refresh_loop(cache: Arc<Cache>, cancel: tokio_util::sync::CancellationToken) {
+    let mut tasks: Vec<_> = (0..cache.zones.len())
+        .map(|i| {
+            let cache = cache.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { zone_loop(cache, i, cancel).await })
+        })
+        .collect();
+    let purge = {
+        let cache = cache.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                cache.purge_journal().await;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(cache.settings.refresh_interval) => {}
+                }
+            }
+        })
+    };
+    tasks.push(purge);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// One zone's schedule (see [`refresh_loop`]).
+async fn zone_loop(cache: Arc<Cache>, i: usize, cancel: tokio_util::sync::CancellationToken) {
     loop {
         // Errors are logged and shown by the status RPC; health stays SERVING.
-        if cache.refresh().await.is_ok() {
+        let refreshed = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = cache.refresh(i) => r.is_ok(),
+        };
+        if refreshed {
             // Changes left unconfirmed by an earlier process (or whose look
-            // failed) are settled as soon as the provider answers again.
-            if let Err(e) = cache.settle_stale(None).await {
-                tracing::warn!(error = %e, "could not settle unconfirmed changes");
+            // failed) are settled as soon as the zone's provider answers again.
+            if let Err(e) = cache.settle_stale(None, Some(i)).await {
+                tracing::warn!(error = %e, zone = %cache.zones[i].name, "could not settle unconfirmed changes");
             }
-            cache.purge_journal().await;
         }
         tokio::select! {
             () = cancel.cancelled() => return,

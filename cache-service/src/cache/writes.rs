@@ -32,6 +32,8 @@ pub struct WriteReport {
     pub generation: u64,
     /// Provider requests made.
     pub requests: u64,
+    /// The zone each change went to (`None`: refused before it had one).
+    pub zones: Vec<Option<usize>>,
 }
 
 /// What became of one change id (GetChangeOutcomes).
@@ -240,14 +242,38 @@ impl Cache {
     }
 
     async fn write_now(&self, changes: Vec<ChangeReq>) -> Result<WriteReport, CacheError> {
-        let _gate = self.gate.lock().await;
-        let now = self.clock.now_ms();
         let n = changes.len();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-        // Outcomes the journal already held: neither written nor settled again.
+        // Outcomes the journal already held, or refusals before sending:
+        // neither written nor settled again.
         let mut known = vec![false; n];
+
+        // 0. Each change's zone; the zones' locks, in zone order.
+        let routes = self.route_changes(&changes).await?;
+        let mut zone_of: Vec<usize> = vec![0; n];
+        let mut routed = vec![false; n];
+        for (i, r) in routes.into_iter().enumerate() {
+            match r {
+                Ok(z) => {
+                    zone_of[i] = z;
+                    routed[i] = true;
+                }
+                Err(o) => {
+                    known[i] = true;
+                    outcomes[i] = Some(*o);
+                }
+            }
+        }
+        let mut touched: Vec<usize> = (0..n).filter(|&i| !known[i]).map(|i| zone_of[i]).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut _locks = Vec::with_capacity(touched.len());
+        for &z in &touched {
+            _locks.push(self.zones[z].lock.lock().await);
+        }
+        let now = self.clock.now_ms();
         let mut requests = 0u64;
-        let mut written: Vec<Written> = Vec::new();
+        let mut written: Vec<(usize, Written)> = Vec::new();
         let mut created: Vec<String> = Vec::new();
         let mut settled: Vec<JournalRow> = Vec::new();
         // The journal entry of each change that has one, by change index.
@@ -258,7 +284,12 @@ impl Cache {
             .collect();
 
         // 1. What the journal already knows of these change ids.
-        let ids: Vec<String> = changes.iter().filter_map(|c| c.change_id.clone()).collect();
+        let ids: Vec<String> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !known[*i])
+            .filter_map(|(_, c)| c.change_id.clone())
+            .collect();
         let journaled: HashMap<String, JournalRow> = if ids.is_empty() {
             HashMap::new()
         } else {
@@ -271,6 +302,9 @@ impl Cache {
         };
         let mut stale: Vec<(usize, JournalRow)> = Vec::new();
         for (i, c) in changes.iter().enumerate() {
+            if known[i] {
+                continue;
+            }
             let Some(row) = c.change_id.as_ref().and_then(|id| journaled.get(id)) else {
                 continue;
             };
@@ -302,10 +336,13 @@ impl Cache {
         // recorded (cache-service died, or a look failed): settled by looking
         // before anything is sent again.
         if !stale.is_empty() {
-            let sought: Vec<Sought> = stale.iter().map(|(_, r)| Sought::from_row(r)).collect();
-            let (judged, reqs) = self.look(&sought).await;
+            let sought: Vec<(usize, Sought)> = stale
+                .iter()
+                .map(|(i, r)| (zone_of[*i], Sought::from_row(r)))
+                .collect();
+            let (judged, reqs) = self.look_in_zones(&sought).await;
             requests += reqs;
-            for (((i, _), s), j) in stale.iter().zip(&sought).zip(judged) {
+            for (((i, _), (_, s)), j) in stale.iter().zip(&sought).zip(judged) {
                 match j {
                     Ok(Judged::Applied(rec)) => outcomes[*i] = Some(Outcome::Applied(rec)),
                     Ok(Judged::NotApplied) => {}
@@ -318,8 +355,9 @@ impl Cache {
             }
         }
 
-        // 3. Journal what is about to be sent, with the ids the cache holds
-        // where it goes (a record found there later with another id is its own).
+        // 3. Journal what is about to be sent, with its zone and the ids the
+        // cache holds where it goes (a record found there later with another
+        // id is its own).
         let send: Vec<usize> = (0..n).filter(|&i| outcomes[i].is_none()).collect();
         let mut sought: HashMap<usize, Sought> = HashMap::with_capacity(send.len());
         if !send.is_empty() {
@@ -333,7 +371,8 @@ impl Cache {
             for (i, (target, prior)) in places {
                 let s = Sought::of(&changes[i].op, target, prior);
                 if let (Some(id), Some(fp)) = (&changes[i].change_id, &fps[i]) {
-                    let row = s.journal_row(id, fp.clone(), now);
+                    let mut row = s.journal_row(id, fp.clone(), now);
+                    row.zone = self.zones[zone_of[i]].name.to_string();
                     entries.insert(i, row.clone());
                     rows.push(row);
                 }
@@ -346,64 +385,21 @@ impl Cache {
             }
         }
 
-        // 4. Send; a change whose answer was lost is looked for, and sent
-        // again only when the look finds it absent.
-        let mut pending = send;
-        let mut round = 0;
-        while !pending.is_empty() {
-            let ops: Vec<WriteOp> = pending.iter().map(|&i| changes[i].op.clone()).collect();
-            let groups: Vec<Option<&str>> = pending
-                .iter()
-                .map(|&i| changes[i].group.as_deref())
-                .collect();
-            let units = crate::provider::units(&groups);
-            let (results, reqs) = self.provider.apply_grouped(ops, units).await;
+        // 4. Send, each zone's part as its provider's batch, the zones at
+        // once; a change whose answer was lost is looked for, and sent again
+        // only when the look finds it absent.
+        let mut by_zone: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for &i in &send {
+            by_zone.entry(zone_of[i]).or_default().push(i);
+        }
+        let runs = by_zone
+            .into_iter()
+            .map(|(z, idxs)| self.send_zone(z, idxs, &changes, &sought));
+        for sent in futures::future::join_all(runs).await {
+            let (done, reqs) = sent?;
             requests += reqs;
-            if results.len() != pending.len() {
-                return Err(CacheError::internal(format!(
-                    "provider answered {} results for {} changes",
-                    results.len(),
-                    pending.len()
-                )));
-            }
-            let mut lost: Vec<(usize, String)> = Vec::new();
-            for (&i, res) in pending.iter().zip(results) {
-                match res {
-                    Ok(rec) => outcomes[i] = Some(Outcome::Applied(rec)),
-                    Err(ProviderError::Unanswered(m)) => lost.push((i, m)),
-                    Err(e) => outcomes[i] = Some(Outcome::failed(&e)),
-                }
-            }
-            if lost.is_empty() {
-                break;
-            }
-            let look: Vec<Sought> = lost.iter().map(|(i, _)| sought[i].clone()).collect();
-            let (judged, reqs) = self.look(&look).await;
-            requests += reqs;
-            round += 1;
-            pending = Vec::new();
-            for ((i, m), j) in lost.into_iter().zip(judged) {
-                match j {
-                    Ok(Judged::Applied(rec)) => outcomes[i] = Some(Outcome::Applied(rec)),
-                    Ok(Judged::NotApplied) if round <= RESEND_ROUNDS => pending.push(i),
-                    Ok(Judged::NotApplied) => {
-                        outcomes[i] = Some(Outcome::Failed {
-                            code: Code::Unavailable,
-                            message: format!(
-                                "the provider's answer was lost {round} times and each look found \
-                                 the change not applied ({m})"
-                            ),
-                        });
-                    }
-                    Err(e) => outcomes[i] = Some(Outcome::Unsettled(format!("{m}; {e}"))),
-                }
-            }
-            if !pending.is_empty() {
-                tracing::info!(
-                    changes = pending.len(),
-                    round,
-                    "answers lost; a look found the changes not applied: sending them again"
-                );
+            for (i, o) in done {
+                outcomes[i] = Some(o);
             }
         }
 
@@ -420,7 +416,7 @@ impl Cache {
                 if let (WriteOp::Create(_), Written::Upsert { record, .. }) = (&c.op, &w) {
                     created.push(record.id.clone());
                 }
-                written.push(w);
+                written.push((zone_of[i], w));
             }
             if let Some(s) = entries.get(&i).and_then(|row| settle_row(row, o, now)) {
                 settled.push(s);
@@ -433,56 +429,246 @@ impl Cache {
             .count();
         tracing::info!(
             changes = n,
+            zones = touched.len(),
             succeeded = ok,
             failed = n - ok,
             provider_requests = requests,
             generation,
             "write-through applied"
         );
+        let zones = (0..n).map(|i| routed[i].then_some(zone_of[i])).collect();
         Ok(WriteReport {
             outcomes,
             generation,
             requests,
+            zones,
         })
     }
 
+    /// The zone of each change: a create's is the longest served zone its
+    /// name lies in; an update's or delete's is its cached record's (an
+    /// update whose new name lies in another zone is refused: a record does
+    /// not move between zones). A record not cached is looked for in the
+    /// zone its new name lies in (update), or in the one zone (delete, with
+    /// one zone served).
+    async fn route_changes(
+        &self,
+        changes: &[ChangeReq],
+    ) -> Result<Vec<Result<usize, Box<Outcome>>>, CacheError> {
+        if self.zones.len() == 1 {
+            return Ok(vec![Ok(0); changes.len()]);
+        }
+        let ids: Vec<String> = changes
+            .iter()
+            .filter_map(|c| c.op.id().map(str::to_string))
+            .collect();
+        let cached: HashMap<String, String> = self
+            .db
+            .run(move |c| {
+                let mut out = HashMap::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(z) = store::zone_of(c, &id)? {
+                        out.insert(id, z);
+                    }
+                }
+                Ok::<_, CacheError>(out)
+            })
+            .await?;
+        let no_zone = |name: &str| {
+            Box::new(Outcome::Failed {
+                code: Code::InvalidArgument,
+                message: self.no_zone_message(name),
+            })
+        };
+        Ok(changes
+            .iter()
+            .map(|c| {
+                let held =
+                    c.op.id()
+                        .and_then(|id| cached.get(id))
+                        .and_then(|z| self.zone_index(z));
+                match &c.op {
+                    WriteOp::Create(input) => self
+                        .route(&input.spec.name)
+                        .ok_or_else(|| no_zone(input.spec.name.as_str())),
+                    WriteOp::Update { id, input } => match held {
+                        Some(h) if input.spec.name.is_in_zone(&self.zones[h].name) => Ok(h),
+                        Some(h) => Err(Box::new(Outcome::Failed {
+                            code: Code::InvalidArgument,
+                            message: format!(
+                                "record.name: {} lies outside zone {}, the zone of record {id}: an \
+                                 update may not move a record to another zone (delete it and \
+                                 create the new one)",
+                                input.spec.name, self.zones[h].name
+                            ),
+                        })),
+                        None => self
+                            .route(&input.spec.name)
+                            .ok_or_else(|| no_zone(input.spec.name.as_str())),
+                    },
+                    WriteOp::Delete { id } => held.ok_or_else(|| {
+                        Box::new(Outcome::Failed {
+                            code: Code::NotFound,
+                            message: format!(
+                                "record {id} is in the cache of none of the zones served ({})",
+                                self.zone_list().replace(',', ", ")
+                            ),
+                        })
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    /// Sends zone `z`'s changes (`idxs` of `changes`) as its provider's
+    /// batches, settling lost answers by looking. Holds no lock of its own:
+    /// the caller holds the zone's.
+    async fn send_zone(
+        &self,
+        z: usize,
+        idxs: Vec<usize>,
+        changes: &[ChangeReq],
+        sought: &HashMap<usize, Sought>,
+    ) -> Result<(Vec<(usize, Outcome)>, u64), CacheError> {
+        let provider = &self.zones[z].provider;
+        let mut out: Vec<(usize, Outcome)> = Vec::with_capacity(idxs.len());
+        let mut requests = 0u64;
+        let mut pending = idxs;
+        let mut round = 0;
+        while !pending.is_empty() {
+            let ops: Vec<WriteOp> = pending.iter().map(|&i| changes[i].op.clone()).collect();
+            let groups: Vec<Option<&str>> = pending
+                .iter()
+                .map(|&i| changes[i].group.as_deref())
+                .collect();
+            let units = crate::provider::units(&groups);
+            let (results, reqs) = provider.apply_grouped(ops, units).await;
+            requests += reqs;
+            if results.len() != pending.len() {
+                return Err(CacheError::internal(format!(
+                    "provider answered {} results for {} changes",
+                    results.len(),
+                    pending.len()
+                )));
+            }
+            let mut lost: Vec<(usize, String)> = Vec::new();
+            for (&i, res) in pending.iter().zip(results) {
+                match res {
+                    Ok(rec) => out.push((i, Outcome::Applied(rec))),
+                    Err(ProviderError::Unanswered(m)) => lost.push((i, m)),
+                    Err(e) => out.push((i, Outcome::failed(&e))),
+                }
+            }
+            if lost.is_empty() {
+                break;
+            }
+            let look: Vec<Sought> = lost.iter().map(|(i, _)| sought[i].clone()).collect();
+            let (judged, reqs) = self.look(z, &look).await;
+            requests += reqs;
+            round += 1;
+            pending = Vec::new();
+            for ((i, m), j) in lost.into_iter().zip(judged) {
+                match j {
+                    Ok(Judged::Applied(rec)) => out.push((i, Outcome::Applied(rec))),
+                    Ok(Judged::NotApplied) if round <= RESEND_ROUNDS => pending.push(i),
+                    Ok(Judged::NotApplied) => {
+                        out.push((i, Outcome::Failed {
+                            code: Code::Unavailable,
+                            message: format!(
+                                "the provider's answer was lost {round} times and each look found \
+                                 the change not applied ({m})"
+                            ),
+                        }));
+                    }
+                    Err(e) => out.push((i, Outcome::Unsettled(format!("{m}; {e}")))),
+                }
+            }
+            if !pending.is_empty() {
+                tracing::info!(
+                    zone = %self.zones[z].name,
+                    changes = pending.len(),
+                    round,
+                    "answers lost; a look found the changes not applied: sending them again"
+                );
+            }
+        }
+        Ok((out, requests))
+    }
+
     /// Writes `written` into the cache and `settled` into the journal in one
-    /// transaction, and publishes the cache's changes. Returns the generation.
+    /// transaction, and publishes the cache's changes, under the gate.
+    /// Returns the generation.
     async fn commit(
         &self,
-        written: &[Written],
+        written: &[(usize, Written)],
         created: &[String],
         settled: &[JournalRow],
         now: i64,
     ) -> Result<u64, CacheError> {
-        let name = self.provider.name();
-        let zone = self.zone.clone();
-        let w = written.to_vec();
+        let name = self.provider_name;
+        let w: Vec<store::ZoneWritten> = written
+            .iter()
+            .map(|(z, w)| (self.zones[*z].name.to_string(), w.clone()))
+            .collect();
         let s = settled.to_vec();
+        let _gate = self.gate.lock().await;
         let g = self
             .db
-            .run(move |c| {
-                store::apply_settled(c, name, &zone, &w, &s, now).map_err(CacheError::from)
-            })
+            .run(move |c| store::apply_settled(c, name, &w, &s, now).map_err(CacheError::from))
             .await?;
         if !written.is_empty() {
             self.committed_generation(g);
+            let gi = i64::try_from(g).unwrap_or(i64::MAX);
+            let mut zs: Vec<usize> = written.iter().map(|(z, _)| *z).collect();
+            zs.sort_unstable();
+            zs.dedup();
+            for z in zs {
+                self.zones[z].committed_generation(gi);
+            }
             self.publish_written(g, written, created, now);
             metrics::gauge!("trafego_cache_generation").set(g as f64);
         }
         Ok(g)
     }
 
-    /// Looks at the provider for each sought change: a targeted read per
-    /// (name, type), or one listing of the zone when there are many (or a
-    /// place is unknown). One result per change, and the requests made.
-    async fn look(&self, sought: &[Sought]) -> (Vec<Result<Judged, ProviderError>>, u64) {
+    /// [`Cache::look`] for changes of several zones: each zone's looked for
+    /// in its zone. One result per change, in order, and the requests made.
+    async fn look_in_zones(
+        &self,
+        sought: &[(usize, Sought)],
+    ) -> (Vec<Result<Judged, ProviderError>>, u64) {
+        let mut by_zone: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (k, (z, _)) in sought.iter().enumerate() {
+            by_zone.entry(*z).or_default().push(k);
+        }
+        let mut out: Vec<Option<Result<Judged, ProviderError>>> = vec![None; sought.len()];
+        let mut requests = 0;
+        for (z, ks) in by_zone {
+            let these: Vec<Sought> = ks.iter().map(|&k| sought[k].1.clone()).collect();
+            let (judged, reqs) = self.look(z, &these).await;
+            requests += reqs;
+            for (k, j) in ks.into_iter().zip(judged) {
+                out[k] = Some(j);
+            }
+        }
+        let out = out
+            .into_iter()
+            .map(|j| j.unwrap_or(Ok(Judged::NotApplied)))
+            .collect();
+        (out, requests)
+    }
+
+    /// Looks in zone `z` at the provider for each sought change: a targeted
+    /// read per (name, type), or one listing of the zone when there are many
+    /// (or a place is unknown). One result per change, and the requests made.
+    async fn look(&self, z: usize, sought: &[Sought]) -> (Vec<Result<Judged, ProviderError>>, u64) {
+        let provider = &self.zones[z].provider;
         let mut keys: Vec<(String, String)> = sought.iter().filter_map(Sought::key).collect();
         keys.sort_unstable();
         keys.dedup();
         let whole = keys.len() > SETTLE_LOOKUPS || sought.iter().any(|s| s.key().is_none());
         if whole {
-            return match self.provider.list().await {
+            return match provider.list().await {
                 Ok(listing) => {
                     let mut by_key: HashMap<(String, String), Vec<ProviderRecord>> = HashMap::new();
                     for r in &listing.records {
@@ -509,7 +695,7 @@ impl Cache {
             HashMap::new();
         let mut requests = 0;
         for (name, rtype) in keys {
-            let res = self.provider.lookup(&name, &rtype).await;
+            let res = provider.lookup(&name, &rtype).await;
             let res = res.map(|(records, reqs)| {
                 requests += reqs;
                 records
@@ -530,7 +716,6 @@ impl Cache {
         (judged, requests)
     }
 
-    /// The journal's id (see the change-id protocol).
     pub fn journal_id(&self) -> &str {
         &self.journal_id
     }
@@ -567,9 +752,9 @@ impl Cache {
             rows
         } else {
             let me = self.clone();
-            trafego_common::mesh::spawn_in_request(
-                async move { me.settle_stale(Some(stale)).await },
-            )
+            trafego_common::mesh::spawn_in_request(async move {
+                me.settle_stale(Some(stale), None).await
+            })
             .await
             .unwrap_or_else(|e| Err(CacheError::internal(format!("settle task: {e}"))))?;
             let lookup = ids.clone();
@@ -618,8 +803,16 @@ impl Cache {
     /// Settles pending journal entries that nothing is applying any more
     /// (left by a process that died, or whose look failed) by looking at the
     /// provider: `ids`, or every such entry. Takes the gate.
-    pub async fn settle_stale(&self, ids: Option<Vec<String>>) -> Result<usize, CacheError> {
-        let _gate = self.gate.lock().await;
+    /// Settles pending journal entries that nothing is applying any more
+    /// (left by a process that died, or whose look failed) by looking at the
+    /// provider, each in its zone: `ids`, or every such entry (of zone
+    /// `only`, when given). Takes the locks of the zones looked in, then the
+    /// gate.
+    pub async fn settle_stale(
+        &self,
+        ids: Option<Vec<String>>,
+        only: Option<usize>,
+    ) -> Result<usize, CacheError> {
         let rows = self
             .db
             .run(move |c| {
@@ -629,21 +822,51 @@ impl Cache {
                 })
             })
             .await?;
-        let rows: Vec<JournalRow> = rows
+        let rows: Vec<(usize, JournalRow)> = rows
             .into_iter()
-            .filter(|r| r.state == store::JOURNAL_PENDING && !self.is_in_flight(&r.change_id))
+            .filter(|r| r.state == store::JOURNAL_PENDING)
+            .filter_map(|r| self.zone_of_row(&r).map(|z| (z, r)))
+            .filter(|(z, _)| only.is_none_or(|o| o == *z))
             .collect();
         if rows.is_empty() {
             return Ok(0);
         }
-        let sought: Vec<Sought> = rows.iter().map(Sought::from_row).collect();
-        let (judged, requests) = self.look(&sought).await;
+        let mut zones: Vec<usize> = rows.iter().map(|(z, _)| *z).collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let mut _locks = Vec::with_capacity(zones.len());
+        for &z in &zones {
+            _locks.push(self.zones[z].lock.lock().await);
+        }
+        // Under the locks: a write of these zones that was still applying
+        // them has recorded its outcome by now, or holds them in flight.
+        let wanted: Vec<String> = rows.iter().map(|(_, r)| r.change_id.clone()).collect();
+        let current: HashMap<String, JournalRow> = self
+            .db
+            .run(move |c| Ok::<_, CacheError>(store::journal_get(c, &wanted)?))
+            .await?
+            .into_iter()
+            .map(|r| (r.change_id.clone(), r))
+            .collect();
+        let rows: Vec<(usize, JournalRow)> = rows
+            .into_iter()
+            .filter_map(|(z, r)| current.get(&r.change_id).map(|r| (z, r.clone())))
+            .filter(|(_, r)| r.state == store::JOURNAL_PENDING && !self.is_in_flight(&r.change_id))
+            .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let sought: Vec<(usize, Sought)> = rows
+            .iter()
+            .map(|(z, r)| (*z, Sought::from_row(r)))
+            .collect();
+        let (judged, requests) = self.look_in_zones(&sought).await;
         let now = self.clock.now_ms();
         let mut written = Vec::new();
         let mut created = Vec::new();
         let mut settled = Vec::new();
         let mut unsettled = 0;
-        for (row, j) in rows.iter().zip(judged) {
+        for ((z, row), j) in rows.iter().zip(judged) {
             let outcome = match j {
                 Ok(Judged::Applied(rec)) => Outcome::Applied(rec),
                 Ok(Judged::NotApplied) => Outcome::Failed {
@@ -663,7 +886,7 @@ impl Cache {
                 if let (Kind::Create, Written::Upsert { record, .. }) = (&kind, &w) {
                     created.push(record.id.clone());
                 }
-                written.push(w);
+                written.push((*z, w));
             }
             settled.extend(settle_row(row, &outcome, now));
         }
@@ -678,7 +901,20 @@ impl Cache {
         Ok(n)
     }
 
-    /// Drops journal entries older than the retention (refresh loop).
+    /// The zone a journal entry's change was sent to: its recorded zone, or
+    /// (entries from before zones) the zone its name lies in, or the one
+    /// zone served.
+    fn zone_of_row(&self, row: &JournalRow) -> Option<usize> {
+        if !row.zone.is_empty() {
+            return self.zone_index(&row.zone);
+        }
+        if self.zones.len() == 1 {
+            return Some(0);
+        }
+        trafego_proto::validate::Hostname::parse("name", &row.name)
+            .ok()
+            .and_then(|h| self.route(&h))
+    }
     pub async fn purge_journal(&self) {
         let before = self.clock.now_ms().saturating_sub(
             i64::try_from(self.settings.journal_retention.as_millis()).unwrap_or(i64::MAX),
@@ -706,19 +942,20 @@ impl Cache {
         ids.iter().any(|id| f.contains_key(id))
     }
 
-    fn publish_written(&self, g: u64, written: &[Written], created: &[String], now: i64) {
+    fn publish_written(&self, g: u64, written: &[(usize, Written)], created: &[String], now: i64) {
         if written.len() > self.settings.watch_buffer {
             self.hub.publish_gap(g, events::resync(g));
             return;
         }
         let created: std::collections::HashSet<&str> = created.iter().map(String::as_str).collect();
         let mut evs = Vec::with_capacity(written.len() + 1);
-        for w in written {
+        for (z, w) in written {
+            let zone = self.zones[*z].name.to_string();
             match w {
                 Written::Upsert { record, replaces } => {
                     let kind = match replaces {
                         Some(old) => {
-                            evs.push(events::removed_event(g, old.clone()));
+                            evs.push(events::removed_event(g, zone, old.clone()));
                             CacheEventKind::Added
                         }
                         None if created.contains(record.id.as_str()) => CacheEventKind::Added,
@@ -727,10 +964,10 @@ impl Cache {
                     evs.push(events::record_event(
                         kind,
                         g,
-                        self.to_proto(record, now, now),
+                        self.to_proto(*z, record, now, now),
                     ));
                 }
-                Written::Removed(id) => evs.push(events::removed_event(g, id.clone())),
+                Written::Removed(id) => evs.push(events::removed_event(g, zone, id.clone())),
             }
         }
         self.hub.publish(g, evs);

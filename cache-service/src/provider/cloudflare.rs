@@ -19,6 +19,7 @@ mod wire;
 mod write;
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -143,7 +144,8 @@ pub struct CloudflareProvider {
     cfg: CloudflareConfig,
     base: ApiRoot,
     zone_id: OnceCell<String>,
-    http: HttpClient,
+    /// Shared by the providers of every zone of the account.
+    http: Arc<HttpClient>,
 }
 
 impl fmt::Debug for CloudflareProvider {
@@ -170,8 +172,52 @@ impl CloudflareProvider {
     /// on first use. Fails for a bad API URL, a token that cannot be a header
     /// value, a malformed zone id or zero page or batch sizes.
     pub fn new(cfg: CloudflareConfig) -> Result<Self, ProviderError> {
-        let base = ApiRoot::parse("Cloudflare API URL", &cfg.api_url)?;
+        let http = Arc::new(Self::client(&cfg)?);
+        Self::with_client(cfg, http)
+    }
+
+    /// One provider per zone of `zones` (the zone of `cfg` is replaced),
+    /// all sharing one HTTP client, so one request budget (the provider's
+    /// rate limit is per account) and one connection pool.
+    pub fn for_zones(
+        cfg: CloudflareConfig,
+        zones: &[Hostname],
+    ) -> Result<Vec<Self>, ProviderError> {
+        let Some(first) = zones.first() else {
+            return Ok(Vec::new());
+        };
+        let mut c = cfg.clone();
+        c.zone = first.clone();
+        let http = Arc::new(Self::client(&c)?);
+        zones
+            .iter()
+            .map(|z| {
+                let mut c = cfg.clone();
+                c.zone = z.clone();
+                Self::with_client(c, http.clone())
+            })
+            .collect()
+    }
+
+    /// The HTTP client `cfg` asks for.
+    fn client(cfg: &CloudflareConfig) -> Result<HttpClient, ProviderError> {
         let auth = HeaderAuth::bearer(&cfg.token)?;
+        let settings = HttpSettings {
+            request_timeout: cfg.request_timeout,
+            budget_requests: cfg.budget_requests,
+            budget_window: cfg.budget_window,
+            max_budget_wait: cfg.max_budget_wait,
+            max_retries: cfg.max_retries,
+            backoff_base: cfg.backoff_base,
+            backoff_max: cfg.backoff_max,
+            max_retry_after: cfg.max_retry_after,
+        };
+        HttpClient::new("cloudflare", settings, auth, &cfg.token, map_error)
+    }
+
+    /// The provider of `cfg`'s zone over an existing client.
+    fn with_client(cfg: CloudflareConfig, http: Arc<HttpClient>) -> Result<Self, ProviderError> {
+        let base = ApiRoot::parse("Cloudflare API URL", &cfg.api_url)?;
         if let Some(id) = &cfg.zone_id
             && !valid_zone_id(id)
         {
@@ -190,17 +236,6 @@ impl CloudflareProvider {
                 "per_page and batch_size must be at least 1".into(),
             ));
         }
-        let settings = HttpSettings {
-            request_timeout: cfg.request_timeout,
-            budget_requests: cfg.budget_requests,
-            budget_window: cfg.budget_window,
-            max_budget_wait: cfg.max_budget_wait,
-            max_retries: cfg.max_retries,
-            backoff_base: cfg.backoff_base,
-            backoff_max: cfg.backoff_max,
-            max_retry_after: cfg.max_retry_after,
-        };
-        let http = HttpClient::new("cloudflare", settings, auth, &cfg.token, map_error)?;
         let zone_id = match &cfg.zone_id {
             Some(id) => OnceCell::new_with(Some(id.clone())),
             None => OnceCell::new(),

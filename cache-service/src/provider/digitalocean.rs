@@ -21,6 +21,7 @@ mod wire;
 mod write;
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -136,7 +137,8 @@ impl fmt::Debug for DigitalOceanConfig {
 pub struct DigitalOceanProvider {
     cfg: DigitalOceanConfig,
     base: ApiRoot,
-    http: HttpClient,
+    /// Shared by the providers of every domain of the account.
+    http: Arc<HttpClient>,
 }
 
 impl fmt::Debug for DigitalOceanProvider {
@@ -153,14 +155,48 @@ impl DigitalOceanProvider {
     /// for a bad API URL, a token that cannot be a header value, or a page
     /// size outside 1 to [`MAX_PER_PAGE`].
     pub fn new(cfg: DigitalOceanConfig) -> Result<Self, ProviderError> {
+        let http = Arc::new(Self::client(&cfg)?);
+        Self::with_client(cfg, http)
+    }
+
+    /// One provider per zone of `zones` (the zone of `cfg` is replaced),
+    /// all sharing one HTTP client, so one request budget (the provider's
+    /// rate limit is per account) and one connection pool.
+    pub fn for_zones(
+        cfg: DigitalOceanConfig,
+        zones: &[Hostname],
+    ) -> Result<Vec<Self>, ProviderError> {
+        let Some(first) = zones.first() else {
+            return Ok(Vec::new());
+        };
+        let mut c = cfg.clone();
+        c.domain = first.clone();
+        let http = Arc::new(Self::client(&c)?);
+        zones
+            .iter()
+            .map(|z| {
+                let mut c = cfg.clone();
+                c.domain = z.clone();
+                Self::with_client(c, http.clone())
+            })
+            .collect()
+    }
+
+    /// The provider of `cfg`'s domain over an existing client.
+    fn with_client(cfg: DigitalOceanConfig, http: Arc<HttpClient>) -> Result<Self, ProviderError> {
         let base = ApiRoot::parse("DigitalOcean API URL", &cfg.api_url)?;
-        let auth = HeaderAuth::bearer(&cfg.token)?;
         if !(1..=MAX_PER_PAGE).contains(&cfg.per_page) {
             return Err(ProviderError::Invalid(format!(
                 "per_page {} is out of range 1 to {MAX_PER_PAGE}",
                 cfg.per_page
             )));
         }
+        Ok(DigitalOceanProvider { cfg, base, http })
+    }
+
+    /// The HTTP client `cfg` asks for.
+    fn client(cfg: &DigitalOceanConfig) -> Result<HttpClient, ProviderError> {
+        let auth = HeaderAuth::bearer(&cfg.token)?;
         let settings = HttpSettings {
             request_timeout: cfg.request_timeout,
             budget_requests: cfg.minute_limit,
@@ -171,10 +207,11 @@ impl DigitalOceanProvider {
             backoff_max: cfg.backoff_max,
             max_retry_after: cfg.max_retry_after,
         };
-        let http = HttpClient::new("digitalocean", settings, auth, &cfg.token, wire::map_error)?
-            .also_limit(cfg.hourly_limit, Duration::from_secs(3600))
-            .rate_headers(rate_headers(cfg.clock.clone()));
-        Ok(DigitalOceanProvider { cfg, base, http })
+        Ok(
+            HttpClient::new("digitalocean", settings, auth, &cfg.token, wire::map_error)?
+                .also_limit(cfg.hourly_limit, Duration::from_secs(3600))
+                .rate_headers(rate_headers(cfg.clock.clone())),
+        )
     }
 
     /// Total HTTP requests sent since the provider was built, retries included.

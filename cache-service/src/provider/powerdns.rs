@@ -30,8 +30,8 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -203,7 +203,8 @@ pub struct PowerDnsProvider {
     cfg: PowerDnsConfig,
     /// `…/servers/{server}/zones/{zone}.`, the one URL it reads and patches.
     zone_url: Url,
-    http: HttpClient,
+    /// Shared by the providers of every zone of the server.
+    http: Arc<HttpClient>,
     snapshot: Mutex<Snapshot>,
     /// One write at a time: re-read, `PATCH` and snapshot update go together.
     write_lock: tokio::sync::Mutex<()>,
@@ -222,6 +223,38 @@ impl PowerDnsProvider {
     /// Builds the provider; makes no request. Refuses a URL that is not
     /// http(s), an empty server id, or an API key a header cannot carry.
     pub fn new(cfg: PowerDnsConfig) -> Result<Self, ProviderError> {
+        let http = Arc::new(Self::client(&cfg)?);
+        Self::with_client(cfg, http)
+    }
+
+    /// One provider per zone of `zones` (the zone of `cfg` is replaced),
+    /// all sharing one HTTP client, so one request budget (the provider's
+    /// rate limit is per account) and one connection pool.
+    pub fn for_zones(cfg: PowerDnsConfig, zones: &[Hostname]) -> Result<Vec<Self>, ProviderError> {
+        let Some(first) = zones.first() else {
+            return Ok(Vec::new());
+        };
+        let mut c = cfg.clone();
+        c.zone = first.clone();
+        let http = Arc::new(Self::client(&c)?);
+        zones
+            .iter()
+            .map(|z| {
+                let mut c = cfg.clone();
+                c.zone = z.clone();
+                Self::with_client(c, http.clone())
+            })
+            .collect()
+    }
+
+    /// The HTTP client `cfg` asks for.
+    fn client(cfg: &PowerDnsConfig) -> Result<HttpClient, ProviderError> {
+        let auth = HeaderAuth::new(HeaderName::from_static("x-api-key"), &cfg.api_key)?;
+        HttpClient::new("powerdns", cfg.http, auth, &cfg.api_key, wire::map_error)
+    }
+
+    /// The provider of `cfg`'s zone over an existing client.
+    fn with_client(cfg: PowerDnsConfig, http: Arc<HttpClient>) -> Result<Self, ProviderError> {
         if cfg.server_id.trim().is_empty() {
             return Err(ProviderError::Invalid(
                 "PDNS_SERVER_ID must not be empty".into(),
@@ -234,8 +267,6 @@ impl PowerDnsProvider {
         let mut segments = if under_api { vec![] } else { vec!["api", "v1"] };
         segments.extend(["servers", cfg.server_id.trim(), "zones", zone.as_str()]);
         zone_url = root.url(&segments, &[]);
-        let auth = HeaderAuth::new(HeaderName::from_static("x-api-key"), &cfg.api_key)?;
-        let http = HttpClient::new("powerdns", cfg.http, auth, &cfg.api_key, wire::map_error)?;
         Ok(PowerDnsProvider {
             cfg,
             zone_url,

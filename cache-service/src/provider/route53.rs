@@ -33,8 +33,8 @@ mod write;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -240,7 +240,8 @@ pub struct Route53Provider {
     cfg: Route53Config,
     base: ApiRoot,
     zone_id: OnceCell<String>,
-    http: HttpClient,
+    /// Shared by the providers of every hosted zone of the account.
+    http: Arc<HttpClient>,
     snapshot: Mutex<Snapshot>,
     /// Writes run one at a time, so two never plan against the same values.
     writes: tokio::sync::Mutex<()>,
@@ -273,7 +274,55 @@ impl Route53Provider {
     /// if not configured, is looked up on first use. Fails for a bad API URL
     /// or region, missing keys, a malformed zone id, or sizes out of range.
     pub fn new(cfg: Route53Config) -> Result<Self, ProviderError> {
-        let base = ApiRoot::parse("Route53 API URL", &cfg.api_url)?;
+        let http = Arc::new(Self::client(&cfg)?);
+        Self::with_client(cfg, http)
+    }
+
+    /// One provider per zone of `zones` (the zone of `cfg` is replaced),
+    /// all sharing one HTTP client, so one request budget (the provider's
+    /// rate limit is per account) and one connection pool.
+    pub fn for_zones(cfg: Route53Config, zones: &[Hostname]) -> Result<Vec<Self>, ProviderError> {
+        let Some(first) = zones.first() else {
+            return Ok(Vec::new());
+        };
+        let mut c = cfg.clone();
+        c.zone = first.clone();
+        let http = Arc::new(Self::client(&c)?);
+        zones
+            .iter()
+            .map(|z| {
+                let mut c = cfg.clone();
+                c.zone = z.clone();
+                Self::with_client(c, http.clone())
+            })
+            .collect()
+    }
+
+    /// The HTTP client `cfg` asks for.
+    fn client(cfg: &Route53Config) -> Result<HttpClient, ProviderError> {
+        Self::check_region(cfg)?;
+        let auth = sign::SigV4::new(&cfg.access_key, &cfg.secret_key, &cfg.region)?;
+        let settings = HttpSettings {
+            request_timeout: cfg.request_timeout,
+            budget_requests: cfg.budget_requests,
+            budget_window: cfg.budget_window,
+            max_budget_wait: cfg.max_budget_wait,
+            max_retries: cfg.max_retries,
+            backoff_base: cfg.backoff_base,
+            backoff_max: cfg.backoff_max,
+            max_retry_after: Duration::from_secs(60),
+        };
+        Ok(HttpClient::new(
+            "route53",
+            settings,
+            auth,
+            &cfg.secret_key,
+            errors::map_error,
+        )?
+        .media_type(wire::XML))
+    }
+
+    fn check_region(cfg: &Route53Config) -> Result<(), ProviderError> {
         if cfg.region.is_empty()
             || !cfg
                 .region
@@ -285,7 +334,13 @@ impl Route53Provider {
                 cfg.region
             )));
         }
-        let auth = sign::SigV4::new(&cfg.access_key, &cfg.secret_key, &cfg.region)?;
+        Ok(())
+    }
+
+    /// The provider of `cfg`'s zone over an existing client.
+    fn with_client(cfg: Route53Config, http: Arc<HttpClient>) -> Result<Self, ProviderError> {
+        let base = ApiRoot::parse("Route53 API URL", &cfg.api_url)?;
+        Self::check_region(&cfg)?;
         let zone_id = match &cfg.zone_id {
             Some(id) => OnceCell::new_with(Some(bare_zone_id(id).ok_or_else(|| {
                 ProviderError::Invalid(format!(
@@ -299,24 +354,6 @@ impl Route53Provider {
                 "Route53 page size must be 1 to {MAX_ITEMS} and batch size 1 to {MAX_BATCH}"
             )));
         }
-        let settings = HttpSettings {
-            request_timeout: cfg.request_timeout,
-            budget_requests: cfg.budget_requests,
-            budget_window: cfg.budget_window,
-            max_budget_wait: cfg.max_budget_wait,
-            max_retries: cfg.max_retries,
-            backoff_base: cfg.backoff_base,
-            backoff_max: cfg.backoff_max,
-            max_retry_after: Duration::from_secs(60),
-        };
-        let http = HttpClient::new(
-            "route53",
-            settings,
-            auth,
-            &cfg.secret_key,
-            errors::map_error,
-        )?
-        .media_type(wire::XML);
         Ok(Route53Provider {
             cfg,
             base,

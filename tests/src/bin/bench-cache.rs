@@ -164,7 +164,10 @@ async fn run_size(n: usize) -> anyhow::Result<()> {
     fake.reset_stats();
     let t = Instant::now();
     let warm = c
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let warm_wall = t.elapsed();
@@ -216,7 +219,11 @@ async fn run_creates(n: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (mut child, mut c) = start_service(&fake, dir.path()).await?;
     let pid = child.id().unwrap_or(0);
-    c.refresh_cache(RefreshCacheRequest { force: true }).await?;
+    c.refresh_cache(RefreshCacheRequest {
+        force: true,
+        ..Default::default()
+    })
+    .await?;
     fake.reset_stats();
     let changes = (0..n)
         .map(|i| Change {

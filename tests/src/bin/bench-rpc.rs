@@ -388,7 +388,10 @@ async fn main() -> anyhow::Result<()> {
     let mut svc = connect(&service.url).await?;
     // Joins the start-up refresh (or runs one): the cache is full afterwards.
     let filled = svc
-        .refresh_cache(RefreshCacheRequest { force: false })
+        .refresh_cache(RefreshCacheRequest {
+            force: false,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     anyhow::ensure!(filled.total == n as u64, "cached {} of {n}", filled.total);

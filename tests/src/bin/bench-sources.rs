@@ -75,7 +75,10 @@ async fn services(
     ));
     let mut cache = CacheServiceClient::new(channel(cache_addr).await?);
     cache
-        .refresh_cache(RefreshCacheRequest { force: false })
+        .refresh_cache(RefreshCacheRequest {
+            force: false,
+            ..Default::default()
+        })
         .await?;
 
     let tracking_listener = TcpListener::bind("127.0.0.1:0").await?;

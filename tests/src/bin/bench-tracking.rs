@@ -103,7 +103,10 @@ async fn main() -> anyhow::Result<()> {
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     cache
-        .refresh_cache(RefreshCacheRequest { force: false })
+        .refresh_cache(RefreshCacheRequest {
+            force: false,
+            ..Default::default()
+        })
         .await?;
     // Let the start-up sync finish so it does not share the first measurement.
     tracking
@@ -168,7 +171,10 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
     );
     cache
-        .refresh_cache(RefreshCacheRequest { force: true })
+        .refresh_cache(RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        })
         .await?;
     fake.reset_stats();
     let adopt: Vec<DesiredRecord> = (0..extra)

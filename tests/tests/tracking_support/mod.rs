@@ -238,7 +238,10 @@ impl Env {
         let mut cache_client = cache_client(&cache.url).await;
         // Wait for cache-service's first refresh so provider counters start clean.
         cache_client
-            .refresh_cache(RefreshCacheRequest { force: false })
+            .refresh_cache(RefreshCacheRequest {
+                force: false,
+                ..Default::default()
+            })
             .await
             .expect("first refresh");
         fake.reset_stats();
@@ -256,7 +259,10 @@ impl Env {
     /// Refreshes cache-service's cache now.
     pub async fn refresh(&mut self) {
         self.cache_client
-            .refresh_cache(RefreshCacheRequest { force: true })
+            .refresh_cache(RefreshCacheRequest {
+                force: true,
+                ..Default::default()
+            })
             .await
             .expect("refresh");
     }

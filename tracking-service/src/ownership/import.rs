@@ -169,13 +169,20 @@ pub enum Outcome {
 pub struct Served {
     /// cache-service's provider name.
     pub provider: String,
-    /// The zone.
-    pub zone: Hostname,
+    /// The zones served (one or several); a name belongs to the longest it
+    /// lies in.
+    pub zones: Vec<Hostname>,
     /// Every record of the zone.
     pub records: Vec<DnsRecord>,
 }
 
 impl Served {
+    /// The zones served, joined by ", ".
+    pub fn zone_list(&self) -> String {
+        let names: Vec<&str> = self.zones.iter().map(Hostname::as_str).collect();
+        names.join(", ")
+    }
+
     /// The records by (name, type).
     pub fn by_key(&self) -> HashMap<(&str, &str), Vec<&DnsRecord>> {
         let mut m: HashMap<(&str, &str), Vec<&DnsRecord>> = HashMap::new();
@@ -331,10 +338,21 @@ async fn fetch(config: &Config) -> anyhow::Result<Served> {
         &security,
     )?;
     let status = client.status().await?;
-    let zone = Hostname::parse("zone", &status.zone)
+    // Every zone served (`zones`); an older cache-service names its one zone
+    // in `zone` only.
+    let names: Vec<&str> = if status.zones.is_empty() {
+        vec![status.zone.as_str()]
+    } else {
+        status.zones.iter().map(|z| z.zone.as_str()).collect()
+    };
+    let zones = names
+        .iter()
+        .map(|z| Hostname::parse("zone", z))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("cache-service reports an invalid zone: {e}"))?;
+    let zone = names.join(", ");
     if let Some(want) = config.zone()?
-        && want != zone
+        && !zones.contains(&want)
     {
         bail!(
             "DNS_ZONE is {want} but cache-service at {} manages {zone}",
@@ -350,7 +368,10 @@ async fn fetch(config: &Config) -> anyhow::Result<Served> {
     )?;
     tokio::time::timeout(
         config.cache_service_timeout,
-        raw.refresh_cache(trafego_proto::cache::RefreshCacheRequest { force: true }),
+        raw.refresh_cache(trafego_proto::cache::RefreshCacheRequest {
+            force: true,
+            ..Default::default()
+        }),
     )
     .await
     .map_err(|_| {
@@ -377,7 +398,7 @@ async fn fetch(config: &Config) -> anyhow::Result<Served> {
     }
     Ok(Served {
         provider: status.provider,
-        zone,
+        zones,
         records,
     })
 }
@@ -398,7 +419,8 @@ fn dry_tracked(config: &Config, keys: &[(String, String, String)]) -> anyhow::Re
 /// Weighs TrafegoDNS's entries against the provider's records.
 pub fn weigh_trafegodns(entries: &[trafegodns::Entry], served: &Served) -> Vec<Line> {
     let held = served.by_key();
-    let zone = served.zone.as_str();
+    // An entry naming no domain is relative to the first zone served.
+    let zone = served.zones.first().map_or("", Hostname::as_str);
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut lines = Vec::with_capacity(entries.len());
     for e in entries {
@@ -458,15 +480,15 @@ fn weigh_one<'a>(
     }
     if let Some(d) = &e.domain {
         let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-        if d != served.zone.as_str() {
+        if !served.zones.iter().any(|z| z.as_str() == d) {
             return Err(Skip::OtherZone(d));
         }
     }
     let rtype =
         RecordType::parse("type", &e.rtype).map_err(|err| Skip::BadName(err.to_string()))?;
     let name = Hostname::parse("name", raw).map_err(|err| Skip::BadName(err.to_string()))?;
-    if !name.is_in_zone(&served.zone) {
-        return Err(Skip::OtherZone(format!("outside {}", served.zone)));
+    if !served.zones.iter().any(|z| name.is_in_zone(z)) {
+        return Err(Skip::OtherZone(format!("outside {}", served.zone_list())));
     }
     let found = held
         .get(&(name.as_str(), rtype.as_str()))
@@ -572,7 +594,7 @@ fn report(
         "{}importing {what} into {} zone {} ({} records at the provider)",
         if dry_run { "dry run: " } else { "" },
         served.provider,
-        served.zone,
+        served.zone_list(),
         served.records.len()
     )?;
     let verb = if dry_run { "would claim" } else { "claimed" };

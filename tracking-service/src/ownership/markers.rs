@@ -21,7 +21,7 @@ use trafego_proto::cache::{Change, DeleteChange, DnsRecord, RecordInput, UpdateC
 use trafego_proto::tracking::ChangeAction;
 use trafego_proto::validate::Hostname;
 
-use super::{MarkerMode, Ownership};
+use super::{MarkerMode, Ownership, zone_of};
 use crate::plan::{Plan, Sent};
 
 /// A reconcile's changes with the markers attached.
@@ -88,7 +88,7 @@ fn input_from(r: &DnsRecord, comment: String) -> RecordInput {
 /// created).
 pub fn attach(
     own: &Ownership,
-    zone: &str,
+    zones: &[Hostname],
     plan: &Plan,
     sent: &[Sent],
     changes: Vec<Change>,
@@ -111,9 +111,15 @@ pub fn attach(
                     out.markers += 1;
                 }
                 MarkerMode::Txt => {
-                    let name = own.marker_name(&input.r#type, &input.name, zone);
+                    let name =
+                        own.marker_name(&input.r#type, &input.name, zone_of(zones, &input.name));
                     if !have.contains(name.as_str()) && !added.contains(&name) {
-                        marker = txt_marker(own, &input.r#type, &input.name, zone);
+                        marker = txt_marker(
+                            own,
+                            &input.r#type,
+                            &input.name,
+                            zone_of(zones, &input.name),
+                        );
                         if marker.is_some() {
                             added.insert(name);
                         }
@@ -163,11 +169,11 @@ pub fn attach(
                 }
             }
             MarkerMode::Txt => {
-                let name = own.marker_name(&r.r#type, &r.name, zone);
+                let name = own.marker_name(&r.r#type, &r.name, zone_of(zones, &r.name));
                 if have.contains(name.as_str()) || added.contains(&name) {
                     continue;
                 }
-                if let Some(m) = txt_marker(own, &r.r#type, &r.name, zone) {
+                if let Some(m) = txt_marker(own, &r.r#type, &r.name, zone_of(zones, &r.name)) {
                     out.changes.push(Change {
                         kind: Some(change::Kind::Create(m)),
                         change_id: String::new(),
@@ -209,7 +215,7 @@ pub struct SweepMarkers {
 /// comment mode the marker goes with its record.
 pub fn sweep_deletes(
     own: &Ownership,
-    zone: &str,
+    zones: &[Hostname],
     doomed: &[Doomed<'_>],
     held: &HashMap<String, DnsRecord>,
 ) -> SweepMarkers {
@@ -230,7 +236,7 @@ pub fn sweep_deletes(
     }
     let mut taken: HashSet<String> = HashSet::new();
     for (k, d) in doomed.iter().enumerate() {
-        let name = own.marker_name(d.rtype, d.name, zone);
+        let name = own.marker_name(d.rtype, d.name, zone_of(zones, d.name));
         let Some(m) = markers.get(name.as_str()) else {
             continue;
         };
@@ -245,7 +251,7 @@ pub fn sweep_deletes(
         if taken.contains(&m.record_id) || going.contains(m.record_id.as_str()) {
             continue;
         }
-        let Some(target) = own.registry.target_of(&m.name, zone) else {
+        let Some(target) = own.registry.target_of(&m.name, zone_of(zones, &m.name)) else {
             continue;
         };
         let Some(rtype) = target.rtype.as_deref() else {

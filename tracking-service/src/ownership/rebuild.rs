@@ -15,11 +15,12 @@ use std::collections::{HashMap, HashSet};
 use trafego_proto::cache::DnsRecord;
 
 use super::registry::parse_content;
-use super::{MarkerMode, Ownership};
+use super::{MarkerMode, Ownership, zone_of};
 use crate::convert::row_from;
 use crate::error::TrackingError;
 use crate::store::{self, Commit};
 use crate::tracker::Tracker;
+use trafego_proto::validate::Hostname;
 
 /// The state key of the last rebuild.
 pub(crate) const REBUILD_KEY: &str = "ownership_rebuild";
@@ -44,7 +45,7 @@ pub struct Report {
 /// counts of foreign markers and of records left alone as ambiguous. Pure.
 pub fn claims<'a>(
     own: &Ownership,
-    zone: &str,
+    zones: &[Hostname],
     cache: &'a [DnsRecord],
 ) -> (Vec<&'a DnsRecord>, Report) {
     let mut report = Report::default();
@@ -65,7 +66,7 @@ pub fn claims<'a>(
             let mut ours: HashSet<(String, String)> = HashSet::new();
             let mut others: HashSet<(String, String)> = HashSet::new();
             for r in cache.iter().filter(|r| is_marker(r)) {
-                let target = own.registry.target_of(&r.name, zone);
+                let target = own.registry.target_of(&r.name, zone_of(zones, &r.name));
                 let key = target.and_then(|t| Some((t.name, t.rtype?)));
                 if own.proves(&r.content) {
                     ours.extend(key);
@@ -105,7 +106,7 @@ pub(crate) async fn run(t: &Tracker) -> Result<Option<Report>, TrackingError> {
     let Some(own) = &t.settings().ownership else {
         return Ok(None);
     };
-    let zone = t.zone().await?.zone.as_str().to_string();
+    let zones = t.zone().await?.served().to_vec();
     let counts = t
         .db()
         .run(|c| Ok::<_, TrackingError>(store::counts(c)?))
@@ -115,7 +116,7 @@ pub(crate) async fn run(t: &Tracker) -> Result<Option<Report>, TrackingError> {
     }
     let staleness = u32::try_from(t.settings().max_staleness.as_secs().max(1)).unwrap_or(u32::MAX);
     let (cache, _) = t.client().list_all(staleness).await?;
-    let (claimed, mut report) = claims(own, &zone, &cache);
+    let (claimed, mut report) = claims(own, &zones, &cache);
     let now = t.now();
     report.at = now;
     report.claimed = u64::try_from(claimed.len()).unwrap_or(u64::MAX);

@@ -19,10 +19,10 @@ use trafego_proto::cache::DnsRecord;
 
 use super::{Line, Outcome, Served, Skip};
 use crate::ownership::registry::{Registry, parse_content};
+use crate::ownership::zone_of;
 
 /// Weighs every record of `served` against the registry of `owner`.
 pub fn weigh(registry: &Registry, owner: &str, served: &Served) -> Vec<Line> {
-    let zone = served.zone.as_str();
     let is_marker = |r: &DnsRecord| {
         r.r#type == "TXT"
             && parse_content(&r.content).is_some_and(|m| m.heritage == registry.heritage())
@@ -48,6 +48,7 @@ pub fn weigh(registry: &Registry, owner: &str, served: &Served) -> Vec<Line> {
                 .filter(|r| !is_marker(r) && t.rtype.as_deref().is_none_or(|want| r.r#type == want))
                 .collect()
         };
+        let zone = zone_of(&served.zones, &m.name);
         let mut targets = targets_of(registry.target_of(&m.name, zone));
         if targets.is_empty() {
             targets = targets_of(registry.legacy_target_of(&m.name, zone));

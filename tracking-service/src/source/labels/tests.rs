@@ -20,6 +20,7 @@ fn cfg(provider: Option<&str>) -> LabelConfig {
 fn zone() -> ZoneInfo {
     ZoneInfo {
         zone: Hostname::parse("zone", "example.com").unwrap(),
+        zones: Vec::new(),
         rules: ProviderRules::from_proto(&trafego_proto::cache::Capabilities {
             record_types: ["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "CAA", "NS"]
                 .iter()
