@@ -13,6 +13,11 @@
 
 ############################ build ############################
 FROM rust:1.95.0-slim-bookworm AS builder
+# libpq-dev: diesel links libpq for the PostgreSQL backend (pkg-config finds it).
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libpq-dev pkg-config; \
+    rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The registry and the target directory live in cache mounts (kept between
@@ -31,7 +36,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM debian:12.13-slim AS runtime
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates; \
+    apt-get install -y --no-install-recommends ca-certificates libpq5; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 trafego; \
     useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -1,8 +1,74 @@
-//! Unit tests of the store: the set-based statements against a real
-//! SQLite file, and what the point reads send.
+//! Unit tests of the store: the set-based statements, and what the point
+//! reads send. Every test body runs twice, against a real SQLite file and
+//! against a real PostgreSQL database (one throwaway cluster per test binary,
+//! a database per test; PostgreSQL must be installed, these never skip).
 
 use super::*;
-use trafego_common::db::{Db, DbOptions};
+use trafego_common::db::{AnyDb, DbOptions, DbUrl};
+
+/// A database for one test, and the directory its SQLite file lives in.
+struct TestDb {
+    db: AnyDb,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = AnyDb;
+    fn deref(&self) -> &AnyDb {
+        &self.db
+    }
+}
+
+/// A fresh SQLite file in a temporary directory.
+async fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DbUrl::Sqlite(dir.path().join("t.db"));
+    let db = AnyDb::connect(&url, "test", crate::migrations(), DbOptions::default()).unwrap();
+    TestDb {
+        db,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh database in this test binary's PostgreSQL cluster.
+async fn postgres_db() -> TestDb {
+    let url = trafego_pg_harness::fresh_database("store")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let url = DbUrl::parse(&url).unwrap();
+    let db = AnyDb::connect(&url, "test", crate::migrations(), DbOptions::default()).unwrap();
+    assert_eq!(db.dialect(), trafego_common::db::Dialect::Postgres);
+    TestDb { db, _dir: None }
+}
+
+/// Runs each named test body (`async fn name(db: TestDb)`) once per backend:
+/// `on_sqlite::name` and `on_postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::sqlite_db().await).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::postgres_db().await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    set_based_statements_do_what_they_say,
+    upserts_keep_timestamps_and_dry_checks_write_nothing,
+    point_reads_bind_no_limit,
+);
 
 fn row(id: &str, name: &str, managed: bool) -> TrackedRow {
     TrackedRow {
@@ -45,15 +111,7 @@ fn view(id: &str, content: &str) -> CacheView {
     }
 }
 
-#[tokio::test]
-async fn set_based_statements_do_what_they_say() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(
-        &dir.path().join("t.db"),
-        crate::MIGRATIONS,
-        DbOptions::default(),
-    )
-    .unwrap();
+async fn set_based_statements_do_what_they_say(db: TestDb) {
     db.run(|c| {
         let commit_one = Commit {
             insert: vec![
@@ -128,15 +186,7 @@ async fn set_based_statements_do_what_they_say() {
     .unwrap();
 }
 
-#[tokio::test]
-async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(
-        &dir.path().join("t.db"),
-        crate::MIGRATIONS,
-        DbOptions::default(),
-    )
-    .unwrap();
+async fn upserts_keep_timestamps_and_dry_checks_write_nothing(db: TestDb) {
     db.run(|c| {
         let mut orphaned = row("2", "b.example.com", true);
         orphaned.is_orphaned = true;
@@ -209,16 +259,8 @@ async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
 
 /// Point reads bind no `LIMIT`: a bound LIMIT makes SQLite re-prepare the
 /// cached statement at every call.
-#[tokio::test]
-async fn point_reads_bind_no_limit() {
+async fn point_reads_bind_no_limit(db: TestDb) {
     use diesel::connection::{Connection, InstrumentationEvent};
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(
-        &dir.path().join("t.db"),
-        crate::MIGRATIONS,
-        DbOptions::default(),
-    )
-    .unwrap();
     let sql = db
         .run(|c| {
             let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
