@@ -489,6 +489,67 @@ impl Drop for PgCluster {
 mod tests {
     use super::*;
 
+    /// Set in the child process of [`the_shared_cluster_stops_when_its_process_exits`].
+    const CHILD: &str = "TRAFEGO_PG_HARNESS_CHILD";
+
+    /// The shared cluster is never dropped: its watchdog must stop it and
+    /// delete its directory when the process exits. A child run of this test
+    /// binary starts it, prints where it is, and exits; then nothing listens
+    /// there and the directory is gone (waited for, bounded: the watchdog is
+    /// the child's, not ours to wait on).
+    #[test]
+    fn the_shared_cluster_stops_when_its_process_exits() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::child_starts_the_shared_cluster",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SHARED "))
+            .unwrap_or_else(|| panic!("the child printed no cluster: {stdout}"));
+        let (port, dir) = line.split_once(' ').unwrap();
+        let port: u16 = port.parse().unwrap();
+        let dir = PathBuf::from(dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !listening && !dir.exists() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "30 s after its process exited the shared cluster still runs \
+                 (listening: {listening}, {} exists: {})",
+                dir.display(),
+                dir.exists()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The child side of the test above: does nothing unless run as that child.
+    #[tokio::test]
+    async fn child_starts_the_shared_cluster() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        let pg = shared().await.unwrap_or_else(|e| panic!("{e:#}"));
+        let url = fresh_database("child").await.unwrap();
+        assert_eq!(pg.psql_url(&url, "SELECT 1").await.unwrap(), "1");
+        println!("SHARED {} {}", pg.port, pg.dir().display());
+    }
+
     #[test]
     fn a_machine_without_postgresql_is_told_what_to_install() {
         let empty = tempfile::tempdir().unwrap();
