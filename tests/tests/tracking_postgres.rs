@@ -146,3 +146,28 @@ async fn the_shared_database_url_selects_postgres() {
         "one.example.com"
     );
 }
+
+/// A schema of its own in a shared database, as README.md says:
+/// `?options=-csearch_path%3D<schema>` puts every table there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_of_its_own_through_search_path() {
+    let url = database().await;
+    sql(&url, "CREATE SCHEMA tracking").await;
+    let in_schema = format!("{url}?options=-csearch_path%3Dtracking");
+    let mut env = Env::start(vec![], &["--database-url", in_schema.as_str()]).await;
+    env.reconcile("s", vec![a("one.example.com", "192.0.2.1")])
+        .await;
+    assert_eq!(
+        sql(&url, "SELECT name FROM tracking.dns_tracked_records").await,
+        "one.example.com"
+    );
+    assert_eq!(
+        sql(
+            &url,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .await,
+        "0",
+        "nothing is made outside the schema"
+    );
+}

@@ -12,7 +12,7 @@
 //! [`AnyConnection`] (SQLite or PostgreSQL, chosen by the database URL).
 //! What is portable (diesel's DSL, the JSON lists) is in this file; what one
 //! dialect alone understands is in [`sqlite`] and its twin [`postgres`],
-//! behind functions of the same names, picked by [`dialect!`] matching on
+//! behind functions of the same names, picked by `dialect!` matching on
 //! the connection.
 
 use std::collections::HashMap;
