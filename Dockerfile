@@ -13,6 +13,11 @@
 
 ############################ build ############################
 FROM rust:1.95.0-slim-bookworm AS builder
+# libpq-dev: diesel links libpq for the PostgreSQL backend (pkg-config finds it).
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libpq-dev pkg-config; \
+    rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # libpq: the PostgreSQL client library diesel's postgres backend links.
 RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev \

@@ -14,7 +14,8 @@ pub mod fake_route53;
 pub mod fake_traefik;
 pub mod knot;
 pub mod pdns;
-pub mod postgres;
+/// The throwaway PostgreSQL (its own crate, so unit tests can use it too).
+pub use trafego_pg_harness as postgres;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,8 +5,6 @@
 
 mod tracking_support;
 
-use std::collections::HashMap;
-
 use tonic::Code;
 use tracking_support::*;
 use trafego_proto::tracking::{ChangeAction, DesiredRecord, ReconcileRequest};
@@ -43,66 +41,12 @@ async fn creates_then_a_second_identical_call_makes_zero_provider_writes() {
     assert_eq!(env.fake.count(), 3);
 }
 
-/// Fifty overlapping reconciles at once, each caller with its own content for
-/// the A records it declares: every plan that runs against a cache missing a
-/// name creates it, so only the tracker's lock (one reconcile at a time) keeps
-/// two creates of one name apart. The fake accepts two A records of one name
-/// with different contents, so a lost lock shows as a duplicate at the
-/// provider and in the tracked table.
+/// Fifty overlapping reconciles at once (the scenario is in
+/// `tracking_support`, so the PostgreSQL tests run it too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_overlapping_reconciles_leave_one_record_per_hostname() {
     let mut env = Env::start(vec![], &[]).await;
-    let mut tasks = Vec::new();
-    for i in 0..50u32 {
-        let mut client = env.client.clone();
-        tasks.push(tokio::spawn(async move {
-            // Every call declares an overlapping window of 10 of 20 hostnames,
-            // all pointing at this caller's own address.
-            let ip = format!("192.0.2.{}", i + 1);
-            let records: Vec<DesiredRecord> = (0..10)
-                .map(|k| a(&format!("h{}.example.com", (i + k) % 20), &ip))
-                .collect();
-            client
-                .reconcile(ReconcileRequest {
-                    source: format!("src-{}", i % 5),
-                    records,
-                    dry_run: false,
-                    force: true,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }));
-    }
-    let mut failed = Vec::new();
-    for t in tasks {
-        if let Err(e) = t.await.unwrap() {
-            failed.push(e);
-        }
-    }
-    let mut at_provider: HashMap<String, Vec<String>> = HashMap::new();
-    for r in env.fake.records() {
-        assert_eq!(r.r#type, "A", "{r:?}");
-        at_provider.entry(r.name).or_default().push(r.content);
-    }
-    assert_eq!(at_provider.len(), 20, "{at_provider:?}");
-    let dup: Vec<_> = at_provider.iter().filter(|(_, c)| c.len() != 1).collect();
-    assert!(dup.is_empty(), "duplicates at the provider: {dup:?}");
-
-    let mut tracked: HashMap<String, Vec<String>> = HashMap::new();
-    for t in env.tracked().await {
-        tracked.entry(t.name.clone()).or_default().push(t.record_id);
-    }
-    assert_eq!(tracked.len(), 20, "{tracked:?}");
-    let dup: Vec<_> = tracked.iter().filter(|(_, ids)| ids.len() != 1).collect();
-    assert!(dup.is_empty(), "duplicate tracked rows: {dup:?}");
-    // Each tracked row is the record the provider holds at its name.
-    let ids: std::collections::HashSet<String> =
-        env.fake.records().into_iter().map(|r| r.id).collect();
-    assert!(
-        tracked.values().flatten().all(|id| ids.contains(id)),
-        "a tracked row names a record the provider does not hold: {tracked:?}"
-    );
-    assert!(failed.is_empty(), "reconciles failed: {failed:?}");
+    fifty_overlapping_reconciles(&mut env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use trafego_common::db::DbUrl;
 use trafego_common::duration;
 use trafego_proto::validate::{Hostname, RecordType};
 
@@ -28,9 +29,23 @@ pub struct Config {
     #[arg(long, env = "TRACKING_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
     pub listen_addr: SocketAddr,
 
-    /// SQLite database file of the tracker (created with mode 0600).
+    /// SQLite database file of the tracker (created with mode 0600); used when
+    /// neither TRACKING_DATABASE_URL nor DATABASE_URL is set.
     #[arg(long, env = "TRACKING_DB_PATH", default_value = "./data/tracking.db")]
     pub db_path: PathBuf,
+
+    /// The tracker's database: postgres://user:password@host:port/db (or
+    /// postgresql://) for PostgreSQL; a path or sqlite://path for SQLite.
+    #[arg(long, env = "TRACKING_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// As TRACKING_DATABASE_URL, shared by both services; TRACKING_DATABASE_URL wins.
+    #[arg(
+        long = "shared-database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub shared_database_url: Option<String>,
 
     /// Where cache-service listens.
     #[arg(
@@ -151,6 +166,17 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
             .field("db_path", &self.db_path)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(trafego_common::db::redact),
+            )
+            .field(
+                "shared_database_url",
+                &self
+                    .shared_database_url
+                    .as_deref()
+                    .map(trafego_common::db::redact),
+            )
             .field("cache_service_url", &self.cache_service_url)
             .field("zone", &self.zone)
             .field("default_type", &self.default_type)
@@ -253,6 +279,18 @@ impl Config {
             anyhow::bail!("TLS settings for cache-service need an https:// CACHE_SERVICE_URL");
         }
         Ok(crate::cache_client::ClientSecurity { token, tls })
+    }
+
+    /// The tracker's database and the setting that chose it:
+    /// TRACKING_DATABASE_URL, else DATABASE_URL, else TRACKING_DB_PATH (a
+    /// SQLite file, today's default).
+    pub fn database(&self) -> anyhow::Result<(DbUrl, &'static str)> {
+        let chosen = DbUrl::first_of(&[
+            ("TRACKING_DATABASE_URL", self.database_url.as_deref()),
+            ("DATABASE_URL", self.shared_database_url.as_deref()),
+        ])
+        .map_err(anyhow::Error::msg)?;
+        Ok(chosen.unwrap_or_else(|| (DbUrl::Sqlite(self.db_path.clone()), "TRACKING_DB_PATH")))
     }
 
     /// The configuration from these arguments alone (environment ignored): for tests.
@@ -455,5 +493,49 @@ mod tests {
         let c = Config::for_test(&["--cleanup-grace-period", "5", "--cleanup-interval", "1500"]);
         assert_eq!(c.cleanup_grace_period, Duration::from_secs(300));
         assert_eq!(c.cleanup_interval, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn the_database_url_wins_over_the_shared_one_and_the_path() {
+        let c = Config::for_test(&[]);
+        assert_eq!(
+            c.database().unwrap(),
+            (
+                DbUrl::Sqlite("./data/tracking.db".into()),
+                "TRACKING_DB_PATH"
+            )
+        );
+        let c = Config::for_test(&[
+            "--db-path",
+            "/var/t.db",
+            "--shared-database-url",
+            "postgres://u:pw@shared/db",
+        ]);
+        assert_eq!(
+            c.database().unwrap(),
+            (
+                DbUrl::Postgres("postgres://u:pw@shared/db".into()),
+                "DATABASE_URL"
+            )
+        );
+        let c = Config::for_test(&[
+            "--database-url",
+            "sqlite:///var/own.db",
+            "--shared-database-url",
+            "postgres://u:pw@shared/db",
+        ]);
+        assert_eq!(
+            c.database().unwrap(),
+            (DbUrl::Sqlite("/var/own.db".into()), "TRACKING_DATABASE_URL")
+        );
+        let c = Config::for_test(&["--database-url", "mysql://u:pw@h/db"]);
+        let err = c.database().unwrap_err().to_string();
+        assert!(
+            err.starts_with("TRACKING_DATABASE_URL:") && !err.contains("pw@"),
+            "{err}"
+        );
+        // The password never shows in the configuration's Debug.
+        let c = Config::for_test(&["--database-url", "postgres://u:hunter2@h/db"]);
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -33,14 +33,26 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::Db;
+use trafego_common::db::{AnyDb, Migrations};
 use trafego_common::server::{ServeConfig, serve};
 use trafego_proto::tracking::tracking_service_server::TrackingServiceServer;
 
 pub use config::Config;
 
-/// tracking-service's embedded migrations (`migrations/tracking/`).
+/// tracking-service's embedded SQLite migrations (`migrations/tracking/`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/tracking");
+
+/// tracking-service's embedded PostgreSQL migrations
+/// (`migrations/tracking-postgres/`), the twins of [`MIGRATIONS`].
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/tracking-postgres");
+
+/// Both backends' migrations, for [`AnyDb::connect`].
+pub fn migrations() -> Migrations {
+    Migrations {
+        sqlite: MIGRATIONS,
+        postgres: PG_MIGRATIONS,
+    }
+}
 
 /// The gRPC name health reports under.
 pub const SERVICE_NAME: &str = "trafego.tracking.v1.TrackingService";
@@ -103,10 +115,11 @@ pub async fn run_with_clock(
         config.service.mesh.max_message_bytes,
         &config.cache_client_security()?,
     )?;
-    let db = Db::open(&config.db_path, MIGRATIONS, config.service.db_options())
-        .with_context(|| format!("opening {}", config.db_path.display()))?;
+    let (db_url, setting) = config.database()?;
+    let db = AnyDb::connect(&db_url, setting, migrations(), config.service.db_options())
+        .with_context(|| format!("opening the database {setting} names ({db_url})"))?;
     tracing::info!(
-        db = %config.db_path.display(),
+        db = %db_url,
         cache_service = client.host(),
         cleanup = settings.cleanup,
         grace = %humantime::format_duration(settings.grace),

@@ -3,7 +3,7 @@
 
 diesel::table! {
     dns_tracked_records (id) {
-        id -> Integer,
+        id -> BigInt,
         provider -> Text,
         zone -> Text,
         record_id -> Text,
@@ -46,7 +46,7 @@ diesel::table! {
 
 diesel::table! {
     orphaned_records_history (id) {
-        id -> Integer,
+        id -> BigInt,
         provider -> Text,
         zone -> Text,
         record_id -> Text,

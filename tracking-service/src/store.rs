@@ -8,24 +8,170 @@
 //! `in_ids`), so a sweep over 100,000 records is a fixed number of
 //! statements, never one per record.
 //!
-//! The SQL is all here. What is portable (diesel's DSL) is in this file;
-//! what only SQLite understands is in [`sqlite`], behind small functions,
-//! so a PostgreSQL backend is one more file beside it.
+//! The SQL is all here, for both backends: the connection is
+//! [`AnyConnection`] (SQLite or PostgreSQL, chosen by the database URL).
+//! What is portable (diesel's DSL, the JSON lists) is in this file; what one
+//! dialect alone understands is in [`sqlite`] and its twin [`postgres`],
+//! behind functions of the same names, picked by `dialect!` matching on
+//! the connection.
 
 use std::collections::HashMap;
 
+use diesel::connection::TransactionManager;
+use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
+use trafego_common::db::{AnyConnection, Dialect, MultiBackend};
 
 use crate::schema::{
     dns_declarations, dns_pending_intents, dns_tracked_records, orphaned_records_history,
     tracker_state,
 };
 
+pub mod postgres;
 pub mod sqlite;
 
-pub use sqlite::Conn;
-use sqlite::{Ids, in_ids, write_tx};
+/// The connection every store function takes: SQLite or PostgreSQL.
+pub type Conn = AnyConnection;
+
+/// Calls the dialect function `$f` of the connection's backend: `sqlite::$f`
+/// or `postgres::$f`, with the inner connection first.
+macro_rules! dialect {
+    ($conn:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $conn {
+            AnyConnection::Sqlite(c) => sqlite::$f(c $(, $arg)*),
+            AnyConnection::Postgres(c) => postgres::$f(c $(, $arg)*),
+        }
+    };
+}
+
+/// Executes `$query` on the inner connection of `$conn`: for statements
+/// both dialects have but diesel's multi-backend lacks (`ON CONFLICT`,
+/// multi-row `INSERT`). The query is built once.
+macro_rules! on_inner {
+    ($conn:expr, $query:expr) => {{
+        let query = $query;
+        match $conn {
+            AnyConnection::Sqlite(c) => query.execute(c),
+            AnyConnection::Postgres(c) => query.execute(c),
+        }
+    }};
+}
+
+/// Runs `f` in a transaction opened by the dialect's `begin` (`begin_write`
+/// or `begin_read`), committed when `f` succeeds and rolled back when it fails.
+fn in_tx<T, E, F>(conn: &mut Conn, write: bool, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    if write {
+        dialect!(&mut *conn, begin_write())?;
+    } else {
+        dialect!(&mut *conn, begin_read())?;
+    }
+    match f(&mut *conn) {
+        Ok(value) => {
+            <Conn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <Conn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
+/// Runs `f` in a write transaction: writers take turns from its first
+/// statement on (`BEGIN IMMEDIATE` on SQLite, an advisory lock on
+/// PostgreSQL), so two never deadlock upgrading a read.
+pub fn write_tx<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    in_tx(conn, true, f)
+}
+
+/// Runs `f` in a read transaction: one snapshot for all its statements.
+pub fn read_tx<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    in_tx(conn, false, f)
+}
+
+/// A list of strings bound as one parameter whatever its length: one JSON
+/// array, unpacked in SQL by the dialect (`json_each`,
+/// `jsonb_array_elements_text`). Built once, bound as often as needed.
+#[derive(Debug, Clone)]
+pub struct Ids(String);
+
+impl Ids {
+    /// The list of `items`.
+    pub fn of<S: AsRef<str>>(items: &[S]) -> Self {
+        Ids(serde_json::Value::Array(
+            items
+                .iter()
+                .map(|s| serde_json::Value::String(s.as_ref().to_string()))
+                .collect(),
+        )
+        .to_string())
+    }
+}
+
+/// `column IN (ids)`, for the DSL's `filter`, with the list as one bound
+/// parameter. `column` is a column name of the table filtered; `dialect` is
+/// the connection's (`conn.dialect()`, taken before the query borrows it).
+pub fn in_ids<QS>(
+    dialect: Dialect,
+    column: &'static str,
+    ids: &Ids,
+) -> Box<dyn BoxableExpression<QS, MultiBackend, SqlType = Bool>> {
+    let (open, close) = match dialect {
+        Dialect::Sqlite => sqlite::IN_IDS,
+        Dialect::Postgres => postgres::IN_IDS,
+    };
+    Box::new(
+        diesel::dsl::sql::<Bool>(&format!("{column}{open}"))
+            .bind::<Text, _>(ids.0.clone())
+            .sql(close),
+    )
+}
+
+/// One count, read by the dialects' raw statements.
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The provider's records as the missing/drift check loads them: one JSON
+/// array of `[id, content, ttl, proxied, priority, name, type]`, bound once.
+#[derive(Debug, Clone)]
+pub struct ViewRows(String);
+
+impl ViewRows {
+    /// The rows of `cache`.
+    pub fn of(cache: &[CacheView]) -> Self {
+        let rows: Vec<_> = cache
+            .iter()
+            .map(|r| {
+                (
+                    &r.record_id,
+                    &r.content,
+                    r.ttl,
+                    r.proxied,
+                    r.priority,
+                    &r.name,
+                    &r.rtype,
+                )
+            })
+            .collect();
+        ViewRows(serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into()))
+    }
+}
 
 /// Rows per multi-row INSERT, kept under SQLite's bound-variable limit.
 const INSERT_CHUNK: usize = 1000;
@@ -192,7 +338,8 @@ pub fn load_plan_input(
     ids: &[String],
     now: i64,
 ) -> QueryResult<PlanInput> {
-    conn.transaction(|conn| {
+    let d = conn.dialect();
+    read_tx(conn, |conn| {
         let previous: Vec<DeclRow> = dns_declarations::table
             .filter(dns_declarations::source.eq(source))
             .select(DeclRow::as_select())
@@ -203,15 +350,15 @@ pub fn load_plan_input(
         all.dedup();
         let names = Ids::of(&all);
         let declarations = dns_declarations::table
-            .filter(in_ids("name", &names))
+            .filter(in_ids(d, "name", &names))
             .select(DeclRow::as_select())
             .load(conn)?;
         let tracked = dns_tracked_records::table
-            .filter(in_ids("name", &names).or(in_ids("record_id", &Ids::of(ids))))
+            .filter(in_ids(d, "name", &names).or(in_ids(d, "record_id", &Ids::of(ids))))
             .select(TrackedRow::as_select())
             .load(conn)?;
         let intents = dns_pending_intents::table
-            .filter(in_ids("name", &names))
+            .filter(in_ids(d, "name", &names))
             .select(IntentRow::as_select())
             .load(conn)?;
         let decl_stamp = next_decl_stamp(conn, now)?;
@@ -243,7 +390,7 @@ pub fn write_intents(conn: &mut Conn, intents: &[IntentRow]) -> QueryResult<()> 
     }
     write_tx(conn, |conn| {
         for chunk in intents.chunks(INSERT_CHUNK / 2) {
-            sqlite::replace_intents(conn, chunk)?;
+            dialect!(&mut *conn, replace_intents(chunk))?;
         }
         Ok(())
     })
@@ -305,6 +452,7 @@ pub fn commit(conn: &mut Conn, c: &Commit, now: i64) -> QueryResult<()> {
     if c.is_empty() {
         return Ok(());
     }
+    let d = conn.dialect();
     write_tx(conn, |conn| {
         let mut upsert: Vec<&TrackedRow> = Vec::new();
         for (old_id, row) in &c.replace {
@@ -329,13 +477,16 @@ pub fn commit(conn: &mut Conn, c: &Commit, now: i64) -> QueryResult<()> {
         }
         upsert.extend(c.insert.iter());
         for chunk in upsert.chunks(INSERT_CHUNK) {
-            sqlite::upsert_rows(conn, chunk)?;
+            dialect!(&mut *conn, upsert_rows(chunk))?;
         }
         if !c.orphan.is_empty() {
-            sqlite::mark_orphaned(conn, &Ids::of(&c.orphan), &c.orphan_reason, now)?;
+            dialect!(
+                &mut *conn,
+                mark_orphaned(&Ids::of(&c.orphan), &c.orphan_reason, now)
+            )?;
         }
         if !c.unorphan.is_empty() {
-            sqlite::unorphan(conn, &Ids::of(&c.unorphan), now)?;
+            dialect!(&mut *conn, unorphan(&Ids::of(&c.unorphan), now))?;
         }
         if !c.decl_delete.is_empty() {
             let keys: Vec<String> = c
@@ -343,16 +494,17 @@ pub fn commit(conn: &mut Conn, c: &Commit, now: i64) -> QueryResult<()> {
                 .iter()
                 .map(|(n, t)| format!("{n} {t}"))
                 .collect();
-            sqlite::delete_declarations(conn, &c.source, &Ids::of(&keys))?;
+            dialect!(&mut *conn, delete_declarations(&c.source, &Ids::of(&keys)))?;
         }
         for chunk in c.decl_insert.chunks(INSERT_CHUNK) {
-            diesel::insert_into(dns_declarations::table)
-                .values(chunk)
-                .execute(conn)?;
+            on_inner!(
+                &mut *conn,
+                diesel::insert_into(dns_declarations::table).values(chunk)
+            )?;
         }
         if !c.clear_intents.is_empty() {
             diesel::delete(dns_pending_intents::table)
-                .filter(in_ids("id", &Ids::of(&c.clear_intents)))
+                .filter(in_ids(d, "id", &Ids::of(&c.clear_intents)))
                 .execute(conn)?;
         }
         if let Some(before) = c.purge_intents_before {
@@ -421,9 +573,9 @@ pub fn check_against_cache(
     now: i64,
     dry_run: bool,
 ) -> QueryResult<CheckOutcome> {
-    let rows = sqlite::ViewRows::of(cache);
+    let rows = ViewRows::of(cache);
     let res = write_tx::<_, CheckEnd, _>(conn, |conn| {
-        let outcome = sqlite::check_with_cache_view(conn, &rows, now)?;
+        let outcome = dialect!(&mut *conn, check_with_cache_view(&rows, now))?;
         if dry_run {
             return Err(CheckEnd::DryRun(outcome));
         }
@@ -481,7 +633,7 @@ pub fn record_deleted(
     }
     let ids = Ids::of(ids);
     write_tx(conn, |conn| {
-        sqlite::move_to_history(conn, &ids, reason, now)
+        dialect!(conn, move_to_history(&ids, reason, now))
     })
 }
 
@@ -507,7 +659,7 @@ pub struct Counts {
 
 /// Counts by state in one statement.
 pub fn counts(conn: &mut Conn) -> QueryResult<Counts> {
-    sqlite::counts(conn)
+    dialect!(conn, counts())
 }
 
 /// Reads one state value. Point reads use `get_result` on a unique key, never
@@ -523,12 +675,14 @@ pub fn state_get(conn: &mut Conn, key: &str) -> QueryResult<Option<String>> {
 
 /// Writes one state value.
 pub fn state_set(conn: &mut Conn, key: &str, value: &str) -> QueryResult<()> {
-    diesel::insert_into(tracker_state::table)
-        .values((tracker_state::key.eq(key), tracker_state::value.eq(value)))
-        .on_conflict(tracker_state::key)
-        .do_update()
-        .set(tracker_state::value.eq(value))
-        .execute(conn)?;
+    on_inner!(
+        conn,
+        diesel::insert_into(tracker_state::table)
+            .values((tracker_state::key.eq(key), tracker_state::value.eq(value)))
+            .on_conflict(tracker_state::key)
+            .do_update()
+            .set(tracker_state::value.eq(value))
+    )?;
     Ok(())
 }
 
@@ -606,11 +760,12 @@ pub fn sources_of(
     if rows.is_empty() {
         return Ok(HashMap::new());
     }
+    let d = conn.dialect();
     let mut names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     let decls: Vec<(String, String, String)> = dns_declarations::table
-        .filter(in_ids("name", &Ids::of(&names)))
+        .filter(in_ids(d, "name", &Ids::of(&names)))
         .select((
             dns_declarations::name,
             dns_declarations::rtype,
@@ -700,8 +855,9 @@ pub fn already_tracked(
     }
     let ids: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let d = conn.dialect();
     let found: Vec<(String, String, String)> = dns_tracked_records::table
-        .filter(in_ids("record_id", &Ids::of(&ids)).or(in_ids("name", &Ids::of(&names))))
+        .filter(in_ids(d, "record_id", &Ids::of(&ids)).or(in_ids(d, "name", &Ids::of(&names))))
         .select((
             dns_tracked_records::record_id,
             dns_tracked_records::name,
@@ -736,9 +892,11 @@ pub fn claim(conn: &mut Conn, rows: &[TrackedRow], decls: &[DeclRow]) -> QueryRe
             .map(|(r, _)| r)
             .collect();
         for chunk in fresh.chunks(INSERT_CHUNK / 2) {
-            diesel::insert_into(dns_tracked_records::table)
-                .values(chunk.iter().map(|r| (*r).clone()).collect::<Vec<_>>())
-                .execute(conn)?;
+            on_inner!(
+                &mut *conn,
+                diesel::insert_into(dns_tracked_records::table)
+                    .values(chunk.iter().map(|r| (*r).clone()).collect::<Vec<_>>())
+            )?;
         }
         let inserted: std::collections::HashSet<(&str, &str)> = fresh
             .iter()
@@ -749,15 +907,17 @@ pub fn claim(conn: &mut Conn, rows: &[TrackedRow], decls: &[DeclRow]) -> QueryRe
             .filter(|d| inserted.contains(&(d.name.as_str(), d.rtype.as_str())))
             .collect();
         for d in decls {
-            diesel::insert_into(dns_declarations::table)
-                .values(d.clone())
-                .on_conflict((
-                    dns_declarations::source,
-                    dns_declarations::name,
-                    dns_declarations::rtype,
-                ))
-                .do_nothing()
-                .execute(conn)?;
+            on_inner!(
+                &mut *conn,
+                diesel::insert_into(dns_declarations::table)
+                    .values(d.clone())
+                    .on_conflict((
+                        dns_declarations::source,
+                        dns_declarations::name,
+                        dns_declarations::rtype,
+                    ))
+                    .do_nothing()
+            )?;
         }
         Ok(taken.into_iter().map(|t| !t).collect())
     })

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OnceCell};
 use trafego_common::clock::SharedClock;
-use trafego_common::db::Db;
+use trafego_common::db::AnyDb as Db;
 use trafego_common::num;
 use trafego_proto::timestamp_ms;
 use trafego_proto::tracking::{

@@ -117,3 +117,36 @@ fn a_port_in_use_is_one_line_naming_the_variable() {
         format!("Error: {addr} is already in use: set TRACKING_LISTEN_ADDR to a free address"),
     );
 }
+
+/// A PostgreSQL URL nothing answers at stops the start with an error naming
+/// the variable and the host, never the password, and a failed exit.
+#[test]
+fn an_unreachable_postgres_is_named_without_its_password() {
+    // A loopback port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .env("TRACKING_LISTEN_ADDR", "127.0.0.1:0")
+        .env("TRACKING_DB_PATH", dir.path().join("t.db"))
+        .env(
+            "TRACKING_DATABASE_URL",
+            format!("postgres://trafego:hunter2@127.0.0.1:{port}/tracking"),
+        )
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("TRACKING_DATABASE_URL"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(
+        !dir.path().join("t.db").exists(),
+        "the URL wins: no SQLite file is made"
+    );
+}

@@ -4,7 +4,11 @@
 //! requests: the target is zero), and orphan sweeps over 100,000 tracked
 //! records (time). Not a test: it prints figures.
 //!
-//! Run: `cargo run --release -p trafego-tests --bin bench-tracking`.
+//! With `--postgres` the same run follows on PostgreSQL (a throwaway cluster
+//! from `trafego_tests::postgres`, started and stopped here), beside the
+//! SQLite one, each with its own fake and cache-service.
+//!
+//! Run: `cargo run --release -p trafego-tests --bin bench-tracking [-- --postgres]`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +54,23 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
+    let postgres = std::env::args().skip(1).any(|a| a == "--postgres");
+    if !postgres {
+        return run("SQLite", None).await;
+    }
+    run("SQLite", None).await?;
+    let pg = trafego_tests::postgres::PgCluster::start().await?;
+    let url = pg.create_database("bench_tracking").await?;
+    let res = run("PostgreSQL", Some(&url)).await;
+    pg.stop()?;
+    res
+}
+
+/// One run of every measurement, on SQLite (`database_url` `None`) or on the
+/// PostgreSQL database `database_url`; its services are stopped at the end.
+async fn run(backend: &str, database_url: Option<&str>) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_at_end = stop.clone().drop_guard();
     let dir = tempfile::tempdir()?;
     let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com")).await?;
 
@@ -69,10 +90,10 @@ async fn main() -> anyhow::Result<()> {
         "--db-path",
         &db,
     ]);
-    tokio::spawn(cache_service::run(
+    let cache_task = tokio::spawn(cache_service::run(
         cache_listener,
         cache_config,
-        std::future::pending(),
+        stop.clone().cancelled_owned(),
     ));
 
     let clock = ManualClock::new(1_767_225_600_000);
@@ -80,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let tracking_addr = tracking_listener.local_addr()?;
     let tdb = dir.path().join("tracking.db").display().to_string();
     let cache_url = format!("http://{cache_addr}");
-    let tracking_config = tracking_service::Config::for_test(&[
+    let mut tracking_args = vec![
         "--cache-service-url",
         &cache_url,
         "--db-path",
@@ -89,11 +110,15 @@ async fn main() -> anyhow::Result<()> {
         "true",
         "--cleanup-interval",
         "1h",
-    ]);
-    tokio::spawn(tracking_service::run_with_clock(
+    ];
+    if let Some(url) = database_url {
+        tracking_args.extend(["--database-url", url]);
+    }
+    let tracking_config = tracking_service::Config::for_test(&tracking_args);
+    let tracking_task = tokio::spawn(tracking_service::run_with_clock(
         tracking_listener,
         tracking_config,
-        std::future::pending(),
+        stop.clone().cancelled_owned(),
         Arc::new(clock.clone()),
     ));
 
@@ -113,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         .run_orphan_sweep(RunOrphanSweepRequest { dry_run: true })
         .await?;
 
-    println!("tracking-service benchmark (fake Cloudflare, in-process services)");
+    println!("tracking-service benchmark on {backend} (fake Cloudflare, in-process services)");
     let desired: Vec<DesiredRecord> = (0..NEW)
         .map(|i| a(format!("host{i:05}.example.com"), "192.0.2.10"))
         .collect();
@@ -246,5 +271,10 @@ async fn main() -> anyhow::Result<()> {
             format!("  ({})", sw.skipped_reason)
         }
     );
+    // Both services stop before the next run starts.
+    stop.cancel();
+    for task in [tracking_task, cache_task] {
+        tokio::time::timeout(Duration::from_secs(30), task).await???;
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -256,6 +257,24 @@ impl Env {
         }
     }
 
+    /// Stops tracking-service (as SIGTERM would), waits for it to return, and
+    /// starts it again with `args` on the same files and clock: a restart.
+    pub async fn restart_tracking(&mut self, args: &[&str]) {
+        if let Some(s) = self.tracking.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.tracking.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("tracking-service stops within 20 s")
+                .expect("tracking-service task")
+                .expect("tracking-service returns Ok");
+        }
+        let cache_url = self.cache.as_ref().expect("cache-service runs").url.clone();
+        self.tracking = start_tracking(&cache_url, self.dir.path(), args, self.clock.clone()).await;
+        self.client = tracking_client(&self.tracking.url).await;
+    }
+
     /// Refreshes cache-service's cache now.
     pub async fn refresh(&mut self) {
         self.cache_client
@@ -449,6 +468,66 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Fifty overlapping reconciles at once, each caller with its own content for
+/// the A records it declares: every plan that runs against a cache missing a
+/// name creates it, so only the tracker's lock (one reconcile at a time) keeps
+/// two creates of one name apart. The fake accepts two A records of one name
+/// with different contents, so a lost lock shows as a duplicate at the
+/// provider and in the tracked table.
+pub async fn fifty_overlapping_reconciles(env: &mut Env) {
+    let mut tasks = Vec::new();
+    for i in 0..50u32 {
+        let mut client = env.client.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every call declares an overlapping window of 10 of 20 hostnames,
+            // all pointing at this caller's own address.
+            let ip = format!("192.0.2.{}", i + 1);
+            let records: Vec<DesiredRecord> = (0..10)
+                .map(|k| a(&format!("h{}.example.com", (i + k) % 20), &ip))
+                .collect();
+            client
+                .reconcile(ReconcileRequest {
+                    source: format!("src-{}", i % 5),
+                    records,
+                    dry_run: false,
+                    force: true,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }));
+    }
+    let mut failed = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failed.push(e);
+        }
+    }
+    let mut at_provider: HashMap<String, Vec<String>> = HashMap::new();
+    for r in env.fake.records() {
+        assert_eq!(r.r#type, "A", "{r:?}");
+        at_provider.entry(r.name).or_default().push(r.content);
+    }
+    assert_eq!(at_provider.len(), 20, "{at_provider:?}");
+    let dup: Vec<_> = at_provider.iter().filter(|(_, c)| c.len() != 1).collect();
+    assert!(dup.is_empty(), "duplicates at the provider: {dup:?}");
+
+    let mut tracked: HashMap<String, Vec<String>> = HashMap::new();
+    for t in env.tracked().await {
+        tracked.entry(t.name.clone()).or_default().push(t.record_id);
+    }
+    assert_eq!(tracked.len(), 20, "{tracked:?}");
+    let dup: Vec<_> = tracked.iter().filter(|(_, ids)| ids.len() != 1).collect();
+    assert!(dup.is_empty(), "duplicate tracked rows: {dup:?}");
+    // Each tracked row is the record the provider holds at its name.
+    let ids: std::collections::HashSet<String> =
+        env.fake.records().into_iter().map(|r| r.id).collect();
+    assert!(
+        tracked.values().flatten().all(|id| ids.contains(id)),
+        "a tracked row names a record the provider does not hold: {tracked:?}"
+    );
+    assert!(failed.is_empty(), "reconciles failed: {failed:?}");
 }
 
 /// A fresh directory path helper.

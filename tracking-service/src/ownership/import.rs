@@ -313,12 +313,15 @@ pub async fn run(
             .map(|t| !t)
             .collect()
     } else {
-        let db = trafego_common::db::Db::open(
-            &config.db_path,
-            crate::MIGRATIONS,
+        // Beside a running service: no instance lock, one transaction.
+        let (db_url, setting) = config.database()?;
+        let db = trafego_common::db::AnyDb::connect_beside(
+            &db_url,
+            setting,
+            crate::migrations(),
             config.service.db_options(),
         )
-        .with_context(|| format!("opening {} (TRACKING_DB_PATH)", config.db_path.display()))?;
+        .with_context(|| format!("opening the database {setting} names ({db_url})"))?;
         db.run(move |c| Ok::<_, trafego_common::db::DbError>(store::claim(c, &rows, &decls)?))
             .await
             .context("claiming the records")?
@@ -407,13 +410,23 @@ async fn fetch(config: &Config) -> anyhow::Result<Served> {
 /// database tracks nothing, and an existing one is opened read-only.
 fn dry_tracked(config: &Config, keys: &[(String, String, String)]) -> anyhow::Result<Vec<bool>> {
     use diesel::Connection;
-    if !config.db_path.exists() {
-        return Ok(vec![false; keys.len()]);
-    }
-    let mut conn = store::Conn::establish(&trafegodns::read_only_uri(&config.db_path))
-        .with_context(|| format!("opening {} read-only", config.db_path.display()))?;
-    store::already_tracked(&mut conn, keys)
-        .with_context(|| format!("reading {}", config.db_path.display()))
+    let (db_url, _) = config.database()?;
+    let mut conn = match &db_url {
+        trafego_common::db::DbUrl::Sqlite(path) => {
+            if !path.exists() {
+                return Ok(vec![false; keys.len()]);
+            }
+            store::Conn::Sqlite(
+                diesel::SqliteConnection::establish(&trafegodns::read_only_uri(path))
+                    .with_context(|| format!("opening {} read-only", path.display()))?,
+            )
+        }
+        trafego_common::db::DbUrl::Postgres(url) => store::Conn::Postgres(
+            diesel::PgConnection::establish(url)
+                .map_err(|_| anyhow::anyhow!("connecting to {db_url}"))?,
+        ),
+    };
+    store::already_tracked(&mut conn, keys).with_context(|| format!("reading {db_url}"))
 }
 
 /// Weighs TrafegoDNS's entries against the provider's records.

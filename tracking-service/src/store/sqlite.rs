@@ -1,72 +1,37 @@
 //! SQLite's dialect of the tracker's store: everything [`crate::store`] says
-//! that only SQLite understands, behind small functions, so a PostgreSQL
-//! backend is one more file beside this one (and its migrations), not a
-//! rewrite of the store.
+//! that only SQLite understands, behind small functions taking a
+//! `SqliteConnection`; [`super::postgres`] is its twin, function for
+//! function. `store.rs` picks one by matching on the connection.
 //!
-//! What is here: the connection and backend types; write transactions
-//! (`BEGIN IMMEDIATE`); a list of ids bound as one parameter (one JSON array
-//! unpacked by `json_each`), which keeps every statement over many records
-//! set-based; the statements written as raw SQL (`?` placeholders, `json_set`
-//! and `json_remove` on metadata, `json_extract`, `INSERT OR REPLACE` and
-//! `replace_into`, a temporary table for the missing/drift check, `IS NOT`,
-//! sums of booleans). The store's diesel DSL queries are portable and stay
-//! in `store.rs`.
+//! What is here: how a write transaction begins (`BEGIN IMMEDIATE`); a list
+//! of ids bound as one parameter unpacked by `json_each`, which keeps every
+//! statement over many records set-based; the statements written as raw SQL
+//! (`?` placeholders, `json_set` and `json_remove` on metadata,
+//! `json_extract`, `INSERT OR REPLACE` and `replace_into`, a temporary table
+//! for the missing/drift check, `IS NOT`, sums of booleans). The store's
+//! diesel DSL queries are portable and stay in `store.rs`.
 
-use diesel::expression::BoxableExpression;
+use diesel::connection::AnsiTransactionManager;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text};
-use diesel::sqlite::Sqlite;
+use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::SqliteConnection as Conn;
 
-use super::{CacheView, CheckOutcome, Counts, IntentRow, TrackedRow};
+use super::{CheckOutcome, Count, Counts, Ids, IntentRow, TrackedRow, ViewRows};
 use crate::schema::dns_pending_intents;
 
-/// The connection every store function takes. The PostgreSQL step swaps it
-/// for a `#[derive(MultiConnection)]` enum over both backends.
-pub type Conn = diesel::sqlite::SqliteConnection;
-
-/// The backend of [`Conn`], for expressions built at run time.
-pub type Backend = Sqlite;
-
-/// Runs `f` in a write transaction: SQLite's `BEGIN IMMEDIATE` takes the
-/// write lock up front, so two writers never deadlock upgrading a read.
-pub fn write_tx<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
-where
-    F: FnOnce(&mut Conn) -> Result<T, E>,
-    E: From<diesel::result::Error>,
-{
-    conn.immediate_transaction(f)
+/// Opens a write transaction: SQLite's `BEGIN IMMEDIATE` takes the write
+/// lock up front, so two writers never deadlock upgrading a read.
+pub fn begin_write(conn: &mut Conn) -> QueryResult<()> {
+    AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")
 }
 
-/// A list of strings bound as one parameter whatever its length: one JSON
-/// array, unpacked in SQL by `json_each`. Built once, bound as often as needed.
-#[derive(Debug, Clone)]
-pub struct Ids(String);
-
-impl Ids {
-    /// The list of `items`.
-    pub fn of<S: AsRef<str>>(items: &[S]) -> Self {
-        Ids(serde_json::Value::Array(
-            items
-                .iter()
-                .map(|s| serde_json::Value::String(s.as_ref().to_string()))
-                .collect(),
-        )
-        .to_string())
-    }
+/// Opens a read transaction: one snapshot for every statement in it.
+pub fn begin_read(conn: &mut Conn) -> QueryResult<()> {
+    AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN")
 }
 
-/// `column IN (ids)`, for the DSL's `filter`, with the list as one bound
-/// parameter. `column` is a column name of the table filtered.
-pub fn in_ids<QS>(
-    column: &'static str,
-    ids: &Ids,
-) -> Box<dyn BoxableExpression<QS, Backend, SqlType = Bool>> {
-    Box::new(
-        diesel::dsl::sql::<Bool>(&format!("{column} IN (SELECT value FROM json_each("))
-            .bind::<Text, _>(ids.0.clone())
-            .sql("))"),
-    )
-}
+/// `column IN (ids)` before and after the one bound parameter (a JSON array).
+pub const IN_IDS: (&str, &str) = (" IN (SELECT value FROM json_each(", "))");
 
 /// Journals `intents` (at most 500: two bound values per column stay under
 /// SQLite's limit), rewriting an intent sent again under its own id.
@@ -184,38 +149,6 @@ pub fn counts(conn: &mut Conn) -> QueryResult<Counts> {
          COALESCE(SUM(app_managed = 0), 0) AS unmanaged FROM dns_tracked_records",
     )
     .get_result(conn)
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// The provider's records as the missing/drift check loads them: one JSON
-/// array of `[id, content, ttl, proxied, priority, name, type]`, bound once.
-#[derive(Debug, Clone)]
-pub struct ViewRows(String);
-
-impl ViewRows {
-    /// The rows of `cache`.
-    pub fn of(cache: &[CacheView]) -> Self {
-        let rows: Vec<_> = cache
-            .iter()
-            .map(|r| {
-                (
-                    &r.record_id,
-                    &r.content,
-                    r.ttl,
-                    r.proxied,
-                    r.priority,
-                    &r.name,
-                    &r.rtype,
-                )
-            })
-            .collect();
-        ViewRows(serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into()))
-    }
 }
 
 /// The missing/drift check's statements, inside the caller's transaction:

@@ -1,8 +1,76 @@
-//! Unit tests of the store: the set-based statements against a real
-//! SQLite file, and what the point reads send.
+//! Unit tests of the store: the set-based statements, and what the point
+//! reads send. Every test body runs twice, against a real SQLite file and
+//! against a real PostgreSQL database (one throwaway cluster per test binary,
+//! a database per test; PostgreSQL must be installed, these never skip).
 
 use super::*;
-use trafego_common::db::{Db, DbOptions};
+use trafego_common::db::{AnyDb, DbOptions, DbUrl};
+
+/// A database for one test, and the directory its SQLite file lives in.
+struct TestDb {
+    db: AnyDb,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = AnyDb;
+    fn deref(&self) -> &AnyDb {
+        &self.db
+    }
+}
+
+/// A fresh SQLite file in a temporary directory.
+async fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DbUrl::Sqlite(dir.path().join("t.db"));
+    let db = AnyDb::connect(&url, "test", crate::migrations(), DbOptions::default()).unwrap();
+    TestDb {
+        db,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh database in this test binary's PostgreSQL cluster.
+async fn postgres_db() -> TestDb {
+    let url = trafego_pg_harness::fresh_database("store")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let url = DbUrl::parse(&url).unwrap();
+    let db = AnyDb::connect(&url, "test", crate::migrations(), DbOptions::default()).unwrap();
+    assert_eq!(db.dialect(), trafego_common::db::Dialect::Postgres);
+    TestDb { db, _dir: None }
+}
+
+/// Runs each named test body (`async fn name(db: TestDb)`) once per backend:
+/// `on_sqlite::name` and `on_postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::sqlite_db().await).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::postgres_db().await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    set_based_statements_do_what_they_say,
+    upserts_keep_timestamps_and_dry_checks_write_nothing,
+    point_reads_bind_no_limit,
+    declarations_plan_inputs_and_hand_tracking,
+    thousands_of_ids_in_one_statement,
+);
 
 fn row(id: &str, name: &str, managed: bool) -> TrackedRow {
     TrackedRow {
@@ -45,15 +113,7 @@ fn view(id: &str, content: &str) -> CacheView {
     }
 }
 
-#[tokio::test]
-async fn set_based_statements_do_what_they_say() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(
-        &dir.path().join("t.db"),
-        crate::MIGRATIONS,
-        DbOptions::default(),
-    )
-    .unwrap();
+async fn set_based_statements_do_what_they_say(db: TestDb) {
     db.run(|c| {
         let commit_one = Commit {
             insert: vec![
@@ -128,15 +188,7 @@ async fn set_based_statements_do_what_they_say() {
     .unwrap();
 }
 
-#[tokio::test]
-async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(
-        &dir.path().join("t.db"),
-        crate::MIGRATIONS,
-        DbOptions::default(),
-    )
-    .unwrap();
+async fn upserts_keep_timestamps_and_dry_checks_write_nothing(db: TestDb) {
     db.run(|c| {
         let mut orphaned = row("2", "b.example.com", true);
         orphaned.is_orphaned = true;
@@ -209,16 +261,8 @@ async fn upserts_keep_timestamps_and_dry_checks_write_nothing() {
 
 /// Point reads bind no `LIMIT`: a bound LIMIT makes SQLite re-prepare the
 /// cached statement at every call.
-#[tokio::test]
-async fn point_reads_bind_no_limit() {
+async fn point_reads_bind_no_limit(db: TestDb) {
     use diesel::connection::{Connection, InstrumentationEvent};
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(
-        &dir.path().join("t.db"),
-        crate::MIGRATIONS,
-        DbOptions::default(),
-    )
-    .unwrap();
     let sql = db
         .run(|c| {
             let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -241,4 +285,191 @@ async fn point_reads_bind_no_limit() {
     for s in reads {
         assert!(!s.contains("LIMIT"), "{s}");
     }
+}
+
+fn decl(source: &str, name: &str, at: i64) -> DeclRow {
+    DeclRow {
+        source: source.into(),
+        name: name.into(),
+        rtype: "A".into(),
+        content: "192.0.2.1".into(),
+        ttl: 1,
+        proxied: false,
+        priority: None,
+        declared_at: at,
+        updated_at: at,
+    }
+}
+
+/// The rest of the store: declarations in and out of a commit, plan inputs,
+/// unorphaning, a rewrite under a new id, hand tracking, listing filters,
+/// state overwrites and an intent sent again under its id.
+async fn declarations_plan_inputs_and_hand_tracking(db: TestDb) {
+    db.run(|c| {
+        let first = Commit {
+            insert: vec![
+                row("1", "a.example.com", true),
+                row("2", "b.example.com", true),
+            ],
+            source: "s".into(),
+            decl_insert: vec![
+                decl("s", "a.example.com", 10),
+                decl("s", "b.example.com", 10),
+            ],
+            ..Default::default()
+        };
+        commit(c, &first, 10)?;
+        // A later declaration is stamped after every stored one.
+        assert_eq!(next_decl_stamp(c, 5)?, 11);
+        assert_eq!(next_decl_stamp(c, 50)?, 50);
+        let input = load_plan_input(c, "s", &["c.example.com".into()], &["2".into()], 20)?;
+        assert_eq!(input.previous.len(), 2);
+        assert_eq!(
+            input.declarations.len(),
+            2,
+            "the source's earlier names are loaded"
+        );
+        assert_eq!(input.tracked.len(), 2);
+        assert_eq!(input.decl_stamp, 20);
+        // Orphan one, then a commit that unorphans it, drops b's declaration
+        // and rewrites "1" under a new id.
+        let orphan = Commit {
+            orphan: vec!["2".into()],
+            orphan_reason: "gone".into(),
+            source: "s".into(),
+            ..Default::default()
+        };
+        commit(c, &orphan, 30)?;
+        let meta: serde_json::Value =
+            serde_json::from_str(&get(c, "2")?.unwrap().metadata).unwrap();
+        assert_eq!(meta["orphan_reason"], "gone");
+        let mut renamed = row("9", "a.example.com", true);
+        renamed.content = "192.0.2.9".into();
+        let second = Commit {
+            replace: vec![("1".into(), renamed)],
+            unorphan: vec!["2".into()],
+            source: "s".into(),
+            decl_delete: vec![("b.example.com".into(), "A".into())],
+            ..Default::default()
+        };
+        commit(c, &second, 40)?;
+        assert!(get(c, "1")?.is_none());
+        let nine = get(c, "9")?.unwrap();
+        assert_eq!((nine.content.as_str(), nine.tracked_at), ("192.0.2.9", 1));
+        let two = get(c, "2")?.unwrap();
+        assert!(!two.is_orphaned && two.orphaned_at.is_none());
+        let meta: serde_json::Value = serde_json::from_str(&two.metadata).unwrap();
+        assert!(meta.get("orphan_reason").is_none(), "{meta}");
+        let all = list(c, &ListFilter::default(), None, 10)?.0;
+        let by = sources_of(c, &all)?;
+        assert_eq!(
+            by.get(&("a.example.com".into(), "A".into())),
+            Some(&vec!["s".to_string()])
+        );
+        assert_eq!(by.get(&("b.example.com".into(), "A".into())), None);
+        // Hand tracking, attributed to another source, then listing by it.
+        let mut hand = row("7", "h.example.com", false);
+        hand.source = String::new();
+        track(c, &hand, Some(&decl("hand", "h.example.com", 1)))?;
+        let stamp = dns_declarations::table
+            .filter(dns_declarations::source.eq("hand"))
+            .select(dns_declarations::declared_at)
+            .get_result::<i64>(c)?;
+        assert!(
+            stamp > 10,
+            "a new declaration comes after the stored ones: {stamp}"
+        );
+        // Tracking it again keeps its place in line.
+        track(c, &hand, Some(&decl("hand", "h.example.com", 99)))?;
+        let again = dns_declarations::table
+            .filter(dns_declarations::source.eq("hand"))
+            .select(dns_declarations::declared_at)
+            .get_result::<i64>(c)?;
+        assert_eq!(again, stamp);
+        let by_source = ListFilter {
+            source: Some("hand".into()),
+            ..Default::default()
+        };
+        let (rows, _) = list(c, &by_source, None, 10)?;
+        assert_eq!(
+            rows.iter()
+                .map(|r| r.record_id.as_str())
+                .collect::<Vec<_>>(),
+            ["7"]
+        );
+        let unmanaged = ListFilter {
+            app_managed: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(list(c, &unmanaged, None, 10)?.0.len(), 1);
+        let named = ListFilter {
+            name: Some("a.example.com".into()),
+            orphaned: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(list(c, &named, None, 10)?.0[0].record_id, "9");
+        assert!(untrack(c, "7")?);
+        assert!(!untrack(c, "7")?);
+        // State is overwritten; an intent sent again under its id is rewritten.
+        state_set(c, "k", "1")?;
+        state_set(c, "k", "2")?;
+        assert_eq!(state_get(c, "k")?.as_deref(), Some("2"));
+        let intent = |content: &str| IntentRow {
+            id: "r:0".into(),
+            source: "s".into(),
+            action: INTENT_UPDATE.into(),
+            record_id: "9".into(),
+            name: "a.example.com".into(),
+            rtype: "A".into(),
+            content: content.into(),
+            ttl: 1,
+            proxied: false,
+            priority: Some(10),
+            created_at: 50,
+            journal_id: "j".into(),
+        };
+        write_intents(c, &[intent("192.0.2.1")])?;
+        write_intents(c, &[intent("192.0.2.2")])?;
+        assert_eq!(intents(c)?, vec![intent("192.0.2.2")]);
+        Ok::<_, crate::error::TrackingError>(())
+    })
+    .await
+    .unwrap();
+}
+
+/// A set-based statement over many records stays one statement: 5,000 ids
+/// in one commit, one check and one move to the history.
+async fn thousands_of_ids_in_one_statement(db: TestDb) {
+    db.run(|c| {
+        let rows: Vec<TrackedRow> = (0..5000)
+            .map(|i| row(&format!("id{i}"), &format!("h{i}.example.com"), true))
+            .collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.record_id.clone()).collect();
+        commit(
+            c,
+            &Commit {
+                insert: rows,
+                source: "s".into(),
+                ..Default::default()
+            },
+            10,
+        )?;
+        commit(
+            c,
+            &Commit {
+                orphan: ids.clone(),
+                orphan_reason: "gone".into(),
+                source: "s".into(),
+                ..Default::default()
+            },
+            20,
+        )?;
+        let o = check_against_cache(c, &[], 30, false)?;
+        assert_eq!((o.newly_missing, o.missing), (5000, 5000));
+        assert_eq!(record_deleted(c, &ids, "grace passed", 40)?, 5000);
+        assert_eq!(counts(c)?.total, 0);
+        Ok::<_, crate::error::TrackingError>(())
+    })
+    .await
+    .unwrap();
 }

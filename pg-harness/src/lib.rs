@@ -13,6 +13,17 @@
 //! drop, also when a test panics), listen past loopback, or touch a cluster
 //! or file outside its temporary directory. Durability is off (`fsync=off`):
 //! the data is thrown away.
+//!
+//! A test binary shares one cluster ([`shared`], started on first use) and
+//! takes a fresh database per test ([`fresh_database`]), so the suite pays
+//! for `initdb` once. A static is never dropped, so the shared cluster has a
+//! watchdog: a small shell process, in its own process group, blocked reading
+//! a pipe only this process holds; when the test process exits, however it
+//! exits, the pipe closes and the watchdog stops the cluster and deletes its
+//! directory.
+//!
+//! Its own crate (not part of `trafego-tests`), so a service's unit tests can
+//! use it as a dev-dependency.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +32,36 @@ use std::process::Output;
 use anyhow::{Context, bail};
 use rand::Rng;
 
-use crate::knot::{read_log, tool};
+/// A file's text, or nothing if it cannot be read (a log not written yet).
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Finds the program `name` on PATH (or in the sbin directories), or says
+/// which package to install.
+fn tool(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"].map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "`{name}` is not installed: these tests need it, install it with \
+         `apt-get install {package}` (they are not skipped on purpose)"
+    )
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}
 
 /// Where Debian's `postgresql-<version>` packages put their programs.
 pub const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
@@ -212,7 +252,7 @@ impl PgCluster {
     /// binding it is retried with another.
     async fn start_server(&mut self) -> anyhow::Result<()> {
         for attempt in 1..=3 {
-            let port = crate::free_port();
+            let port = free_port();
             let options = format!(
                 "-p {port} -k '{sock}' -c listen_addresses=127.0.0.1 -c fsync=off \
                  -c synchronous_commit=off -c full_page_writes=off",
@@ -359,6 +399,77 @@ impl PgCluster {
     }
 }
 
+/// The cluster of this test process, with the pipe that keeps its watchdog
+/// waiting.
+struct Shared {
+    cluster: PgCluster,
+    _watchdog: std::process::ChildStdin,
+}
+
+static SHARED: tokio::sync::OnceCell<Shared> = tokio::sync::OnceCell::const_new();
+
+/// Databases handed out so far, for unique names.
+static DATABASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The cluster this test process shares, started on first use (about a
+/// second) and stopped by its watchdog when the process exits. Without
+/// PostgreSQL installed, every caller gets the error saying what to install.
+pub async fn shared() -> anyhow::Result<&'static PgCluster> {
+    let shared = SHARED
+        .get_or_try_init(|| async {
+            let cluster = PgCluster::start().await?;
+            let watchdog = cluster.watchdog()?;
+            Ok::<_, anyhow::Error>(Shared {
+                cluster,
+                _watchdog: watchdog,
+            })
+        })
+        .await?;
+    Ok(&shared.cluster)
+}
+
+/// A new, empty database in the [`shared`] cluster, owned by its role, named
+/// `<prefix>_<n>`; returns its URL. One per test keeps tests apart.
+pub async fn fresh_database(prefix: &str) -> anyhow::Result<String> {
+    let cluster = shared().await?;
+    let n = DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cluster.create_database(&format!("{prefix}_{n}")).await
+}
+
+impl PgCluster {
+    /// Starts the process that stops this cluster and deletes its directory
+    /// once the returned pipe closes (when this process exits, whatever the
+    /// way): for a cluster that is never dropped.
+    fn watchdog(&self) -> anyhow::Result<std::process::ChildStdin> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("sh");
+        // $1: the directory to delete; the rest: the stop command.
+        cmd.arg("-c")
+            .arg(
+                "d=$1; shift; trap '' INT TERM HUP; cat >/dev/null; \
+                 \"$@\" >/dev/null 2>&1; rm -rf \"$d\"",
+            )
+            .arg("pg-watchdog")
+            .arg(self.dir.path());
+        if let Some(runuser) = &self.runuser {
+            cmd.arg(runuser).args(["-u", "postgres", "--"]);
+        }
+        cmd.arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a Ctrl-C at the terminal reaches the
+            // tests, not the watchdog that must clean up after them.
+            .process_group(0);
+        let mut child = cmd.spawn().context("start the PostgreSQL watchdog (sh)")?;
+        child.stdin.take().context("the watchdog's stdin is piped")
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -377,6 +488,67 @@ impl Drop for PgCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Set in the child process of [`the_shared_cluster_stops_when_its_process_exits`].
+    const CHILD: &str = "TRAFEGO_PG_HARNESS_CHILD";
+
+    /// The shared cluster is never dropped: its watchdog must stop it and
+    /// delete its directory when the process exits. A child run of this test
+    /// binary starts it, prints where it is, and exits; then nothing listens
+    /// there and the directory is gone (waited for, bounded: the watchdog is
+    /// the child's, not ours to wait on).
+    #[test]
+    fn the_shared_cluster_stops_when_its_process_exits() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::child_starts_the_shared_cluster",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SHARED "))
+            .unwrap_or_else(|| panic!("the child printed no cluster: {stdout}"));
+        let (port, dir) = line.split_once(' ').unwrap();
+        let port: u16 = port.parse().unwrap();
+        let dir = PathBuf::from(dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !listening && !dir.exists() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "30 s after its process exited the shared cluster still runs \
+                 (listening: {listening}, {} exists: {})",
+                dir.display(),
+                dir.exists()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The child side of the test above: does nothing unless run as that child.
+    #[tokio::test]
+    async fn child_starts_the_shared_cluster() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        let pg = shared().await.unwrap_or_else(|e| panic!("{e:#}"));
+        let url = fresh_database("child").await.unwrap();
+        assert_eq!(pg.psql_url(&url, "SELECT 1").await.unwrap(), "1");
+        println!("SHARED {} {}", pg.port, pg.dir().display());
+    }
 
     #[test]
     fn a_machine_without_postgresql_is_told_what_to_install() {

@@ -1,0 +1,1 @@
+ALTER TABLE dns_pending_intents DROP COLUMN journal_id;
