@@ -1,6 +1,7 @@
 //! tracking-service over a cache-service serving several zones: declared
 //! hostnames are routed to the longest served zone, a hostname in no zone is
-//! refused naming the zones, and a stale zone pauses deletes in that zone
+//! refused naming the zones, MAX_ORPHAN_RATIO holds each zone on its own,
+//! and a stale zone pauses deletes in that zone
 //! only while the others are swept. Real services on loopback, the fake
 //! Cloudflare account (three zones), an injected clock; no sleeps.
 
