@@ -1,5 +1,6 @@
 //! A fake DNS provider that speaks the Amazon Route 53 REST/XML API (version 2013-04-01) as AWS
-//! documents it: a real HTTP server on loopback with one hosted zone; GetHostedZone,
+//! documents it: a real HTTP server on loopback with one hosted zone, or several of one account
+//! ([`FakeRoute53::add_zone`], public and private ones, overlapping names); GetHostedZone,
 //! ListHostedZonesByName, ListResourceRecordSets (Route 53's reversed-label order, `IsTruncated`
 //! / `NextRecordName` / `NextRecordType` paging), ChangeResourceRecordSets (atomic batches of
 //! CREATE / DELETE / UPSERT, `InvalidChangeBatch` listing every problem) and GetChange. Every
@@ -215,17 +216,32 @@ pub struct Route53Stats {
 }
 
 /// Handle on a running fake Route 53. Cheap to clone; every clone controls the same server.
+/// A handle is bound to one hosted zone (the first, or the one [`FakeRoute53::zone`] or
+/// [`FakeRoute53::add_zone`] gave): its seeding and inspection methods work on that zone, its
+/// fault and counter methods on the whole account.
 #[derive(Clone)]
 pub struct FakeRoute53 {
     inner: Arc<Inner>,
+    /// Index of this handle's zone in `Inner::hosted`.
+    idx: usize,
+}
+
+/// One hosted zone of the account: its name (lowercase, trailing dot), id, whether it is
+/// private, and its record sets.
+#[derive(Clone)]
+struct Hosted {
+    name: String,
+    id: String,
+    private: bool,
+    store: Arc<Mutex<Store>>,
 }
 
 impl std::fmt::Debug for FakeRoute53 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeRoute53")
             .field("addr", &self.inner.addr)
-            .field("zone_name", &self.inner.opts.zone_name)
-            .field("zone_id", &self.inner.opts.zone_id)
+            .field("zone_name", &self.zone_name())
+            .field("zone_id", &self.zone_id())
             .finish()
     }
 }
@@ -233,7 +249,10 @@ impl std::fmt::Debug for FakeRoute53 {
 struct Inner {
     opts: Route53Options,
     addr: SocketAddr,
-    store: Mutex<Store>,
+    /// Every hosted zone of the account, the first one first.
+    hosted: Mutex<Vec<Hosted>>,
+    /// Change batches applied in all zones, so change ids are unique across them.
+    change_seq: std::sync::atomic::AtomicU64,
     faults: Mutex<Faults>,
     stats: Mutex<Route53Stats>,
     /// Clock ms of the requests inside the throttling window, oldest first.
@@ -272,6 +291,8 @@ struct Faults {
     fail_next: VecDeque<(u32, Injected)>,
     delay: Duration,
     fail_names: HashMap<String, Injected>,
+    /// Hosted zone id -> the failure every request naming that zone gets.
+    fail_zones: HashMap<String, Injected>,
     lose_left: u32,
     lose_how: Option<LostAnswer>,
 }
@@ -294,9 +315,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.store)
-    }
     fn bump(&self, f: impl FnOnce(&mut Route53Stats)) {
         f(&mut lock(&self.stats));
         self.counted.send_modify(|n| *n = n.wrapping_add(1));
@@ -317,28 +335,18 @@ impl FakeRoute53 {
         opts: Route53Options,
     ) -> std::io::Result<FakeRoute53> {
         let addr = listener.local_addr()?;
-        let mut store = Store {
-            sets: BTreeMap::new(),
-            changes: HashMap::new(),
-            seq: 0,
+        let store = Arc::new(Mutex::new(new_store(&opts.zone_name, opts.apex_defaults)));
+        let first = Hosted {
+            name: opts.zone_name.clone(),
+            id: opts.zone_id.clone(),
+            private: false,
+            store,
         };
-        if opts.apex_defaults {
-            let ns = name_servers();
-            store.put(RecordSet::new(
-                "SOA",
-                &opts.zone_name,
-                900,
-                &[&format!(
-                    "{} awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
-                    ns[0]
-                )],
-            ));
-            store.put(RecordSet::new("NS", &opts.zone_name, 172_800, &ns));
-        }
         let inner = Arc::new(Inner {
             opts,
             addr,
-            store: Mutex::new(store),
+            hosted: Mutex::new(vec![first]),
+            change_seq: std::sync::atomic::AtomicU64::new(0),
             faults: Mutex::new(Faults::default()),
             stats: Mutex::new(Route53Stats::default()),
             window: Mutex::new(VecDeque::new()),
@@ -356,7 +364,75 @@ impl FakeRoute53 {
                 tracing::warn!(error = %e, "fake route53 server stopped");
             }
         });
-        Ok(FakeRoute53 { inner })
+        Ok(FakeRoute53 { inner, idx: 0 })
+    }
+
+    /// Adds a public hosted zone named `name` to the account (with the apex SOA and NS when
+    /// `apex_defaults`; its id derived from the name) and returns a handle bound to it.
+    pub fn add_zone(&self, name: &str) -> FakeRoute53 {
+        self.add_hosted(name, false)
+    }
+
+    /// Adds a private hosted zone (as for a VPC): Route 53 allows one of the same name as a
+    /// public zone, and lists both by name; its id differs from the public one's.
+    pub fn add_private_zone(&self, name: &str) -> FakeRoute53 {
+        self.add_hosted(name, true)
+    }
+
+    fn add_hosted(&self, name: &str, private: bool) -> FakeRoute53 {
+        let name = fqdn(name);
+        let mut hosted = lock(&self.inner.hosted);
+        let id = if private {
+            default_zone_id(&format!("private:{name}"))
+        } else {
+            default_zone_id(&name)
+        };
+        hosted.push(Hosted {
+            store: Arc::new(Mutex::new(new_store(&name, self.inner.opts.apex_defaults))),
+            name,
+            id,
+            private,
+        });
+        FakeRoute53 {
+            inner: self.inner.clone(),
+            idx: hosted.len() - 1,
+        }
+    }
+
+    /// A handle bound to the hosted zone named `name` (the public one when both exist).
+    /// Panics when the account has none: a test's mistake.
+    pub fn zone(&self, name: &str) -> FakeRoute53 {
+        let name = fqdn(name);
+        let hosted = lock(&self.inner.hosted);
+        let idx = hosted
+            .iter()
+            .position(|h| h.name == name && !h.private)
+            .or_else(|| hosted.iter().position(|h| h.name == name))
+            .unwrap_or_else(|| panic!("the fake Route 53 holds no zone {name}"));
+        FakeRoute53 {
+            inner: self.inner.clone(),
+            idx,
+        }
+    }
+
+    /// This handle's hosted zone.
+    fn hosted(&self) -> Hosted {
+        lock(&self.inner.hosted)[self.idx].clone()
+    }
+
+    /// Every request naming this handle's hosted zone (listing, changes, GetHostedZone) fails
+    /// with `status` and Route 53's error for it until [`FakeRoute53::clear_faults`]; the other
+    /// zones answer as usual.
+    pub fn fail_zone(&self, status: u16) {
+        let (code, message) = default_error(status);
+        lock(&self.inner.faults).fail_zones.insert(
+            self.hosted().id,
+            Injected {
+                status,
+                code: code.to_string(),
+                message: message.to_string(),
+            },
+        );
     }
 
     /// The endpoint to give the client under test: `http://127.0.0.1:PORT` (paths start with
@@ -379,12 +455,12 @@ impl FakeRoute53 {
 
     /// The hosted zone id (without `/hostedzone/`).
     pub fn zone_id(&self) -> String {
-        self.inner.opts.zone_id.clone()
+        self.hosted().id
     }
 
     /// The hosted zone name, with its trailing dot.
     pub fn zone_name(&self) -> String {
-        self.inner.opts.zone_name.clone()
+        self.hosted().name
     }
 
     /// Stops accepting connections and lets in-flight requests finish (graceful).
@@ -395,12 +471,13 @@ impl FakeRoute53 {
     /// Seeds one record set as-is (no validation), replacing one with the same name, type and
     /// set identifier.
     pub fn insert(&self, rs: RecordSet) {
-        self.inner.store().put(rs);
+        lock(&self.hosted().store).put(rs);
     }
 
     /// Seeds many record sets under one lock.
     pub fn insert_many(&self, sets: Vec<RecordSet>) {
-        let mut store = self.inner.store();
+        let hosted = self.hosted();
+        let mut store = lock(&hosted.store);
         for rs in sets {
             store.put(rs);
         }
@@ -408,7 +485,7 @@ impl FakeRoute53 {
 
     /// Every record set, in Route 53's listing order.
     pub fn record_sets(&self) -> Vec<RecordSet> {
-        self.inner.store().sets.values().cloned().collect()
+        lock(&self.hosted().store).sets.values().cloned().collect()
     }
 
     /// The simple record set with this name (written either way: `*` or `\052`, with or
@@ -416,19 +493,19 @@ impl FakeRoute53 {
     pub fn get(&self, name: &str, rtype: &str) -> Option<RecordSet> {
         let name = fqdn(&unescape_name(name));
         let key = (sort_name(&name), rtype.to_ascii_uppercase(), String::new());
-        self.inner.store().sets.get(&key).cloned()
+        lock(&self.hosted().store).sets.get(&key).cloned()
     }
 
     /// Deletes a record set behind the client's back. Returns whether it existed.
     pub fn remove(&self, name: &str, rtype: &str) -> bool {
         let name = fqdn(&unescape_name(name));
         let key = (sort_name(&name), rtype.to_ascii_uppercase(), String::new());
-        self.inner.store().sets.remove(&key).is_some()
+        lock(&self.hosted().store).sets.remove(&key).is_some()
     }
 
     /// Number of record sets held (the apex defaults included).
     pub fn count(&self) -> usize {
-        self.inner.store().sets.len()
+        lock(&self.hosted().store).sets.len()
     }
 
     /// Removes every injected fault (the throttling window is left: see
@@ -524,6 +601,29 @@ impl FakeRoute53 {
     pub fn reset_throttle(&self) {
         lock(&self.inner.window).clear();
     }
+}
+
+/// A hosted zone's record sets as Route 53 creates them: the apex SOA and NS when `apex`.
+fn new_store(zone_name: &str, apex: bool) -> Store {
+    let mut store = Store {
+        sets: BTreeMap::new(),
+        changes: HashMap::new(),
+        seq: 0,
+    };
+    if apex {
+        let ns = name_servers();
+        store.put(RecordSet::new(
+            "SOA",
+            zone_name,
+            900,
+            &[&format!(
+                "{} awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400",
+                ns[0]
+            )],
+        ));
+        store.put(RecordSet::new("NS", zone_name, 172_800, &ns));
+    }
+    store
 }
 
 fn name_servers() -> [&'static str; 4] {
@@ -1231,13 +1331,18 @@ async fn gatekeeper(State(inner): Shared, req: Request, next: Next) -> Response 
     }
 }
 
-fn check_zone(inner: &Inner, id: &str) -> Result<(), R53Error> {
+/// The hosted zone a path names, or `NoSuchHostedZone`; a zone failing on purpose
+/// ([`FakeRoute53::fail_zone`]) answers its injected failure.
+fn check_zone(inner: &Inner, id: &str) -> Result<Hosted, R53Error> {
     let id = bare_id(id, "hostedzone");
-    if id == inner.opts.zone_id {
-        Ok(())
-    } else {
-        Err(R53Error::no_zone(id))
+    let found = lock(&inner.hosted).iter().find(|h| h.id == id).cloned();
+    let Some(h) = found else {
+        return Err(R53Error::no_zone(id));
+    };
+    if let Some(i) = lock(&inner.faults).fail_zones.get(&h.id) {
+        return Err(R53Error::injected(i));
     }
+    Ok(h)
 }
 
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -1307,28 +1412,28 @@ struct GetHostedZoneOut {
     delegation: DelegationSetOut,
 }
 
-fn zone_out(inner: &Inner) -> HostedZoneOut {
+fn zone_out(h: &Hosted) -> HostedZoneOut {
     HostedZoneOut {
-        id: format!("/hostedzone/{}", inner.opts.zone_id),
-        name: escape_name(&inner.opts.zone_name),
-        caller_reference: format!("trafego-fake-{}", inner.opts.zone_id),
+        id: format!("/hostedzone/{}", h.id),
+        name: escape_name(&h.name),
+        caller_reference: format!("trafego-fake-{}", h.id),
         config: ConfigOut {
             comment: "",
-            private_zone: false,
+            private_zone: h.private,
         },
-        count: inner.store().sets.len(),
+        count: lock(&h.store).sets.len(),
     }
 }
 
 async fn get_hosted_zone(State(inner): Shared, Path(id): Path<String>) -> Response {
     inner.bump(|s| s.zones += 1);
-    let r = check_zone(&inner, &id).map(|()| {
+    let r = check_zone(&inner, &id).map(|h| {
         xml_response(
             StatusCode::OK,
             "GetHostedZoneResponse",
             &GetHostedZoneOut {
                 xmlns: NAMESPACE,
-                zone: zone_out(&inner),
+                zone: zone_out(&h),
                 delegation: DelegationSetOut {
                     name_servers: NameServersOut {
                         name_server: name_servers()
@@ -1361,12 +1466,18 @@ struct ListByNameOut {
     zone_id: Option<String>,
     #[serde(rename = "IsTruncated")]
     truncated: bool,
+    #[serde(rename = "NextDNSName", skip_serializing_if = "Option::is_none")]
+    next_dns_name: Option<String>,
+    #[serde(rename = "NextHostedZoneId", skip_serializing_if = "Option::is_none")]
+    next_zone_id: Option<String>,
     #[serde(rename = "MaxItems")]
     max_items: u32,
 }
 
 /// ListHostedZonesByName: the zones whose name sorts at or after `dnsname` (Route 53's
-/// reversed-label order), so a client must check the name of what it gets back.
+/// reversed-label order, then id), from `hostedzoneid` on when given, `maxitems` at most
+/// with `NextDNSName` / `NextHostedZoneId` when more follow; so a client must check the name of
+/// what it gets back (a public and a private zone may share it).
 async fn list_zones_by_name(State(inner): Shared, q: QueryMap) -> Response {
     inner.bump(|s| s.zones += 1);
     let r = (|| {
@@ -1379,14 +1490,26 @@ async fn list_zones_by_name(State(inner): Shared, q: QueryMap) -> Response {
                 "Invalid request: hostedzoneid requires dnsname",
             ));
         }
-        let listed = dns_name.as_deref().is_none_or(|d| {
-            sort_name(&fqdn(&unescape_name(d))) <= sort_name(&inner.opts.zone_name)
-        });
-        let zones = if listed {
-            vec![zone_out(&inner)]
-        } else {
-            Vec::new()
-        };
+        let start = (
+            dns_name
+                .as_deref()
+                .map(|d| sort_name(&fqdn(&unescape_name(d))))
+                .unwrap_or_default(),
+            zone_id
+                .as_deref()
+                .map(|z| bare_id(z, "hostedzone").to_string())
+                .unwrap_or_default(),
+        );
+        let mut all: Vec<Hosted> = lock(&inner.hosted)
+            .iter()
+            .filter(|h| (sort_name(&h.name), h.id.clone()) >= start)
+            .cloned()
+            .collect();
+        all.sort_by_key(|h| (sort_name(&h.name), h.id.clone()));
+        let per = usize::try_from(max).unwrap_or(usize::MAX);
+        let next = all.get(per).cloned();
+        all.truncate(per);
+        let zones = all.iter().map(zone_out).collect();
         Ok(xml_response(
             StatusCode::OK,
             "ListHostedZonesByNameResponse",
@@ -1395,7 +1518,9 @@ async fn list_zones_by_name(State(inner): Shared, q: QueryMap) -> Response {
                 zones: HostedZonesOut { zones },
                 dns_name,
                 zone_id,
-                truncated: false,
+                truncated: next.is_some(),
+                next_dns_name: next.as_ref().map(|h| escape_name(&h.name)),
+                next_zone_id: next.map(|h| h.id),
                 max_items: max,
             },
         ))
@@ -1489,7 +1614,7 @@ async fn list_rrsets(State(inner): Shared, Path(id): Path<String>, q: QueryMap) 
 }
 
 fn list_rrsets_inner(inner: &Inner, id: &str, q: QueryMap) -> Result<Response, R53Error> {
-    check_zone(inner, id)?;
+    let hosted = check_zone(inner, id)?;
     let q = query_map(q)?;
     let max = parse_max_items(&q, inner.opts.max_items, inner.opts.max_items.max(1))?;
     let name = q.get("name").map(|n| fqdn(&unescape_name(n)));
@@ -1518,7 +1643,7 @@ fn list_rrsets_inner(inner: &Inner, id: &str, q: QueryMap) -> Result<Response, R
         rtype.unwrap_or_default(),
         ident.unwrap_or_default(),
     );
-    let store = inner.store();
+    let store = lock(&hosted.store);
     let per = usize::try_from(max).unwrap_or(usize::MAX);
     let mut it = store.sets.range(start..);
     let page: Vec<RecordSetOut> = it.by_ref().take(per).map(|(_, rs)| set_out(rs)).collect();
@@ -1941,7 +2066,7 @@ async fn change_rrsets(State(inner): Shared, Path(id): Path<String>, body: Bytes
 }
 
 fn change_inner(inner: &Inner, id: &str, body: &Bytes) -> Result<Response, R53Error> {
-    check_zone(inner, id)?;
+    let hosted = check_zone(inner, id)?;
     let text =
         std::str::from_utf8(body).map_err(|_| R53Error::input("The request body is not UTF-8."))?;
     let req: ChangeRequestXml = quick_xml::de::from_str(text).map_err(|e| {
@@ -1996,9 +2121,9 @@ fn change_inner(inner: &Inner, id: &str, body: &Bytes) -> Result<Response, R53Er
         }
     }
 
-    let zone = inner.opts.zone_name.clone();
+    let zone = hosted.name.clone();
     let now = inner.opts.clock.now_ms();
-    let mut store = inner.store();
+    let mut store = lock(&hosted.store);
     let mut undo = Vec::with_capacity(parsed.len());
     let mut messages = Vec::new();
     for (action, rs) in parsed {
@@ -2020,15 +2145,14 @@ fn change_inner(inner: &Inner, id: &str, body: &Bytes) -> Result<Response, R53Er
         return Err(R53Error::batch(messages, style));
     }
     store.seq = store.seq.saturating_add(1);
+    // Numbered across the account's zones, so GetChange finds a change by its id alone.
+    let seq = inner
+        .change_seq
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .saturating_add(1);
     let change_id = format!(
         "C{}",
-        base36(
-            store
-                .seq
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .rotate_left(17),
-            13
-        )
+        base36(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17), 13)
     );
     let comment = req.batch.comment;
     store
@@ -2054,15 +2178,20 @@ async fn get_change(State(inner): Shared, Path(id): Path<String>) -> Response {
     inner.bump(|s| s.get_change += 1);
     let r = (|| {
         let id = bare_id(&id, "change").to_string();
-        let store = inner.store();
-        let Some((submitted, comment)) = store.changes.get(&id).cloned() else {
+        let stores: Vec<Arc<Mutex<Store>>> = lock(&inner.hosted)
+            .iter()
+            .map(|h| h.store.clone())
+            .collect();
+        let found = stores
+            .iter()
+            .find_map(|st| lock(st).changes.get(&id).cloned());
+        let Some((submitted, comment)) = found else {
             return Err(R53Error::new(
                 StatusCode::NOT_FOUND,
                 "NoSuchChange",
                 format!("A change with the specified change ID does not exist: {id}"),
             ));
         };
-        drop(store);
         let after = i64::try_from(inner.opts.insync_after.as_millis()).unwrap_or(i64::MAX);
         let status = if inner.opts.clock.now_ms() >= submitted.saturating_add(after) {
             "INSYNC"

@@ -154,8 +154,21 @@ impl PdnsServer {
         };
         server.wait_for_api().await?;
         server.create_zone().await?;
-        server.wait_for_dns().await?;
+        let zone = server.zone.clone();
+        server.wait_for_dns(&zone).await?;
         Ok(server)
+    }
+
+    /// Creates one more zone (`dev.example.com` beside `example.com`, or an
+    /// unrelated one) through the API, with a SOA and an NS `ns1.<zone>.`
+    /// and no TSIG, and waits until it is served: for runs over several
+    /// zones of one server.
+    pub async fn add_zone(&mut self, zone: &str) -> anyhow::Result<()> {
+        let zone = zone.trim_end_matches('.').to_string();
+        let body = zone_body(&zone, Vec::new());
+        self.api_expect(reqwest::Method::POST, "zones", Some(body), 201)
+            .await?;
+        self.wait_for_dns(&zone).await
     }
 
     /// Polls the API (each attempt a fresh connect, refused at once until the
@@ -205,29 +218,7 @@ impl PdnsServer {
                 .await?;
             key_ids.push(created["id"].clone());
         }
-        let body = json!({
-            "name": format!("{zone}."),
-            "kind": "Native",
-            "nameservers": [],
-            "master_tsig_key_ids": key_ids,
-            "rrsets": [
-                {
-                    "name": format!("{zone}."),
-                    "type": "SOA",
-                    "ttl": 300,
-                    "records": [{
-                        "content": format!("ns1.{zone}. hostmaster.{zone}. 1 3600 600 86400 300"),
-                        "disabled": false
-                    }]
-                },
-                {
-                    "name": format!("{zone}."),
-                    "type": "NS",
-                    "ttl": 300,
-                    "records": [{"content": format!("ns1.{zone}."), "disabled": false}]
-                }
-            ]
-        });
+        let body = zone_body(zone, key_ids);
         self.api_expect(reqwest::Method::POST, "zones", Some(body), 201)
             .await?;
         if let Some(key) = &self.tsig {
@@ -241,24 +232,22 @@ impl PdnsServer {
 
     /// Polls with a SOA query over TCP until the zone is served, for at most
     /// [`READY_TIMEOUT`].
-    async fn wait_for_dns(&mut self) -> anyhow::Result<()> {
+    async fn wait_for_dns(&mut self, zone: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let reply = kdig(self.dns_port, None, &["+tcp", &self.zone, "SOA"]).await;
+            let reply = kdig(self.dns_port, None, &["+tcp", zone, "SOA"]).await;
             if reply.is_ok() && !reply.records.is_empty() {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "pdns_server exited ({status}) before it served {}; its log:\n{}",
-                    self.zone,
+                    "pdns_server exited ({status}) before it served {zone}; its log:\n{}",
                     self.log_text()
                 );
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "pdns_server did not answer the SOA of {} within {READY_TIMEOUT:?}; last reply:\n{}\nits log:\n{}",
-                    self.zone,
+                    "pdns_server did not answer the SOA of {zone} within {READY_TIMEOUT:?}; last reply:\n{}\nits log:\n{}",
                     reply.output,
                     self.log_text()
                 );
@@ -341,6 +330,34 @@ impl PdnsServer {
     pub fn log_text(&self) -> String {
         read_log(&self.log)
     }
+}
+
+/// The `POST zones` body of a native zone with a SOA and an NS `ns1.<zone>.`
+/// (tied to the TSIG keys of `key_ids` for transfers).
+fn zone_body(zone: &str, key_ids: Vec<Value>) -> Value {
+    json!({
+        "name": format!("{zone}."),
+        "kind": "Native",
+        "nameservers": [],
+        "master_tsig_key_ids": key_ids,
+        "rrsets": [
+            {
+                "name": format!("{zone}."),
+                "type": "SOA",
+                "ttl": 300,
+                "records": [{
+                    "content": format!("ns1.{zone}. hostmaster.{zone}. 1 3600 600 86400 300"),
+                    "disabled": false
+                }]
+            },
+            {
+                "name": format!("{zone}."),
+                "type": "NS",
+                "ttl": 300,
+                "records": [{"content": format!("ns1.{zone}."), "disabled": false}]
+            }
+        ]
+    })
 }
 
 impl Drop for PdnsServer {

@@ -115,6 +115,9 @@ pub struct Plan {
     pub previous: usize,
     /// Declarations the source had and no longer makes.
     pub dropped: usize,
+    /// The name of each declaration the source had, and whether it no
+    /// longer makes it: the guards count these per zone.
+    pub previous_names: Vec<(String, bool)>,
 }
 
 /// The clock and the time rule of pending intents.
@@ -250,9 +253,12 @@ pub fn plan(
     // other source declares.
     let mut dropped = 0;
     let mut orphan_keys: Vec<Key> = Vec::new();
+    let mut previous_names = Vec::with_capacity(input.previous.len());
     for d in &input.previous {
         let key = (d.name.as_str(), d.rtype.as_str());
-        if declared.contains(&key) {
+        let kept = declared.contains(&key);
+        previous_names.push((d.name.clone(), !kept));
+        if kept {
             continue;
         }
         dropped += 1;
@@ -285,6 +291,7 @@ pub fn plan(
         changes,
         previous: input.previous.len(),
         dropped,
+        previous_names,
     }
 }
 

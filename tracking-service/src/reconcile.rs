@@ -88,7 +88,14 @@ pub(crate) async fn run(
         intent_max_age_ms: INTENT_MAX_AGE_MS,
     };
     let plan = plan::plan(source, &specs, &cache, &input, timing);
-    guards(t, source, &plan, specs.len(), force)?;
+    let served: Vec<String> = t
+        .zone()
+        .await?
+        .served()
+        .iter()
+        .map(|z| z.as_str().to_string())
+        .collect();
+    guards(t, source, &plan, specs.len(), &served, force)?;
 
     let out = planned_changes(&plan.changes);
     if dry_run {
@@ -324,13 +331,38 @@ async fn apply_and_record(
     }
 }
 
+/// The source's earlier declarations per served zone (the longest zone a
+/// name lies in): how many there were, and how many are dropped now.
+fn per_zone<'a>(plan: &plan::Plan, zones: &'a [String]) -> Vec<(&'a str, usize, usize)> {
+    let mut out: Vec<(&str, usize, usize)> = zones.iter().map(|z| (z.as_str(), 0, 0)).collect();
+    for (name, dropped) in &plan.previous_names {
+        let home = out
+            .iter_mut()
+            .filter(|(z, _, _)| name == z || name.ends_with(&format!(".{z}")))
+            .max_by_key(|(z, _, _)| z.len());
+        if let Some((_, previous, d)) = home {
+            *previous = previous.saturating_add(1);
+            if *dropped {
+                *d = d.saturating_add(1);
+            }
+        }
+    }
+    out
+}
+
 /// Invariant 7: refuses a source that suddenly declares nothing, or a
 /// plan orphaning too large a share of a source's records, unless forced.
+/// The share is checked over the whole source and, with several zones
+/// served, in each zone on its own (a zone where the source had at least
+/// [`GUARD_MIN_RECORDS`]), so a mass orphaning in one zone is never hidden
+/// behind the size of another. A refusal refuses the whole call: one
+/// declaration is applied whole or not at all.
 fn guards(
     t: &Tracker,
     source: &str,
     plan: &plan::Plan,
     declared: usize,
+    zones: &[String],
     force: bool,
 ) -> Result<(), TrackingError> {
     if force {
@@ -346,7 +378,29 @@ fn guards(
         )));
     }
     let ratio = t.settings().max_orphan_ratio;
-    if plan.previous >= 10 && plan.dropped as f64 > ratio * plan.previous as f64 {
+    let exact = |n: usize| f64::from(u32::try_from(n).unwrap_or(u32::MAX));
+    let over = |dropped: usize, previous: usize| {
+        previous >= GUARD_MIN_RECORDS && exact(dropped) > ratio * exact(previous)
+    };
+    if zones.len() > 1 {
+        let over_in: Vec<String> = per_zone(plan, zones)
+            .into_iter()
+            .filter(|&(_, previous, dropped)| over(dropped, previous))
+            .map(|(z, previous, dropped)| {
+                format!("{dropped} of its {previous} records in zone {z}")
+            })
+            .collect();
+        if !over_in.is_empty() {
+            metrics::counter!("trafego_guard_refusals_total", "guard" => "max_orphan_ratio")
+                .increment(1);
+            return Err(TrackingError::FailedPrecondition(format!(
+                "guard (MAX_ORPHAN_RATIO {ratio}, per zone): source {source} would stop declaring {}; \
+                 nothing was changed. Set force to apply it",
+                over_in.join(", ")
+            )));
+        }
+    }
+    if over(plan.dropped, plan.previous) {
         metrics::counter!("trafego_guard_refusals_total", "guard" => "max_orphan_ratio")
             .increment(1);
         return Err(TrackingError::FailedPrecondition(format!(
@@ -357,6 +411,11 @@ fn guards(
     }
     Ok(())
 }
+
+/// The fewest records a source must have had (in all, or in one zone) for
+/// the MAX_ORPHAN_RATIO guard to hold it: small sources change by large
+/// shares in normal use.
+const GUARD_MIN_RECORDS: usize = 10;
 
 /// Whether a reconcile's changes failed for a transient reason (cache-service
 /// or the provider unreachable, rate limited, too slow): the code the call

@@ -172,10 +172,25 @@ impl Route53Provider {
                     return Err(if named.is_empty() {
                         ProviderError::NotFound(format!("no Route53 hosted zone named {zone}"))
                     } else {
+                        // Never guess between a public and a private zone (or two
+                        // private ones): the wrong one would be managed silently.
+                        let ids: Vec<String> = named
+                            .iter()
+                            .map(|z| {
+                                let kind = if z.config.as_ref().is_some_and(|c| c.private_zone) {
+                                    "private"
+                                } else {
+                                    "public"
+                                };
+                                format!("{} {kind}", bare_zone_id(&z.id).unwrap_or_default())
+                            })
+                            .collect();
                         ProviderError::Invalid(format!(
-                            "{} Route53 hosted zones are named {zone} (public and private); \
-                             set ROUTE53_ZONE_ID to the one to manage",
-                            named.len()
+                            "{} Route53 hosted zones are named {zone} ({}); set ROUTE53_ZONE_ID \
+                             to the one to manage and serve that zone alone (with DNS_ZONES each \
+                             zone's name must be unique in the account)",
+                            named.len(),
+                            ids.join(", ")
                         ))
                     });
                 };

@@ -318,6 +318,17 @@ pub struct ZoneXml {
     /// Its name, escaped, with the trailing dot.
     #[serde(rename = "Name")]
     pub name: String,
+    /// `<Config>`: whether the zone is private (a VPC's), to tell same-named zones apart.
+    #[serde(rename = "Config", default)]
+    pub config: Option<ZoneConfigXml>,
+}
+
+/// `<HostedZone><Config>`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ZoneConfigXml {
+    /// `true` for a private hosted zone.
+    #[serde(rename = "PrivateZone", default)]
+    pub private_zone: bool,
 }
 
 /// `ChangeResourceRecordSetsResponse`: only its presence matters (the change

@@ -51,6 +51,7 @@ fn plan_of(changes: Vec<Planned>) -> Plan {
         changes,
         previous: 0,
         dropped: 0,
+        previous_names: Vec::new(),
     }
 }
 
