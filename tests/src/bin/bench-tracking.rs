@@ -5,6 +5,11 @@
 //! records (time). Not a test: it prints figures.
 //!
 //! Run: `cargo run --release -p trafego-tests --bin bench-tracking`.
+//! `bench-tracking --zones` runs the many-zones figures instead
+//! (`bench-tracking/zones.rs`): a sweep deleting 10,000 orphans spread over 1,000 zones.
+
+#[path = "bench-tracking/zones.rs"]
+mod zones;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
+    if std::env::args().any(|a| a == "--zones") {
+        return zones::run().await;
+    }
     let dir = tempfile::tempdir()?;
     let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com")).await?;
 
