@@ -24,6 +24,7 @@ fn create(name: &str, content: &str) -> Change {
             ..Default::default()
         })),
         change_id: String::new(),
+        group: String::new(),
     }
 }
 

@@ -14,7 +14,9 @@
 //! The service runs as its own process (the release binary next to this one),
 //! so its peak RSS is its own. Build both first:
 //! `cargo build --release -p cache-service -p trafego-tests --bins`.
-//! `bench-cache --route53` runs the Route53 figures instead (`bench-cache/route53.rs`).
+//! `bench-cache --route53` runs the Route53 figures instead (`bench-cache/route53.rs`), and
+//! `bench-cache --zones` the many-zones figures (`bench-cache/zones.rs`): 1,000 zones of
+//! 100 records on the fake Cloudflare account.
 
 #[path = "bench-cache/route53.rs"]
 mod route53;
@@ -30,6 +32,8 @@ use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
 
 #[path = "bench-cache/digitalocean.rs"]
 mod digitalocean;
+#[path = "bench-cache/zones.rs"]
+mod zones;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -63,8 +67,9 @@ async fn start_service(
 /// Log lines of the service kept by [`start_service_with`].
 type Kept = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
-/// Starts the release cache-service with `envs` and `log_level`; the log
-/// lines containing "zone transfer read" are kept.
+/// Starts the release cache-service with `envs` and `log_level` (`DNS_ZONE`
+/// is example.com unless `envs` sets `DNS_ZONES`); the log lines containing
+/// "zone transfer read" are kept.
 async fn start_service_with(
     dir: &std::path::Path,
     envs: &[(&str, String)],
@@ -80,11 +85,14 @@ async fn start_service_with(
         "{} not built: cargo build --release -p cache-service",
         bin.display()
     );
-    let mut child = tokio::process::Command::new(bin)
-        .env_clear()
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.env_clear();
+    if !envs.iter().any(|(k, _)| *k == "DNS_ZONES") {
+        cmd.env("DNS_ZONE", "example.com");
+    }
+    let mut child = cmd
         .env("CACHE_LISTEN_ADDR", "127.0.0.1:0")
         .env("CACHE_DB_PATH", dir.join("cache.db"))
-        .env("DNS_ZONE", "example.com")
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", log_level)
@@ -360,6 +368,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::args().any(|a| a == "--route53") {
         return route53::run().await;
+    }
+    if std::env::args().any(|a| a == "--zones") {
+        return zones::run().await;
     }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)

@@ -9,6 +9,11 @@
 //! SQLite one, each with its own fake and cache-service.
 //!
 //! Run: `cargo run --release -p trafego-tests --bin bench-tracking [-- --postgres]`.
+//! `bench-tracking --zones` runs the many-zones figures instead
+//! (`bench-tracking/zones.rs`): a sweep deleting 10,000 orphans spread over 1,000 zones.
+
+#[path = "bench-tracking/zones.rs"]
+mod zones;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +59,9 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
+    if std::env::args().any(|a| a == "--zones") {
+        return zones::run().await;
+    }
     let postgres = std::env::args().skip(1).any(|a| a == "--postgres");
     if !postgres {
         return run("SQLite", None).await;
