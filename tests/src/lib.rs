@@ -78,6 +78,23 @@ impl Drop for ServiceHandle {
     }
 }
 
+/// An `ApplyChanges` change creating the A record `name` → `content`
+/// (TTL 300, no change id, no group): what most write tests send.
+pub fn create_a(name: &str, content: &str) -> trafego_proto::cache::Change {
+    use trafego_proto::cache::{Change, RecordInput, change};
+    Change {
+        kind: Some(change::Kind::Create(RecordInput {
+            r#type: "A".into(),
+            name: name.into(),
+            content: content.into(),
+            ttl: 300,
+            ..Default::default()
+        })),
+        change_id: String::new(),
+        group: String::new(),
+    }
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

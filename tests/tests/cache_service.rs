@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use trafego_tests::create_a as create;
 
 use tokio_stream::StreamExt;
 use trafego_common::clock::ManualClock;
@@ -31,20 +32,6 @@ async fn fake_with(n: usize) -> FakeCloudflare {
             .collect(),
     );
     fake
-}
-
-fn create(name: &str, content: &str) -> Change {
-    Change {
-        kind: Some(change::Kind::Create(RecordInput {
-            r#type: "A".into(),
-            name: name.into(),
-            content: content.into(),
-            ttl: 300,
-            ..Default::default()
-        })),
-        change_id: String::new(),
-        group: String::new(),
-    }
 }
 
 async fn list_all(

@@ -9,6 +9,7 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::*;
+use trafego_tests::create_a as create;
 use trafego_tests::fake_cloudflare::{FakeCloudflareAccount, FakeRecord};
 use trafego_tests::*;
 
@@ -79,20 +80,6 @@ async fn names_in(
     let mut names: Vec<String> = r.records.into_iter().map(|r| r.name).collect();
     names.sort();
     names
-}
-
-fn create(name: &str, content: &str) -> Change {
-    Change {
-        kind: Some(change::Kind::Create(RecordInput {
-            r#type: "A".into(),
-            name: name.into(),
-            content: content.into(),
-            ttl: 300,
-            ..Default::default()
-        })),
-        change_id: String::new(),
-        group: String::new(),
-    }
 }
 
 #[tokio::test]

@@ -8,25 +8,12 @@
 use reqwest::Method;
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::*;
+use trafego_tests::create_a as create;
 use trafego_tests::knot::dig_short;
 use trafego_tests::pdns::PdnsServer;
 use trafego_tests::*;
 
 const ZONES: [&str; 3] = ["example.com", "dev.example.com", "example.org"];
-
-fn create(name: &str, content: &str) -> Change {
-    Change {
-        kind: Some(change::Kind::Create(RecordInput {
-            r#type: "A".into(),
-            name: name.into(),
-            content: content.into(),
-            ttl: 300,
-            ..Default::default()
-        })),
-        change_id: String::new(),
-        group: String::new(),
-    }
-}
 
 /// The names of the RRsets PowerDNS holds in `zone` (trailing dots dropped).
 async fn rrset_names(pdns: &PdnsServer, zone: &str) -> Vec<String> {

@@ -8,6 +8,7 @@
 use tonic::Code;
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 use trafego_proto::cache::*;
+use trafego_tests::create_a as create;
 use trafego_tests::fake_route53::{FakeRoute53, RecordSet, Route53Options};
 use trafego_tests::*;
 
@@ -99,20 +100,6 @@ async fn names_in(
         assert_eq!(rec.zone, zone, "{rec:?}");
     }
     r.records.into_iter().map(|r| r.name).collect()
-}
-
-fn create(name: &str, content: &str) -> Change {
-    Change {
-        kind: Some(change::Kind::Create(RecordInput {
-            r#type: "A".into(),
-            name: name.into(),
-            content: content.into(),
-            ttl: 300,
-            ..Default::default()
-        })),
-        change_id: String::new(),
-        group: String::new(),
-    }
 }
 
 #[tokio::test]
