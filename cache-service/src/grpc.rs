@@ -387,6 +387,8 @@ impl CacheService for CacheApi {
             journal_id: self.cache.journal_id().to_string(),
             capabilities: Some(self.capabilities.to_proto()),
             zones,
+            role: trafego_common::leader::health_role(None).to_string(),
+            leader: String::new(),
         }))
     }
 

@@ -75,6 +75,7 @@ pub async fn run_with_clock(
             descriptor_set: trafego_proto::CACHE_FILE_DESCRIPTOR_SET,
             grace: config.service.shutdown_grace,
             mesh,
+            role: None,
         },
         shutdown,
         cancel.clone(),

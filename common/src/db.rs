@@ -383,6 +383,15 @@ pub struct Db<M: ManageConnection = ConnectionManager<SqliteConnection>> {
     /// instance on the file refuses to start. `None` on PostgreSQL (replicas
     /// share it under a leader) and for a one-shot tool beside the service.
     _instance: Option<std::sync::Arc<crate::leader::sqlite::InstanceLock>>,
+    /// The leadership that fences this database's writes (PostgreSQL
+    /// replicas): see [`Db::fenced`].
+    fence: Option<std::sync::Arc<Fence>>,
+}
+
+/// The leadership a fenced database's writes are checked against.
+struct Fence {
+    service: String,
+    role: tokio::sync::watch::Receiver<crate::leader::Role>,
 }
 
 impl<M: ManageConnection> Clone for Db<M> {
@@ -391,6 +400,46 @@ impl<M: ManageConnection> Clone for Db<M> {
             pool: self.pool.clone(),
             url: self.url.clone(),
             _instance: self._instance.clone(),
+            fence: self.fence.clone(),
+        }
+    }
+}
+
+/// A connection that can carry a fence for [`check_session_fence`]
+/// (PostgreSQL); SQLite has one instance per file and needs none.
+///
+/// [`check_session_fence`]: crate::leader::check_session_fence
+pub trait SessionFence {
+    /// Sets the session's fence settings (no-op where there is no fence).
+    fn set_fence(&mut self, service: &str, fence: i64) -> diesel::QueryResult<()>;
+}
+
+impl SessionFence for SqliteConnection {
+    fn set_fence(&mut self, _: &str, _: i64) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+}
+
+impl SessionFence for PgConnection {
+    fn set_fence(&mut self, service: &str, fence: i64) -> diesel::QueryResult<()> {
+        use diesel::RunQueryDsl;
+        use diesel::sql_types::Text;
+        diesel::sql_query(
+            "SELECT set_config('trafego.fence_service', $1, false), \
+             set_config('trafego.fence', $2, false)",
+        )
+        .bind::<Text, _>(service)
+        .bind::<Text, _>(fence.to_string())
+        .execute(self)
+        .map(|_| ())
+    }
+}
+
+impl SessionFence for AnyConnection {
+    fn set_fence(&mut self, service: &str, fence: i64) -> diesel::QueryResult<()> {
+        match self {
+            AnyConnection::Postgres(c) => c.set_fence(service, fence),
+            AnyConnection::Sqlite(_) => Ok(()),
         }
     }
 }
@@ -476,6 +525,8 @@ fn prepare_postgres(
         detail: scrub(e.to_string().trim(), url),
     })?;
     conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+    // The table every fenced write checks; there before any write is made.
+    crate::leader::ensure_table(&mut conn)?;
     let applied = conn
         .run_pending_migrations(migrations)
         .map(|v| v.len())
@@ -508,6 +559,7 @@ impl Db {
             pool,
             url: DbUrl::Sqlite(path.to_path_buf()),
             _instance: Some(instance),
+            fence: None,
         })
     }
 
@@ -576,7 +628,29 @@ impl AnyDb {
             pool,
             url: url.clone(),
             _instance: instance,
+            fence: None,
         })
+    }
+
+    /// This database with its writes fenced by `service`'s leadership (on
+    /// PostgreSQL; SQLite has one instance and no fence): before each use a
+    /// connection is told the fence `role` holds now (`0` as a follower), and
+    /// every write transaction's [`check_session_fence`] refuses a fence
+    /// that is not the table's. Clones share it.
+    ///
+    /// [`check_session_fence`]: crate::leader::check_session_fence
+    pub fn fenced(
+        mut self,
+        service: &str,
+        role: tokio::sync::watch::Receiver<crate::leader::Role>,
+    ) -> Self {
+        if matches!(self.url, DbUrl::Postgres(_)) {
+            self.fence = Some(std::sync::Arc::new(Fence {
+                service: service.to_string(),
+                role,
+            }));
+        }
+        self
     }
 
     /// The backend this database speaks.
@@ -591,7 +665,7 @@ impl AnyDb {
 impl<M> Db<M>
 where
     M: ManageConnection,
-    M::Connection: Send,
+    M::Connection: Send + SessionFence,
 {
     /// Where the database is (`Display` hides a password).
     pub fn url(&self) -> &DbUrl {
@@ -606,11 +680,20 @@ where
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The fence held now: a write made with it fails once another
+        // replica has taken over, whatever this one believes by then.
+        let fence = self
+            .fence
+            .as_ref()
+            .map(|f| (f.service.clone(), f.role.borrow().fence().unwrap_or(0)));
         // The call's request id follows the work, so an error made there names it.
         let request_id = crate::mesh::current_request_id();
         tokio::task::spawn_blocking(move || {
             crate::mesh::with_request_id(request_id, || {
                 let mut conn = pool.get().map_err(DbError::from)?;
+                if let Some((service, fence)) = &fence {
+                    conn.set_fence(service, *fence).map_err(DbError::from)?;
+                }
                 f(&mut conn)
             })
         })

@@ -29,6 +29,7 @@
 //!
 //! Nothing here logs the database URL: it carries the password.
 
+pub mod forward;
 pub mod sql;
 pub mod sqlite;
 
@@ -41,7 +42,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use sql::{FenceError, LEADERSHIP_TABLE, check_fence, ensure_table, lock_key, read_leader};
+pub use sql::{
+    FenceError, LEADERSHIP_TABLE, check_fence, check_session_fence, ensure_table, fence_error,
+    lock_key, read_leader,
+};
 
 /// What this replica is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +98,74 @@ impl std::fmt::Display for Role {
 /// (SQLite, one instance) does all the work itself, so it reports `leader`.
 pub fn health_role(role: Option<&Role>) -> &'static str {
     role.map_or("leader", Role::name)
+}
+
+/// A role that never changes, for a service without replicas (SQLite: one
+/// instance per file leads alone). Its fence is 0, which no fenced database
+/// accepts: it is only for work gated by [`while_leading`].
+pub fn solo() -> watch::Receiver<Role> {
+    let (tx, rx) = watch::channel(Role::Leader { fence: 0 });
+    // Dropped: the role can never change, and watchers see that.
+    drop(tx);
+    rx
+}
+
+/// Runs `work` once for each term this replica leads: started with the
+/// term's fence and a token when the role becomes [`Role::Leader`], the token
+/// cancelled as soon as the role changes or `cancel` fires, and awaited to its
+/// end before anything else (the next term waits for it). Work that ends by
+/// itself is not restarted within its term. Returns when `cancel` fires (after
+/// the work in hand ends) or when the role can no longer change and the work
+/// has ended.
+pub async fn while_leading<F, Fut>(
+    mut role: watch::Receiver<Role>,
+    cancel: CancellationToken,
+    mut work: F,
+) where
+    F: FnMut(i64, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        let fence = loop {
+            if let Some(f) = role.borrow_and_update().fence() {
+                break f;
+            }
+            tokio::select! {
+                r = role.changed() => if r.is_err() { return },
+                () = cancel.cancelled() => return,
+            }
+        };
+        let term = cancel.child_token();
+        let run = work(fence, term.clone());
+        tokio::pin!(run);
+        // Whether the role can still change.
+        let mut live = true;
+        loop {
+            tokio::select! {
+                () = &mut run => break,
+                r = role.changed(), if live => match r {
+                    Err(_) => live = false,
+                    Ok(()) if role.borrow().fence() != Some(fence) => {
+                        term.cancel();
+                        run.as_mut().await;
+                        break;
+                    }
+                    Ok(()) => {}
+                },
+            }
+        }
+        term.cancel();
+        if cancel.is_cancelled() || !live {
+            return;
+        }
+        // Ended by itself while still leading: wait for the term to end.
+        while role.borrow_and_update().fence() == Some(fence) {
+            tokio::select! {
+                r = role.changed() => if r.is_err() { return },
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
 }
 
 /// How often leadership is tried and checked.

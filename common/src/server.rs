@@ -36,6 +36,16 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// Authentication, TLS, timeout and load shedding.
     pub mesh: MeshSettings,
+    /// The replica's role, with PostgreSQL replicas (`None`: one instance,
+    /// which leads alone). Health then also reports `<service_name>.leader`:
+    /// SERVING while this replica leads, NOT_SERVING while it follows; the
+    /// service's own name and `""` stay SERVING on followers (readiness).
+    pub role: Option<tokio::sync::watch::Receiver<crate::leader::Role>>,
+}
+
+/// The health name that tells whether a replica leads: `<service>.leader`.
+pub fn leader_health_name(service: &str) -> String {
+    format!("{service}.leader")
 }
 
 /// Why serving failed.
@@ -94,6 +104,27 @@ where
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
+    let role_task = cfg.role.clone().map(|mut role| {
+        let reporter = reporter.clone();
+        let name = leader_health_name(cfg.service_name);
+        tokio::spawn(async move {
+            loop {
+                let leads = matches!(
+                    *role.borrow_and_update(),
+                    crate::leader::Role::Leader { .. }
+                );
+                let status = if leads {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                reporter.set_service_status(&name, status).await;
+                if role.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let reflection_v1 = reflection_builder(cfg.descriptor_set).build_v1()?;
     let reflection_v1alpha = reflection_builder(cfg.descriptor_set).build_v1alpha()?;
     let methods = KnownMethods::from_descriptor_sets(&[
@@ -135,6 +166,9 @@ where
     tokio::select! {
         res = &mut server => {
             cancel.cancel();
+            if let Some(t) = &role_task {
+                t.abort();
+            }
             return res.map_err(Into::into);
         }
         () = shutdown => {}
@@ -147,6 +181,9 @@ where
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
+    if let Some(t) = &role_task {
+        t.abort();
+    }
     tracing::info!(
         service = cfg.service_name,
         grace_ms = crate::duration::millis_u64(cfg.grace),

@@ -347,6 +347,8 @@ impl Tracker {
         set_count_gauges(&counts);
         let last: Option<sweep::LastSweep> = last.and_then(|j| serde_json::from_str(&j).ok());
         Ok(GetTrackerStatusResponse {
+            role: trafego_common::leader::health_role(None).to_string(),
+            leader: String::new(),
             total: num::count(counts.total),
             active: num::count(counts.active),
             orphaned: num::count(counts.orphaned),

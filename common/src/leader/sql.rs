@@ -149,6 +149,61 @@ pub fn check_fence(conn: &mut PgConnection, service: &str, fence: i64) -> Result
     })
 }
 
+/// The session settings a fenced [`Db`](crate::db::Db) puts on a PostgreSQL
+/// connection before each use: the service whose leadership fences it, and
+/// the fence this replica holds (`0` when it follows: no fence is 0).
+pub const FENCE_SERVICE_SETTING: &str = "trafego.fence_service";
+/// See [`FENCE_SERVICE_SETTING`].
+pub const FENCE_SETTING: &str = "trafego.fence";
+
+#[derive(QueryableByName)]
+struct SessionFence {
+    #[diesel(sql_type = Nullable<Text>)]
+    service: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    ours: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    current: Option<i64>,
+}
+
+/// [`check_fence`] with the service and fence the session carries (set by a
+/// fenced [`Db`](crate::db::Db)), in one round trip; the first statement of
+/// every PostgreSQL write transaction of both stores. A session that carries
+/// none (an unfenced `Db`: the one-shot import, store tests) is not checked.
+/// A stale fence is a query error whose [`fence_error`] is `Some`.
+pub fn check_session_fence(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+    let row = diesel::sql_query(
+        "SELECT NULLIF(current_setting('trafego.fence_service', true), '') AS service, \
+         CAST(NULLIF(current_setting('trafego.fence', true), '') AS BIGINT) AS ours, \
+         (SELECT fence FROM leadership \
+           WHERE service = current_setting('trafego.fence_service', true) FOR SHARE) AS current",
+    )
+    .get_result::<SessionFence>(conn)?;
+    let (Some(service), Some(ours)) = (row.service, row.ours) else {
+        return Ok(());
+    };
+    if row.current == Some(ours) {
+        return Ok(());
+    }
+    Err(diesel::result::Error::QueryBuilderError(Box::new(
+        FenceError::Stale {
+            service,
+            ours,
+            current: row
+                .current
+                .map_or_else(|| "none".to_string(), |f| f.to_string()),
+        },
+    )))
+}
+
+/// The stale fence a failed write carries, if that is why it failed.
+pub fn fence_error(e: &diesel::result::Error) -> Option<&FenceError> {
+    match e {
+        diesel::result::Error::QueryBuilderError(b) => b.downcast_ref::<FenceError>(),
+        _ => None,
+    }
+}
+
 /// The advertised address of `service`'s leader as the table records it
 /// (the last one to take over; `None` before any took over).
 pub fn read_leader(conn: &mut PgConnection, service: &str) -> diesel::QueryResult<Option<String>> {

@@ -1,0 +1,212 @@
+//! A follower's write RPCs go to the leader: [`Forward`] wraps a service's
+//! routes and, while this replica follows, sends each call of a write method
+//! on to the leader's advertised address over HTTP/2 as it came (metadata,
+//! deadline, bearer token and streaming included) and returns the leader's
+//! answer. Reads are served here. Every answer carries the replica's role in
+//! the `x-trafego-role` header.
+//!
+//! A follower never writes on its own: with no leader known, with server TLS
+//! (the forward would need a client certificate setup of its own), or for a
+//! call that was already forwarded once (a leader that stepped down in
+//! between), it answers `UNAVAILABLE`, naming the leader's address when it
+//! has one (also in the `x-trafego-leader` header), so the caller retries.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tonic::codegen::http::{HeaderValue, Request, Response};
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Endpoint};
+
+use super::Role;
+
+/// The header a forwarded call carries, so it is never forwarded twice.
+pub const FORWARDED_HEADER: &str = "x-trafego-forwarded";
+/// The header every answer carries: `leader` or `follower`.
+pub const ROLE_HEADER: &str = "x-trafego-role";
+/// The header of an `UNAVAILABLE` answer naming the leader's address.
+pub const LEADER_HEADER: &str = "x-trafego-leader";
+
+/// What a replica's routes need to forward writes.
+#[derive(Clone)]
+pub struct Replication {
+    /// The replica's role, as it changes.
+    pub role: watch::Receiver<Role>,
+    /// The full paths of the write methods (`/pkg.Service/Method`).
+    pub writes: &'static [&'static str],
+    /// Forward to the leader (`false`: answer `UNAVAILABLE` naming it).
+    pub forward: bool,
+    /// How long connecting to the leader may take.
+    pub connect_timeout: Duration,
+}
+
+struct Shared {
+    role: watch::Receiver<Role>,
+    writes: HashSet<&'static str>,
+    forward: bool,
+    connect_timeout: Duration,
+    /// One lazily connected channel per leader address seen.
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Shared {
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| {
+                tonic::Status::unavailable(format!(
+                    "the leader's advertised address {addr:?} is not usable: {e}"
+                ))
+            })?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        // A handful of addresses over a process's life: leaders come and go.
+        if channels.len() > 64 {
+            channels.clear();
+        }
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// A service's routes behind [`Replication`]: see the module docs.
+#[derive(Clone)]
+pub struct Forward<S> {
+    inner: S,
+    shared: Option<Arc<Shared>>,
+}
+
+impl<S> Forward<S> {
+    /// `inner` as it is (no replicas: it leads alone) when `replication` is
+    /// `None`; otherwise followers forward the write methods.
+    pub fn new(inner: S, replication: Option<Replication>) -> Self {
+        Self {
+            inner,
+            shared: replication.map(|r| {
+                Arc::new(Shared {
+                    role: r.role,
+                    writes: r.writes.iter().copied().collect(),
+                    forward: r.forward,
+                    connect_timeout: r.connect_timeout,
+                    channels: Mutex::new(HashMap::new()),
+                })
+            }),
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for Forward<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+fn unavailable(message: String, leader: Option<&str>) -> Response<Body> {
+    let mut resp = tonic::Status::unavailable(message).into_http::<Body>();
+    if let Some(v) = leader.and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(LEADER_HEADER, v);
+    }
+    resp
+}
+
+/// Sends `req` on `channel` once it is ready.
+async fn call(
+    channel: &mut Channel,
+    req: Request<Body>,
+) -> Result<Response<Body>, tonic::transport::Error> {
+    futures::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+    channel.call(req).await
+}
+
+fn with_role(mut resp: Response<Body>, role: &'static str) -> Response<Body> {
+    resp.headers_mut()
+        .insert(ROLE_HEADER, HeaderValue::from_static(role));
+    resp
+}
+
+impl<S> Service<Request<Body>> for Forward<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some(shared) = self.shared.clone() else {
+            return Box::pin(inner.call(req));
+        };
+        let role = shared.role.borrow().clone();
+        let leader = match &role {
+            Role::Leader { .. } => None,
+            Role::Follower { leader } => Some(leader.clone()),
+        };
+        let path = req.uri().path();
+        let Some(leader) = leader.filter(|_| shared.writes.contains(path)) else {
+            let name = role.name();
+            return Box::pin(async move { inner.call(req).await.map(|r| with_role(r, name)) });
+        };
+        let method = path.to_string();
+        Box::pin(async move {
+            let resp = match leader {
+                None => unavailable(
+                    "this replica does not lead and no leader is known yet; retry shortly".into(),
+                    None,
+                ),
+                Some(addr) if req.headers().contains_key(FORWARDED_HEADER) => unavailable(
+                    format!(
+                        "this replica was forwarded a write but does not lead (the leader is \
+                         at {addr}); retry"
+                    ),
+                    Some(&addr),
+                ),
+                Some(addr) if !shared.forward => unavailable(
+                    format!("this replica does not lead; send writes to the leader at {addr}"),
+                    Some(&addr),
+                ),
+                Some(addr) => {
+                    req.headers_mut()
+                        .insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
+                    match shared.channel(&addr) {
+                        Err(status) => status.into_http::<Body>(),
+                        Ok(mut channel) => match call(&mut channel, req).await {
+                            Ok(resp) => {
+                                tracing::debug!(method = %method, leader = %addr, "forwarded to the leader");
+                                resp
+                            }
+                            Err(e) => unavailable(
+                                format!("forwarding to the leader at {addr} failed: {e}; retry"),
+                                Some(&addr),
+                            ),
+                        },
+                    }
+                }
+            };
+            Ok(with_role(resp, "follower"))
+        })
+    }
+}
