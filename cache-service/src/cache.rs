@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::Db;
+use trafego_common::db::AnyDb;
 use trafego_common::duration::millis_i64;
 use trafego_common::num;
 use trafego_proto::cache::DnsRecord;
@@ -156,7 +156,7 @@ impl Zone {
 /// The provider cache: one per cache-service, over one or more zones of one
 /// provider account.
 pub struct Cache {
-    db: Db,
+    db: AnyDb,
     /// The zones served, sorted by name.
     zones: Vec<Zone>,
     provider_name: &'static str,
@@ -251,7 +251,7 @@ impl Cache {
     /// another provider, or for a zone no longer served, are dropped (and
     /// logged with their counts).
     pub async fn open(
-        db: Db,
+        db: AnyDb,
         providers: Vec<Arc<dyn DnsProvider>>,
         clock: SharedClock,
         settings: CacheSettings,
@@ -402,7 +402,7 @@ impl Cache {
     }
 
     /// The database.
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &AnyDb {
         &self.db
     }
 
@@ -520,7 +520,7 @@ mod tests {
     use super::*;
     use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
     use crate::provider::{Listing, WriteOp, WriteResult};
-    use trafego_common::db::DbOptions;
+    use trafego_common::db::{DbOptions, DbUrl};
 
     /// A provider whose first listing panics.
     struct PanicsOnce {
@@ -567,10 +567,11 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_refresh_is_a_failed_refresh_and_the_next_one_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
-            Default::default(),
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
+            DbOptions::default(),
         )
         .unwrap();
         let provider = Arc::new(PanicsOnce {
@@ -611,9 +612,10 @@ mod tests {
     #[tokio::test]
     async fn the_kept_state_never_goes_back_a_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
             DbOptions::default(),
         )
         .unwrap();

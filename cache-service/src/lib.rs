@@ -16,18 +16,32 @@ pub mod store;
 
 use std::future::Future;
 
+use anyhow::Context;
+
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::Db;
+use trafego_common::db::{AnyDb, Migrations};
 use trafego_common::server::{ServeConfig, serve};
 use trafego_proto::cache::cache_service_server::CacheServiceServer;
 
 pub use config::Config;
 
-/// cache-service's embedded migrations (`migrations/cache/`).
+/// cache-service's embedded SQLite migrations (`migrations/cache/`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/cache");
+
+/// cache-service's embedded PostgreSQL migrations
+/// (`migrations/cache-postgres/`), the twins of [`MIGRATIONS`].
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/cache-postgres");
+
+/// Both backends' migrations, for [`AnyDb::connect`].
+pub fn migrations() -> Migrations {
+    Migrations {
+        sqlite: MIGRATIONS,
+        postgres: PG_MIGRATIONS,
+    }
+}
 
 /// The gRPC name health reports under.
 pub const SERVICE_NAME: &str = "trafego.cache.v1.CacheService";
@@ -52,11 +66,13 @@ pub async fn run_with_clock(
     config.service.mesh.install_metrics()?;
     metrics::counter!("trafego_cache_refresh_failures_total").increment(0);
     let providers = config.providers()?;
-    let db = Db::open(&config.db_path, MIGRATIONS, config.service.db_options())?;
+    let (db_url, setting) = config.database()?;
+    let db = AnyDb::connect(&db_url, setting, migrations(), config.service.db_options())
+        .with_context(|| format!("opening the database {setting} names ({db_url})"))?;
     tracing::info!(
         provider = providers[0].name(),
         zones = %providers.iter().map(|p| p.zone().as_str()).collect::<Vec<_>>().join(","),
-        db = %config.db_path.display(),
+        db = %db_url,
         refresh_interval = %humantime::format_duration(config.refresh_interval),
         "cache-service starting"
     );
