@@ -258,7 +258,6 @@ async fn three_replicas_one_leader_forwarded_writes_and_failover() {
     env.clock.advance(Duration::from_secs(60));
     eventually("the new leader's sweep loop runs", || {
         let u = survivors[new].clone();
-        let before = before;
         async move { status_of(&u).await.last_sweep_at != before }
     })
     .await;
