@@ -79,6 +79,10 @@ pub const WRITE_METHODS: &[&str] = &[
     "/trafego.tracking.v1.TrackingService/RunOrphanSweep",
 ];
 
+/// The longest start-up waits for the first try of the leadership lock to
+/// settle (this replica leads, or knows who does) before serving.
+pub const LEADER_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The longest a follower waits to connect to the leader it forwards to
 /// (CACHE_SERVICE_TIMEOUT when that is shorter).
 pub const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -199,17 +203,39 @@ pub async fn run_with_clock(
         tracker = tracker.with_replica(role.clone(), advertise);
     }
     let tracker = Arc::new(tracker);
+    // The first try of the lock settles before serving, so a lone replica
+    // (or the first of several) takes writes from its first call instead of
+    // answering UNAVAILABLE for a moment.
+    if leadership.is_some() {
+        let mut first = role.clone();
+        let settled = |r: &leader::Role| !matches!(r, leader::Role::Follower { leader: None });
+        if tokio::time::timeout(LEADER_START_WAIT, first.wait_for(settled))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "no leader known yet; serving reads, writes answer UNAVAILABLE until one leads"
+            );
+        }
+    }
     // Ownership markers: a mode the provider cannot hold stops the service
-    // here, on every replica; the rebuild of an empty table from markers runs
-    // at each takeover, before the leader's background work.
-    match tracker.check_marker_mode().await {
+    // here, on every replica. A replica leading from the start (always, with
+    // SQLite) also rebuilds an empty table from markers before serving; a
+    // later takeover does it at the start of its term (background::lead).
+    let leading_at_start = role.borrow().fence().is_some();
+    let ownership = if leading_at_start {
+        tracker.start_ownership().await
+    } else {
+        tracker.check_marker_mode().await
+    };
+    match ownership {
         Ok(()) => {}
         Err(e @ error::TrackingError::FailedPrecondition(_)) => {
             return Err(anyhow::anyhow!("{e}"));
         }
         Err(e) => tracing::warn!(
             error = %e,
-            "could not check the ownership marker mode at start; the leader's first reconcile, sweep or track does it"
+            "could not check ownership markers at start; the leader's first reconcile, sweep or track does it"
         ),
     }
     let sources = Arc::new(source::Sources::prepare(source_settings)?);

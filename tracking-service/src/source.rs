@@ -9,7 +9,9 @@
 //! refused, too slow, an answer that does not parse) declares nothing: its
 //! last good declaration, which the tracker keeps, stands until it answers
 //! again. Nothing here writes to the provider or the tracker's table except
-//! through `Tracker::reconcile`.
+//! through `Tracker::reconcile`. With replicas the sources run on the leader
+//! only: [`Sources`] builds their clients once at start and spawns them at
+//! each takeover, ending them at step-down.
 //!
 //! - [`rule`]: the Traefik rule tokenizer and parser.
 //! - [`labels`]: TrafegoDNS's label semantics, and the per-owner collector.
