@@ -4,10 +4,16 @@
 //!
 //! The binary is thin: everything lives here, so tests start the real service
 //! on `127.0.0.1:0` with their own shutdown signal.
+//!
+//! The work that must happen once (refreshing from the provider, writing
+//! through to it, the change journal) runs on the leader only, inside
+//! `while_leading`: one instance on its SQLite file leads alone
+//! (`leader::solo()`), so the code path is the same.
 
 pub mod cache;
 pub mod config;
 pub mod events;
+pub mod follower;
 pub mod grpc;
 pub mod journal;
 pub mod provider;
@@ -15,12 +21,16 @@ pub mod schema;
 pub mod store;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trafego_common::clock::SharedClock;
 use trafego_common::db::Db;
+use trafego_common::leader::forward::Forward;
+use trafego_common::leader::{Role, while_leading};
 use trafego_common::server::{ServeConfig, serve};
 use trafego_proto::cache::cache_service_server::CacheServiceServer;
 
@@ -31,6 +41,25 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/cach
 
 /// The gRPC name health reports under.
 pub const SERVICE_NAME: &str = "trafego.cache.v1.CacheService";
+
+/// The write RPCs: a follower sends them on to the leader (`Forward`).
+/// `WatchCache` is among them: only the leader publishes events.
+pub const WRITE_METHODS: &[&str] = &[
+    "/trafego.cache.v1.CacheService/RefreshCache",
+    "/trafego.cache.v1.CacheService/CreateRecord",
+    "/trafego.cache.v1.CacheService/UpdateRecord",
+    "/trafego.cache.v1.CacheService/DeleteRecord",
+    "/trafego.cache.v1.CacheService/ApplyChanges",
+    "/trafego.cache.v1.CacheService/GetChangeOutcomes",
+    "/trafego.cache.v1.CacheService/WatchCache",
+];
+
+/// How long a follower may take connecting to the leader it forwards to.
+pub const LEADER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Pause between failed takeovers within one term (the database did not
+/// answer): the term's work starts only once one succeeds.
+const TAKEOVER_RETRY: Duration = Duration::from_millis(500);
 
 /// Runs cache-service on `listener` until `shutdown` completes.
 pub async fn run(
@@ -60,13 +89,23 @@ pub async fn run_with_clock(
         refresh_interval = %humantime::format_duration(config.refresh_interval),
         "cache-service starting"
     );
-    let cache = cache::Cache::open(db, providers, clock, config.cache_settings()).await?;
+    let role = trafego_common::leader::solo();
+    let cache =
+        cache::Cache::open(db, providers, clock, config.cache_settings(), role.clone()).await?;
+    // One instance: it takes over before it serves, as it always did.
+    cache.take_over(0).await?;
     let cancel = CancellationToken::new();
-    let refresher = tokio::spawn(cache::refresh_loop(cache.clone(), cancel.clone()));
-    let api = grpc::CacheApi::new(cache, cancel.clone());
+    let refresher = tokio::spawn(lead(cache.clone(), role.clone(), cancel.clone()));
+    let reads = follower::LeaderReads::new(
+        mesh.tls.is_none(),
+        LEADER_CONNECT_TIMEOUT,
+        config.service.mesh.max_message_bytes,
+    );
+    let api = grpc::CacheApi::new(cache, cancel.clone(), reads);
     let svc = CacheServiceServer::new(api)
         .max_decoding_message_size(config.service.mesh.max_message_bytes)
         .max_encoding_message_size(config.service.mesh.max_message_bytes);
+    let svc = Forward::new(svc, None);
     let res = serve(
         listener,
         svc,
@@ -84,4 +123,34 @@ pub async fn run_with_clock(
     cancel.cancel();
     let _ = refresher.await;
     res.map_err(Into::into)
+}
+
+/// The work of each leadership term, until `cancel` fires: take over the
+/// cache (retried until it succeeds, or the term ends), then the periodic
+/// refresh, journal settling and purge (`refresh_loop`), cancelled when the
+/// term ends.
+async fn lead(
+    cache: Arc<cache::Cache>,
+    role: tokio::sync::watch::Receiver<Role>,
+    cancel: CancellationToken,
+) {
+    while_leading(role, cancel, |fence, term| {
+        let cache = cache.clone();
+        async move {
+            loop {
+                match cache.take_over(fence).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(fence, error = %e, "could not take over the cache; retrying");
+                        tokio::select! {
+                            () = term.cancelled() => return,
+                            () = tokio::time::sleep(TAKEOVER_RETRY) => {}
+                        }
+                    }
+                }
+            }
+            cache::refresh_loop(cache, term).await;
+        }
+    })
+    .await;
 }
