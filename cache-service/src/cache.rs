@@ -425,23 +425,29 @@ impl Cache {
         }
     }
 
-    /// Reloads the generation, the zones' states and the journal's id from
-    /// the database (two small queries and a point read): what a follower
-    /// does before judging freshness or reporting status, since the leader
-    /// commits without telling it.
-    pub async fn reload(&self) -> Result<(), CacheError> {
+    /// Reloads the generation and the zones' states from the database (two
+    /// small queries), and the journal's id too when `journal` (a point
+    /// read): what a follower does before judging freshness or reporting
+    /// status, since the leader commits without telling it.
+    pub async fn reload(&self, journal: bool) -> Result<(), CacheError> {
         let (st, states, journal_id) = self
             .db
-            .run(|c| {
+            .run(move |c| {
                 Ok::<_, CacheError>((
                     store::state(c)?,
                     store::zone_states(c)?,
-                    store::stored_journal_id(c)?,
+                    if journal {
+                        Some(store::stored_journal_id(c)?)
+                    } else {
+                        None
+                    },
                 ))
             })
             .await?;
         self.keep_loaded(st, states);
-        *self.journal_id.lock().unwrap_or_else(|e| e.into_inner()) = journal_id;
+        if let Some(id) = journal_id {
+            *self.journal_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+        }
         Ok(())
     }
 
@@ -466,10 +472,13 @@ impl Cache {
     /// second line of defence behind forwarding, so a call that raced a
     /// step-down never writes (the database's fence is the third).
     pub(crate) fn must_lead(&self) -> Result<i64, CacheError> {
-        if let Some(fence) = self.leading() {
-            return Ok(fence);
-        }
-        Err(CacheError {
+        self.leading().ok_or_else(|| self.not_leading())
+    }
+
+    /// `UNAVAILABLE`, saying why this replica does not lead now and where
+    /// the leader is, when known.
+    pub(crate) fn not_leading(&self) -> CacheError {
+        CacheError {
             code: Code::Unavailable,
             message: match self.role() {
                 Role::Leader { .. } => {
@@ -484,7 +493,7 @@ impl Cache {
                         .to_string()
                 }
             },
-        })
+        }
     }
 
     /// The cache's service-wide state (the generation) as of the last
@@ -582,7 +591,7 @@ impl Cache {
     /// database first: it reports the shared database's state.
     pub async fn status(&self) -> Result<Status, CacheError> {
         if self.leading().is_none() {
-            self.reload().await?;
+            self.reload(true).await?;
         }
         let generation = num::count(self.state().generation);
         let counts = self

@@ -354,18 +354,23 @@ impl Cache {
             zones.to_vec()
         };
         if self.leading().is_none() {
-            self.reload().await?;
+            self.reload(false).await?;
             if self.too_old(&all, max_staleness).is_empty() {
                 return Ok(Freshness::Here);
             }
             return match self.role() {
                 Role::Follower { leader: Some(l) } => Ok(Freshness::AtLeader(l)),
-                _ => Err(CacheError {
-                    code: Code::Unavailable,
-                    message: "the cache is too old for this read and no leader is known to \
-                              refresh it yet; retry shortly"
-                        .into(),
-                }),
+                _ => {
+                    let e = self.not_leading();
+                    Err(CacheError {
+                        code: e.code,
+                        message: format!(
+                            "the cache is too old for this read and only the leader refreshes \
+                             it: {}",
+                            e.message
+                        ),
+                    })
+                }
             };
         }
         let old = self.too_old(&all, max_staleness);
