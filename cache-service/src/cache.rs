@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::Code;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::Db;
+use trafego_common::db::AnyDb;
 use trafego_common::duration::millis_i64;
 use trafego_common::leader::Role;
 use trafego_common::num;
@@ -176,7 +176,7 @@ impl Zone {
 /// The provider cache: one per cache-service, over one or more zones of one
 /// provider account.
 pub struct Cache {
-    db: Db,
+    db: AnyDb,
     /// The zones served, sorted by name.
     zones: Vec<Zone>,
     provider_name: &'static str,
@@ -280,7 +280,7 @@ impl Cache {
     /// starting the journal) is [`Cache::take_over`], run at the start of
     /// each leadership term; until then the cache serves reads only.
     pub async fn open(
-        db: Db,
+        db: AnyDb,
         providers: Vec<Arc<dyn DnsProvider>>,
         clock: SharedClock,
         settings: CacheSettings,
@@ -567,7 +567,7 @@ impl Cache {
     }
 
     /// The database.
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &AnyDb {
         &self.db
     }
 
@@ -690,7 +690,7 @@ mod tests {
     use super::*;
     use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
     use crate::provider::{Listing, WriteOp, WriteResult};
-    use trafego_common::db::DbOptions;
+    use trafego_common::db::{DbOptions, DbUrl};
 
     /// A provider whose first listing panics.
     struct PanicsOnce {
@@ -737,10 +737,11 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_refresh_is_a_failed_refresh_and_the_next_one_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
-            Default::default(),
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
+            DbOptions::default(),
         )
         .unwrap();
         let provider = Arc::new(PanicsOnce {
@@ -784,9 +785,10 @@ mod tests {
     #[tokio::test]
     async fn a_follower_never_writes_or_refreshes() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
             DbOptions::default(),
         )
         .unwrap();
@@ -856,9 +858,10 @@ mod tests {
     #[tokio::test]
     async fn the_kept_state_never_goes_back_a_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
             DbOptions::default(),
         )
         .unwrap();
