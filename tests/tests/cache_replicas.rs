@@ -236,7 +236,6 @@ async fn replicas_share_one_leader_forward_writes_and_fail_over() {
     change.change_id = "replicas:1".into();
     let req = ApplyChangesRequest {
         changes: vec![change.clone()],
-        ..Default::default()
     };
     let resp = cache_client(replicas[followers[0]].h())
         .await
@@ -319,7 +318,6 @@ async fn replicas_share_one_leader_forward_writes_and_fail_over() {
         .await
         .apply_changes(ApplyChangesRequest {
             changes: vec![create_a(&format!("web.{ZONE}"), "192.0.2.11")],
-            ..Default::default()
         })
         .await
         .expect("ApplyChanges at the new leader");
