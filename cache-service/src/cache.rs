@@ -201,7 +201,7 @@ pub struct Cache {
     role: watch::Receiver<Role>,
     /// The fence of the last term whose [`Cache::take_over`] finished: the
     /// cache writes only while the role's fence is this one.
-    term: Mutex<Option<i64>>,
+    term: watch::Sender<Option<i64>>,
 }
 
 /// One zone's freshness, as `GetCacheStatus` shows it.
@@ -340,7 +340,7 @@ impl Cache {
             finished: tokio::sync::watch::channel(0).0,
             journal_id: Mutex::new(journal_id),
             role,
-            term: Mutex::new(None),
+            term: watch::channel(None).0,
         }))
     }
 
@@ -358,7 +358,7 @@ impl Cache {
     ///
     /// Done once per term: a second call with the same fence does nothing.
     pub async fn take_over(&self, fence: i64) -> Result<(), CacheError> {
-        if *self.term.lock().unwrap_or_else(|e| e.into_inner()) == Some(fence) {
+        if *self.term.borrow() == Some(fence) {
             return Ok(());
         }
         let name = self.provider_name;
@@ -398,7 +398,7 @@ impl Cache {
         }
         self.hub.restart(num::count(st.generation));
         *self.journal_id.lock().unwrap_or_else(|e| e.into_inner()) = journal_id;
-        *self.term.lock().unwrap_or_else(|e| e.into_inner()) = Some(fence);
+        self.term.send_replace(Some(fence));
         tracing::info!(
             fence,
             generation = st.generation,
@@ -461,11 +461,44 @@ impl Cache {
         self.role.clone()
     }
 
+    /// Waits, at most `within`, until this replica knows where it stands:
+    /// it leads and has taken over, or it follows a known leader. A replica
+    /// starting alone on PostgreSQL then answers its first call as the
+    /// leader instead of `UNAVAILABLE`; one that finds no leader in time
+    /// serves anyway (as a follower, its writes `UNAVAILABLE` until one
+    /// leads).
+    pub async fn settled(&self, within: Duration) {
+        let mut role = self.role.clone();
+        let mut terms = self.term.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let known = self.leading().is_some()
+                || matches!(
+                    &*role.borrow_and_update(),
+                    Role::Follower { leader: Some(_) }
+                );
+            terms.borrow_and_update();
+            if known {
+                return;
+            }
+            let changed = async {
+                tokio::select! {
+                    r = role.changed() => r.is_ok(),
+                    r = terms.changed() => r.is_ok(),
+                }
+            };
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok(true) => {}
+                _ => return,
+            }
+        }
+    }
+
     /// The fence of the term this replica leads and has taken over, if it
     /// does: the only state in which it writes, refreshes or settles.
     pub fn leading(&self) -> Option<i64> {
         let fence = self.role.borrow().fence()?;
-        (*self.term.lock().unwrap_or_else(|e| e.into_inner()) == Some(fence)).then_some(fence)
+        (*self.term.borrow() == Some(fence)).then_some(fence)
     }
 
     /// `UNAVAILABLE` unless this replica leads and has taken over: the

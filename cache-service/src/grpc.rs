@@ -367,7 +367,15 @@ impl CacheService for CacheApi {
         _request: Request<GetCacheStatusRequest>,
     ) -> Result<Response<GetCacheStatusResponse>, Status> {
         let s = self.cache.status().await?;
-        let role = self.cache.role();
+        // A replica is reported as the leader once it has taken over (ready
+        // to write), not from the moment it won the lock.
+        let role = match (self.cache.leading(), self.cache.role()) {
+            (Some(fence), _) => trafego_common::leader::Role::Leader { fence },
+            (None, trafego_common::leader::Role::Leader { .. }) => {
+                trafego_common::leader::Role::Follower { leader: None }
+            }
+            (None, r) => r,
+        };
         let zones = s
             .zones
             .iter()

@@ -142,6 +142,15 @@ pub async fn run_with_clock(
     }
     let cancel = CancellationToken::new();
     let refresher = tokio::spawn(lead(cache.clone(), role.clone(), cancel.clone()));
+    if leadership.is_some() {
+        // The first try of the lock is made at once: wait for its outcome
+        // (bounded), so a replica starting alone serves as the leader from
+        // its first call.
+        let s = config.service.leader.settings();
+        cache
+            .settled(s.retry_interval.max(s.check_interval).saturating_mul(2))
+            .await;
+    }
     let forward = mesh.tls.is_none();
     let reads = follower::LeaderReads::new(
         forward,
