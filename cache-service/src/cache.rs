@@ -12,6 +12,12 @@
 //! the others. A failed refresh never touches its snapshot: only its zone's
 //! status records the error.
 //!
+//! Opening a cache only reads. It writes, refreshes and settles only while
+//! this replica leads and has taken over its term (`take_over`: claim,
+//! journal id, reload, hub restart); otherwise those are `UNAVAILABLE`, and
+//! a follower reloads the kept state from the database before it judges
+//! freshness. The database's fence refuses what slips past that.
+//!
 //! Here: the cache, its zones, its errors, its kept state, status, routing
 //! of names to zones and the API form of records. `cache/refresh.rs` holds
 //! the refresh and its loop, `cache/writes.rs` the write-through, change
