@@ -722,6 +722,15 @@ pub fn journal_id(conn: &mut Conn) -> QueryResult<String> {
     })
 }
 
+/// The journal's id as stored, without making one (empty when none was
+/// made yet): what a replica that does not lead reads.
+pub fn stored_journal_id(conn: &mut Conn) -> QueryResult<String> {
+    cache_state::table
+        .filter(cache_state::id.eq(1))
+        .select(cache_state::journal_id)
+        .get_result(conn)
+}
+
 /// Journal entries of `ids` (those that exist).
 pub fn journal_get(conn: &mut Conn, ids: &[String]) -> QueryResult<Vec<JournalRow>> {
     let mut out = Vec::with_capacity(ids.len());
@@ -773,11 +782,11 @@ pub fn ids_at(
 }
 
 /// Journals `rows` as pending in one transaction, before their changes are
-/// sent; an entry of the same id left by a failed change is replaced.
+/// sent; an entry of the same id left by a failed change is replaced. It is
+/// the last write transaction before the provider is asked, so it runs even
+/// when `rows` is empty (changes without ids): the write transaction's fence
+/// check (PostgreSQL) is what lets the provider request go.
 pub fn journal_begin(conn: &mut Conn, rows: &[JournalRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     write_tx(conn, |conn| dialect!(conn, upsert_journal(rows)))
 }
 
