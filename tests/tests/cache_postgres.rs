@@ -221,3 +221,55 @@ async fn refresh_writes_paging_and_restart_on_postgres() {
     cache.shutdown().await.unwrap();
     drop(dir);
 }
+
+/// One `DATABASE_URL` for both services: each applies its own migrations
+/// (their versions never collide in the one `__diesel_schema_migrations`),
+/// their tables stay apart, and opening again applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shared_database_holds_both_services_tables() {
+    use trafego_common::db::{AnyDb, DbOptions, DbUrl};
+    let url = database().await;
+    let parsed = DbUrl::parse(&url).unwrap();
+    for _ in 0..2 {
+        AnyDb::connect(
+            &parsed,
+            "DATABASE_URL",
+            cache_service::migrations(),
+            DbOptions::default(),
+        )
+        .unwrap();
+        AnyDb::connect(
+            &parsed,
+            "DATABASE_URL",
+            tracking_service::migrations(),
+            DbOptions::default(),
+        )
+        .unwrap();
+    }
+    let tables = sql(
+        &url,
+        "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables \
+         WHERE schemaname = 'public'",
+    )
+    .await;
+    for t in [
+        "cache_state",
+        "change_journal",
+        "dns_records",
+        "zone_state",
+        "dns_tracked_records",
+        "dns_declarations",
+        "dns_pending_intents",
+        "orphaned_records_history",
+        "tracker_state",
+        "leadership",
+    ] {
+        assert!(tables.split(',').any(|x| x == t), "{t} missing: {tables}");
+    }
+    let versions = sql(
+        &url,
+        "SELECT count(*) || '/' || count(DISTINCT version) FROM __diesel_schema_migrations",
+    )
+    .await;
+    assert_eq!(versions, "6/6", "each migration applied once, none shared");
+}
