@@ -9,9 +9,11 @@
 //!   forwards them to the leader, which writes through its cache replica (a
 //!   follower forwarding `ApplyChanges` to the cache leader). All succeed.
 //! - The cache-service leader is killed (`SIGKILL`) while a 200-create
-//!   Reconcile is being written (the fake answers slowly and has received a
-//!   few of its batches); a survivor takes the lead, the same Reconcile sent
-//!   again completes, and the killed replica, started again, follows.
+//!   Reconcile is being written (the fake answers slowly, has received a
+//!   few of its batches, and applied one whose answer it keeps back); a
+//!   survivor takes the lead, the same Reconcile sent again completes
+//!   without sending any create twice, and the killed replica, started
+//!   again, follows.
 //! - The tracking-service leader is killed while an orphan sweep deletes 180
 //!   records (slowly, again); a survivor leads and its sweep finishes.
 //! - Afterwards: one record per declared hostname at the fake, every one the
@@ -39,7 +41,7 @@ use trafego_proto::tracking::{
     DesiredRecord, GetTrackerStatusRequest, ListTrackedRecordsRequest, ReconcileRequest,
     ReconcileResponse, RunOrphanSweepRequest, RunOrphanSweepResponse, TrackedRecord,
 };
-use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord};
+use trafego_tests::fake_cloudflare::{FakeCloudflare, FakeOptions, FakeRecord, LostAnswer};
 use trafego_tests::{RunningBinary, free_port, spawn_service};
 
 const TOKEN: &str = "replicas-e2e-token";
@@ -510,7 +512,7 @@ async fn three_replicas_each_survive_kill_9_of_their_leaders_mid_write() {
     };
     let enough = tokio::time::timeout(
         Duration::from_secs(20),
-        fake.wait_stats(|s| s.batch >= base + 4),
+        fake.wait_stats(|s| s.batch >= base + 3),
     )
     .await;
     assert!(
@@ -519,6 +521,11 @@ async fn three_replicas_each_survive_kill_9_of_their_leaders_mid_write() {
         fake.stats(),
         logs(&[&caches, &trackers])
     );
+    // The next batch is applied and its answer never comes: the leader
+    // dies not knowing, and its successor must settle it by looking.
+    fake.lose_write_answers(1, LostAnswer::Hang);
+    let lost = tokio::time::timeout(Duration::from_secs(20), fake.wait_answers_lost(1)).await;
+    assert!(lost.is_ok(), "a batch answer was lost: {:?}", fake.stats());
     let killed_at = caches[0].kill_9().await;
     let written_before = fake.stats().batch - base;
     fake.set_delay(Duration::ZERO);
@@ -560,6 +567,13 @@ async fn three_replicas_each_survive_kill_9_of_their_leaders_mid_write() {
     let cache_to_write = killed_at.elapsed();
     let s = again.summary.expect("summary");
     assert_eq!(s.failed, 0, "{s:?}");
+    eprintln!(
+        "the cut reconcile answered {:?}; retried: {s:?}",
+        first
+            .as_ref()
+            .map_err(tonic::Status::code)
+            .map(|r| r.summary)
+    );
     println!(
         "failover cache-service: kill -9 of the leader mid-ApplyChanges ({written_before} of {} \
          batches sent) -> cache-{new_leader} role=leader after {} ms, the Reconcile retried \
@@ -640,6 +654,7 @@ async fn three_replicas_each_survive_kill_9_of_their_leaders_mid_write() {
         cut.is_err(),
         "the sweep cut by the kill answered as if whole: {cut:?}"
     );
+    eprintln!("the cut sweep answered {:?}", cut.map_err(|e| e.code()));
     let orphan_names: BTreeSet<String> = (KEPT..BULK).map(bulk_name).collect();
     // The sweep asked again (of either survivor) until no orphan is left.
     let mut first_sweep: Option<Duration> = None;
@@ -709,6 +724,26 @@ async fn three_replicas_each_survive_kill_9_of_their_leaders_mid_write() {
         FOREIGN + declared.len(),
         "the foreign records and one per declared hostname, nothing more"
     );
+    // Never sent twice, never touched someone else's: the fake's log of
+    // every write it applied has one create per declared or orphaned name,
+    // and no write to a foreign record.
+    let mut creates: BTreeMap<String, usize> = BTreeMap::new();
+    let foreign_set: BTreeSet<&String> = foreign_ids.iter().collect();
+    for w in fake.write_log() {
+        assert!(
+            !foreign_set.contains(&w.id),
+            "a foreign record was written: {w:?}"
+        );
+        if w.op == "create" {
+            *creates.entry(w.name.clone()).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = declared
+        .iter()
+        .chain(&orphan_names)
+        .map(|n| (n.clone(), 1))
+        .collect();
+    assert_eq!(creates, expected, "one create per hostname, never two");
     // Tracked: read from every live replica, followers included.
     let app_ids: BTreeMap<String, String> = fake
         .records()
