@@ -12,6 +12,12 @@
 //! the others. A failed refresh never touches its snapshot: only its zone's
 //! status records the error.
 //!
+//! Opening a cache only reads. It writes, refreshes and settles only while
+//! this replica leads and has taken over its term (`take_over`: claim,
+//! journal id, reload, hub restart); otherwise those are `UNAVAILABLE`, and
+//! a follower reloads the kept state from the database before it judges
+//! freshness. The database's fence refuses what slips past that.
+//!
 //! Here: the cache, its zones, its errors, its kept state, status, routing
 //! of names to zones and the API form of records. `cache/refresh.rs` holds
 //! the refresh and its loop, `cache/writes.rs` the write-through, change
@@ -24,10 +30,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tonic::Code;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::Db;
+use trafego_common::db::AnyDb;
 use trafego_common::duration::millis_i64;
+use trafego_common::leader::Role;
 use trafego_common::num;
 use trafego_proto::cache::DnsRecord;
 use trafego_proto::timestamp_ms;
@@ -38,7 +46,7 @@ use crate::provider::{DnsProvider, ProviderError, ProviderRecord};
 use crate::store::{self, CacheState, CachedRecord, ZoneState};
 
 use refresh::SharedRefresh;
-pub use refresh::{RefreshOutcome, refresh_loop};
+pub use refresh::{Freshness, RefreshOutcome, refresh_loop};
 pub use writes::{ChangeStateOf, WriteReport};
 
 /// An error of the cache, already carrying its gRPC code. Cloneable, so one
@@ -72,8 +80,26 @@ impl From<ProviderError> for CacheError {
     }
 }
 
+impl CacheError {
+    /// A write refused by the database's fence: another replica has taken
+    /// the lead since this one's term began. `UNAVAILABLE`: the caller
+    /// retries, and reaches the new leader.
+    fn fenced(e: &trafego_common::leader::FenceError) -> Self {
+        tracing::warn!(error = %e, "a write was refused by the leadership fence");
+        Self {
+            code: Code::Unavailable,
+            message: format!("this replica no longer leads ({e}); retry"),
+        }
+    }
+}
+
 impl From<trafego_common::db::DbError> for CacheError {
     fn from(e: trafego_common::db::DbError) -> Self {
+        if let trafego_common::db::DbError::Query(q) = &e
+            && let Some(f) = trafego_common::leader::fence_error(q)
+        {
+            return Self::fenced(f);
+        }
         Self::internal(format_args!("database error: {e}"))
     }
 }
@@ -156,7 +182,7 @@ impl Zone {
 /// The provider cache: one per cache-service, over one or more zones of one
 /// provider account.
 pub struct Cache {
-    db: Db,
+    db: AnyDb,
     /// The zones served, sorted by name.
     zones: Vec<Zone>,
     provider_name: &'static str,
@@ -174,8 +200,14 @@ pub struct Cache {
     in_flight: Mutex<HashMap<String, usize>>,
     /// Bumped each time a write ends, for callers waiting on changes in flight.
     finished: tokio::sync::watch::Sender<u64>,
-    /// The change journal's id (see the change-id protocol).
-    journal_id: String,
+    /// The change journal's id (see the change-id protocol), as last read
+    /// or made; empty on a follower before any leader made one.
+    journal_id: Mutex<String>,
+    /// This replica's role (fixed at leader for a single SQLite instance).
+    role: watch::Receiver<Role>,
+    /// The fence of the last term whose [`Cache::take_over`] finished: the
+    /// cache writes only while the role's fence is this one.
+    term: watch::Sender<Option<i64>>,
 }
 
 /// One zone's freshness, as `GetCacheStatus` shows it.
@@ -247,14 +279,18 @@ fn oldest(times: impl Iterator<Item = Option<i64>>) -> Option<i64> {
 
 impl Cache {
     /// A cache over `db` for `providers`, one per zone, all of one provider
-    /// (they share its HTTP client and request budget). Rows cached for
-    /// another provider, or for a zone no longer served, are dropped (and
-    /// logged with their counts).
+    /// (they share its HTTP client and request budget), serving as `role`
+    /// says. Opening only reads: the zones' kept states, the generation and
+    /// the journal's id as the database holds them. What a leader does
+    /// before its first write (claiming the database for these zones,
+    /// starting the journal) is [`Cache::take_over`], run at the start of
+    /// each leadership term; until then the cache serves reads only.
     pub async fn open(
-        db: Db,
+        db: AnyDb,
         providers: Vec<Arc<dyn DnsProvider>>,
         clock: SharedClock,
         settings: CacheSettings,
+        role: watch::Receiver<Role>,
     ) -> Result<Arc<Self>, CacheError> {
         let first = providers
             .first()
@@ -267,34 +303,15 @@ impl Cache {
         if zone_names.windows(2).any(|w| w[0] == w[1]) {
             return Err(CacheError::internal("a zone is served twice"));
         }
-        let z = zone_names.clone();
-        let (claimed, st, states, journal_id) = db
+        let (st, states, journal_id) = db
             .run(move |c| {
-                let claimed = store::claim(c, name, &z)?;
-                let journal_id = store::journal_id(c)?;
                 Ok::<_, CacheError>((
-                    claimed,
                     store::state(c)?,
                     store::zone_states(c)?,
-                    journal_id,
+                    store::stored_journal_id(c)?,
                 ))
             })
             .await?;
-        if claimed.other_provider > 0 {
-            tracing::warn!(
-                dropped = claimed.other_provider,
-                provider = name,
-                "dropped cached rows of another provider"
-            );
-        }
-        for (zone, dropped) in &claimed.other_zones {
-            tracing::warn!(dropped, zone = %zone, "dropped cached rows of a zone no longer served");
-        }
-        if claimed.journal_reset {
-            tracing::info!(
-                "the change journal starts anew (it spoke of another provider or of a zone no longer served)"
-            );
-        }
         let mut states: HashMap<String, ZoneState> =
             states.into_iter().map(|s| (s.zone.clone(), s)).collect();
         let zones = providers
@@ -327,8 +344,195 @@ impl Cache {
             state: Mutex::new(Arc::new(st)),
             in_flight: Mutex::new(HashMap::new()),
             finished: tokio::sync::watch::channel(0).0,
-            journal_id,
+            journal_id: Mutex::new(journal_id),
+            role,
+            term: watch::channel(None).0,
         }))
+    }
+
+    /// Starts leadership term `fence` (0 for a single SQLite instance):
+    /// makes the database the cache of this provider and these zones (rows
+    /// of another provider or of a zone no longer served are dropped and
+    /// logged with their counts), starts the change journal if it has no id,
+    /// reloads the generation and the zones' states (another replica may
+    /// have committed since this one read them) and restarts the event hub
+    /// at the database's generation, so a watcher resuming from before it is
+    /// told to resync. Only then does the cache write and refresh. Changes
+    /// left pending by a leader that died are settled as a restarted single
+    /// instance settles them: by looking, after each zone's first refresh
+    /// of the term, or when asked about ([`Cache::settle_stale`]).
+    ///
+    /// Done once per term: a second call with the same fence does nothing.
+    pub async fn take_over(&self, fence: i64) -> Result<(), CacheError> {
+        if *self.term.borrow() == Some(fence) {
+            return Ok(());
+        }
+        let name = self.provider_name;
+        let z: Vec<String> = self.zones.iter().map(|z| z.name.to_string()).collect();
+        let _gate = self.gate.lock().await;
+        let (claimed, st, states, journal_id) = self
+            .db
+            .run(move |c| {
+                let claimed = store::claim(c, name, &z)?;
+                let journal_id = store::journal_id(c)?;
+                Ok::<_, CacheError>((
+                    claimed,
+                    store::state(c)?,
+                    store::zone_states(c)?,
+                    journal_id,
+                ))
+            })
+            .await?;
+        if claimed.other_provider > 0 {
+            tracing::warn!(
+                dropped = claimed.other_provider,
+                provider = name,
+                "dropped cached rows of another provider"
+            );
+        }
+        for (zone, dropped) in &claimed.other_zones {
+            tracing::warn!(dropped, zone = %zone, "dropped cached rows of a zone no longer served");
+        }
+        if claimed.journal_reset {
+            tracing::info!(
+                "the change journal starts anew (it spoke of another provider or of a zone no longer served)"
+            );
+        }
+        self.keep_loaded(st.clone(), states);
+        for zone in &self.zones {
+            *zone.last_outcome.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        self.hub.restart(num::count(st.generation));
+        *self.journal_id.lock().unwrap_or_else(|e| e.into_inner()) = journal_id;
+        self.term.send_replace(Some(fence));
+        tracing::info!(
+            fence,
+            generation = st.generation,
+            "took over the cache: writes and refreshes run here"
+        );
+        Ok(())
+    }
+
+    /// Keeps the generation and zone states read from the database: the
+    /// newer of each and what is kept.
+    fn keep_loaded(&self, st: CacheState, states: Vec<ZoneState>) {
+        {
+            let mut cur = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.generation >= cur.generation {
+                *cur = Arc::new(st);
+            }
+        }
+        let mut states: HashMap<String, ZoneState> =
+            states.into_iter().map(|s| (s.zone.clone(), s)).collect();
+        for zone in &self.zones {
+            if let Some(s) = states.remove(zone.name.as_str()) {
+                zone.committed(s);
+            }
+        }
+    }
+
+    /// Reloads the generation and the zones' states from the database (two
+    /// small queries), and the journal's id too when `journal` (a point
+    /// read): what a follower does before judging freshness or reporting
+    /// status, since the leader commits without telling it.
+    pub async fn reload(&self, journal: bool) -> Result<(), CacheError> {
+        let (st, states, journal_id) = self
+            .db
+            .run(move |c| {
+                Ok::<_, CacheError>((
+                    store::state(c)?,
+                    store::zone_states(c)?,
+                    if journal {
+                        Some(store::stored_journal_id(c)?)
+                    } else {
+                        None
+                    },
+                ))
+            })
+            .await?;
+        self.keep_loaded(st, states);
+        if let Some(id) = journal_id {
+            *self.journal_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+        }
+        Ok(())
+    }
+
+    /// The role as it stands now.
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// The role, as it changes.
+    pub fn role_watch(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    /// Waits, at most `within`, until this replica knows where it stands:
+    /// it leads and has taken over, or it follows a known leader. A replica
+    /// starting alone on PostgreSQL then answers its first call as the
+    /// leader instead of `UNAVAILABLE`; one that finds no leader in time
+    /// serves anyway (as a follower, its writes `UNAVAILABLE` until one
+    /// leads).
+    pub async fn settled(&self, within: Duration) {
+        let mut role = self.role.clone();
+        let mut terms = self.term.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let known = self.leading().is_some()
+                || matches!(
+                    &*role.borrow_and_update(),
+                    Role::Follower { leader: Some(_) }
+                );
+            terms.borrow_and_update();
+            if known {
+                return;
+            }
+            let changed = async {
+                tokio::select! {
+                    r = role.changed() => r.is_ok(),
+                    r = terms.changed() => r.is_ok(),
+                }
+            };
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok(true) => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// The fence of the term this replica leads and has taken over, if it
+    /// does: the only state in which it writes, refreshes or settles.
+    pub fn leading(&self) -> Option<i64> {
+        let fence = self.role.borrow().fence()?;
+        (*self.term.borrow() == Some(fence)).then_some(fence)
+    }
+
+    /// `UNAVAILABLE` unless this replica leads and has taken over: the
+    /// second line of defence behind forwarding, so a call that raced a
+    /// step-down never writes (the database's fence is the third).
+    pub(crate) fn must_lead(&self) -> Result<i64, CacheError> {
+        self.leading().ok_or_else(|| self.not_leading())
+    }
+
+    /// `UNAVAILABLE`, saying why this replica does not lead now and where
+    /// the leader is, when known.
+    pub(crate) fn not_leading(&self) -> CacheError {
+        CacheError {
+            code: Code::Unavailable,
+            message: match self.role() {
+                Role::Leader { .. } => {
+                    "this replica has just taken the lead and is not ready to write yet; retry"
+                        .to_string()
+                }
+                Role::Follower { leader: Some(l) } => {
+                    format!("this replica does not lead; the leader is at {l}: retry there")
+                }
+                Role::Follower { leader: None } => {
+                    "this replica does not lead and no leader is known yet; retry shortly"
+                        .to_string()
+                }
+            },
+        }
     }
 
     /// The cache's service-wide state (the generation) as of the last
@@ -402,7 +606,7 @@ impl Cache {
     }
 
     /// The database.
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &AnyDb {
         &self.db
     }
 
@@ -421,8 +625,13 @@ impl Cache {
         self.clock.now_ms()
     }
 
-    /// The cache's status: every zone's kept state, and the records counted now.
+    /// The cache's status: every zone's kept state, and the records counted
+    /// now. A replica that does not lead reloads the states from the
+    /// database first: it reports the shared database's state.
     pub async fn status(&self) -> Result<Status, CacheError> {
+        if self.leading().is_none() {
+            self.reload(true).await?;
+        }
         let generation = num::count(self.state().generation);
         let counts = self
             .db
@@ -520,7 +729,7 @@ mod tests {
     use super::*;
     use crate::provider::zonefile::{ZoneFileConfig, ZoneFileProvider};
     use crate::provider::{Listing, WriteOp, WriteResult};
-    use trafego_common::db::DbOptions;
+    use trafego_common::db::{DbOptions, DbUrl};
 
     /// A provider whose first listing panics.
     struct PanicsOnce {
@@ -567,10 +776,11 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_refresh_is_a_failed_refresh_and_the_next_one_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
-            Default::default(),
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
+            DbOptions::default(),
         )
         .unwrap();
         let provider = Arc::new(PanicsOnce {
@@ -589,9 +799,11 @@ mod tests {
             vec![provider.clone() as Arc<dyn DnsProvider>],
             trafego_common::clock::system(),
             settings,
+            trafego_common::leader::solo(),
         )
         .await
         .unwrap();
+        cache.take_over(0).await.unwrap();
         let e = cache.refresh(0).await.unwrap_err();
         assert_eq!(e.code, Code::Internal);
         assert!(e.message.contains("internal error"), "{e:?}");
@@ -605,15 +817,90 @@ mod tests {
         assert!(!st.stale() && st.last_error().is_empty(), "{st:?}");
     }
 
+    /// A replica that does not lead never asks the provider: a write and a
+    /// refresh are `UNAVAILABLE` naming the leader, a read of a zone never
+    /// filled belongs to the leader, and before its takeover a leader
+    /// refuses too.
+    #[tokio::test]
+    async fn a_follower_never_writes_or_refreshes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
+            DbOptions::default(),
+        )
+        .unwrap();
+        let provider = Arc::new(PanicsOnce {
+            zone: Hostname::parse("zone", "example.com").unwrap(),
+            lists: AtomicU32::new(0),
+        });
+        let (tx, role) = watch::channel(Role::Follower {
+            leader: Some("10.0.0.7:50051".into()),
+        });
+        let cache = Cache::open(
+            db,
+            vec![provider.clone() as Arc<dyn DnsProvider>],
+            trafego_common::clock::system(),
+            CacheSettings {
+                refresh_interval: Duration::from_secs(3600),
+                refresh_timeout: Duration::from_secs(10),
+                watch_buffer: 16,
+                journal_retention: Duration::from_secs(3600),
+                refresh_concurrency: 4,
+            },
+            role,
+        )
+        .await
+        .unwrap();
+        let e = cache.refresh(0).await.unwrap_err();
+        assert_eq!(e.code, Code::Unavailable);
+        assert!(e.message.contains("10.0.0.7:50051"), "{e:?}");
+        let input = trafego_proto::validate::ValidRecordInput {
+            spec: trafego_proto::validate::RecordSpec::new(
+                "",
+                "A",
+                "a.example.com",
+                "192.0.2.1",
+                300,
+                false,
+                None,
+            )
+            .unwrap(),
+            comment: String::new(),
+        };
+        let change = crate::journal::ChangeReq::plain(crate::provider::WriteOp::Create(input));
+        let e = cache.write(vec![change.clone()]).await.unwrap_err();
+        assert_eq!(e.code, Code::Unavailable, "{e:?}");
+        assert_eq!(
+            cache.ensure_fresh(&[], None).await.unwrap(),
+            Freshness::AtLeader("10.0.0.7:50051".into())
+        );
+        assert_eq!(provider.lists.load(Ordering::SeqCst), 0);
+        // Leading, but not taken over yet: still refused.
+        tx.send_replace(Role::Leader { fence: 4 });
+        let e = cache.write(vec![change]).await.unwrap_err();
+        assert_eq!(e.code, Code::Unavailable, "{e:?}");
+        cache.take_over(4).await.unwrap();
+        assert_eq!(cache.leading(), Some(4));
+        assert!(!cache.journal_id().is_empty());
+        // Stepping down ends it at once.
+        tx.send_replace(Role::Follower { leader: None });
+        assert_eq!(cache.leading(), None);
+        assert_eq!(cache.refresh(0).await.unwrap_err().code, Code::Unavailable);
+        assert_eq!(provider.lists.load(Ordering::SeqCst), 0);
+    }
+
     /// A zone's kept state only moves forward: a state or generation older
     /// than the one kept is ignored, and a write-through's generation keeps
     /// the rest of the state.
     #[tokio::test]
     async fn the_kept_state_never_goes_back_a_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("cache.db"),
-            crate::MIGRATIONS,
+        let db = AnyDb::connect(
+            &DbUrl::Sqlite(dir.path().join("cache.db")),
+            "test",
+            crate::migrations(),
             DbOptions::default(),
         )
         .unwrap();
@@ -631,9 +918,11 @@ mod tests {
                 journal_retention: Duration::from_secs(3600),
                 refresh_concurrency: 4,
             },
+            trafego_common::leader::solo(),
         )
         .await
         .unwrap();
+        cache.take_over(0).await.unwrap();
         let z = &cache.zones()[0];
         let g0 = z.state().generation;
         let newer = ZoneState {

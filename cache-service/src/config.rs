@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, ValueEnum};
+use trafego_common::db::DbUrl;
 use trafego_common::duration;
 use trafego_proto::validate::Hostname;
 
@@ -46,9 +47,23 @@ pub struct Config {
     #[arg(long, env = "CACHE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
 
-    /// SQLite database file of the cache (created with mode 0600).
+    /// SQLite database file of the cache (created with mode 0600); used when
+    /// neither CACHE_DATABASE_URL nor DATABASE_URL is set.
     #[arg(long, env = "CACHE_DB_PATH", default_value = "./data/cache.db")]
     pub db_path: PathBuf,
+
+    /// The cache's database: postgres://user:password@host:port/db (or
+    /// postgresql://) for PostgreSQL; a path or sqlite://path for SQLite.
+    #[arg(long, env = "CACHE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// As CACHE_DATABASE_URL, shared by both services; CACHE_DATABASE_URL wins.
+    #[arg(
+        long = "shared-database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub shared_database_url: Option<String>,
 
     /// The DNS provider.
     #[arg(long, env = "DNS_PROVIDER", value_enum, default_value = "zonefile")]
@@ -275,6 +290,17 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
             .field("db_path", &self.db_path)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(trafego_common::db::redact),
+            )
+            .field(
+                "shared_database_url",
+                &self
+                    .shared_database_url
+                    .as_deref()
+                    .map(trafego_common::db::redact),
+            )
             .field("provider", &self.provider)
             .field("zone", &self.zone)
             .field("zones", &self.zones)
@@ -302,6 +328,18 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// The cache's database and the setting that chose it:
+    /// CACHE_DATABASE_URL, else DATABASE_URL, else CACHE_DB_PATH (a SQLite
+    /// file, the default).
+    pub fn database(&self) -> anyhow::Result<(DbUrl, &'static str)> {
+        let chosen = DbUrl::first_of(&[
+            ("CACHE_DATABASE_URL", self.database_url.as_deref()),
+            ("DATABASE_URL", self.shared_database_url.as_deref()),
+        ])
+        .map_err(anyhow::Error::msg)?;
+        Ok(chosen.unwrap_or_else(|| (DbUrl::Sqlite(self.db_path.clone()), "CACHE_DB_PATH")))
+    }
+
     /// The configuration from these arguments alone (environment ignored): for tests.
     pub fn for_test(args: &[&str]) -> Self {
         let mut cmd = <Self as clap::CommandFactory>::command();
@@ -672,6 +710,56 @@ mod tests {
         let mut args = vec!["--zone", "example.com", "--zonefile-path", path.as_str()];
         args.extend_from_slice(extra);
         Config::for_test(&args)
+    }
+
+    #[test]
+    fn the_database_url_wins_over_the_shared_one_and_the_path() {
+        let c = Config::for_test(&[]);
+        assert_eq!(
+            c.database().unwrap(),
+            (DbUrl::Sqlite("./data/cache.db".into()), "CACHE_DB_PATH")
+        );
+        let c = Config::for_test(&[
+            "--db-path",
+            "/var/c.db",
+            "--shared-database-url",
+            "postgres://u:pw@shared/db",
+        ]);
+        assert_eq!(
+            c.database().unwrap(),
+            (
+                DbUrl::Postgres("postgres://u:pw@shared/db".into()),
+                "DATABASE_URL"
+            )
+        );
+        let c = Config::for_test(&[
+            "--database-url",
+            "sqlite:///var/own.db",
+            "--shared-database-url",
+            "postgres://u:pw@shared/db",
+        ]);
+        assert_eq!(
+            c.database().unwrap(),
+            (DbUrl::Sqlite("/var/own.db".into()), "CACHE_DATABASE_URL")
+        );
+        let c = Config::for_test(&["--database-url", "mysql://u:pw@h/db"]);
+        let err = c.database().unwrap_err().to_string();
+        assert!(
+            err.starts_with("CACHE_DATABASE_URL:") && !err.contains("pw@"),
+            "{err}"
+        );
+        // The password never shows in the configuration's Debug.
+        let c = Config::for_test(&[
+            "--database-url",
+            "postgres://u:hunter2@h/db",
+            "--shared-database-url",
+            "postgres://u:swordfish@h/db",
+        ]);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("swordfish"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -92,6 +92,21 @@ impl Hub {
         }
     }
 
+    /// Starts the hub over at `generation`, the database's, when this
+    /// replica takes the lead: the events it kept are forgotten (another
+    /// replica committed since), so a watcher resuming from an earlier
+    /// generation is told to resync, as for any generation the ring no
+    /// longer holds; live watchers behind it are told so at once.
+    pub fn restart(&self, generation: u64) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.events.clear();
+        ring.complete_after = generation;
+        if generation > ring.latest {
+            let _ = self.tx.send(Arc::new(resync(generation)));
+        }
+        ring.latest = ring.latest.max(generation);
+    }
+
     /// Subscribes from `from_generation` (0: live events only). The backlog and
     /// the live receiver are taken under one lock, so no event falls between them.
     pub fn subscribe(&self, from_generation: u64) -> Subscription {
@@ -206,5 +221,27 @@ mod tests {
         assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
         let s = hub.subscribe(0);
         assert!(s.backlog.is_empty());
+    }
+
+    /// A new leader's hub starts at the database's generation: a watcher
+    /// resuming from before it resyncs (the events in between were another
+    /// replica's), a live one is told at once, and one at it gets nothing
+    /// old.
+    #[test]
+    fn a_restarted_hub_resyncs_watchers_from_before_it() {
+        let hub = Hub::new(8, 5);
+        hub.publish(6, vec![refreshed_event(6, String::new(), String::new())]);
+        let mut live = hub.subscribe(0).live;
+        hub.restart(9);
+        let e = live.try_recv().unwrap();
+        assert_eq!((e.kind, e.generation), (CacheEventKind::Resync as i32, 9));
+        let s = hub.subscribe(6);
+        assert_eq!(s.backlog.len(), 1);
+        assert_eq!(s.backlog[0].kind, CacheEventKind::Resync as i32);
+        assert!(hub.subscribe(9).backlog.is_empty());
+        hub.publish(10, vec![refreshed_event(10, String::new(), String::new())]);
+        let s = hub.subscribe(9);
+        assert_eq!(s.backlog.len(), 1);
+        assert_eq!(s.backlog[0].generation, 10);
     }
 }

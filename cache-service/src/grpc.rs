@@ -1,6 +1,12 @@
 //! The gRPC edge of cache-service: every request is validated into domain
 //! types here, and every error becomes a `tonic::Status` here. Handlers hold
 //! no pooled connection across an `.await`.
+//!
+//! With replicas, every replica answers the reads from the shared database;
+//! a read a follower cannot serve fresh enough goes to the leader
+//! (`follower.rs`), and the write RPCs never reach a follower's handlers
+//! (the `Forward` wrapper sends them on). A watch ends with `UNAVAILABLE`
+//! when this replica stops leading, so its watcher resumes at the leader.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +23,8 @@ use trafego_proto::validate::{
     self, FieldError, Hostname, ProviderRules, RecordType, ValidRecordInput,
 };
 
-use crate::cache::{Cache, CacheError, ChangeStateOf, row_to_proto};
+use crate::cache::{Cache, CacheError, ChangeStateOf, Freshness, row_to_proto};
+use crate::follower::LeaderReads;
 use crate::journal::{self, ChangeReq, Outcome};
 use crate::provider::{Capabilities, ProviderRecord, WriteOp};
 use crate::store::{self, ListFilter, PageKey};
@@ -37,11 +44,14 @@ pub struct CacheApi {
     capabilities: Arc<Capabilities>,
     /// The part of them every write and record id is checked against.
     rules: Arc<ProviderRules>,
+    /// Where a follower sends a read it cannot serve fresh enough.
+    reads: Arc<LeaderReads>,
 }
 
 impl CacheApi {
-    /// Serves `cache`; streams end when `shutdown` is cancelled.
-    pub fn new(cache: Arc<Cache>, shutdown: CancellationToken) -> Self {
+    /// Serves `cache`; streams end when `shutdown` is cancelled; reads a
+    /// follower cannot serve go to the leader through `reads`.
+    pub fn new(cache: Arc<Cache>, shutdown: CancellationToken, reads: LeaderReads) -> Self {
         let capabilities = cache.capabilities();
         let rules = Arc::new(capabilities.rules());
         Self {
@@ -49,6 +59,7 @@ impl CacheApi {
             shutdown,
             capabilities: Arc::new(capabilities),
             rules,
+            reads: Arc::new(reads),
         }
     }
 
@@ -246,7 +257,7 @@ impl CacheService for CacheApi {
         &self,
         request: Request<ListRecordsRequest>,
     ) -> Result<Response<ListRecordsResponse>, Status> {
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         let filter = ListFilter {
             rtype: non_empty(&req.r#type)
                 .map(|t| RecordType::parse("type", t).map(|t| t.as_str().to_string()))
@@ -271,7 +282,10 @@ impl CacheService for CacheApi {
             .map_err(|_| FieldError::new("page_token", "is not a token returned by ListRecords"))?;
         let max = (req.max_staleness_seconds > 0)
             .then(|| Duration::from_secs(u64::from(req.max_staleness_seconds)));
-        self.cache.ensure_fresh(&zones, max).await?;
+        if let Freshness::AtLeader(addr) = self.cache.ensure_fresh(&zones, max).await? {
+            let (mut leader, fwd) = self.reads.prepare(&addr, &metadata, req)?;
+            return leader.list_records(fwd).await;
+        }
         // Taken before the rows are read, so the rows are at least as new as
         // the generation the response reports (never older).
         let state = self.cache.state();
@@ -295,7 +309,11 @@ impl CacheService for CacheApi {
         request: Request<GetRecordRequest>,
     ) -> Result<Response<GetRecordResponse>, Status> {
         let id = self.valid_id("record_id", &request.get_ref().record_id)?;
-        self.cache.ensure_fresh(&[], None).await?;
+        if let Freshness::AtLeader(addr) = self.cache.ensure_fresh(&[], None).await? {
+            let (metadata, _, req) = request.into_parts();
+            let (mut leader, fwd) = self.reads.prepare(&addr, &metadata, req)?;
+            return leader.get_record(fwd).await;
+        }
         let lookup = id.clone();
         let row = self
             .cache
@@ -349,6 +367,15 @@ impl CacheService for CacheApi {
         _request: Request<GetCacheStatusRequest>,
     ) -> Result<Response<GetCacheStatusResponse>, Status> {
         let s = self.cache.status().await?;
+        // A replica is reported as the leader once it has taken over (ready
+        // to write), not from the moment it won the lock.
+        let role = match (self.cache.leading(), self.cache.role()) {
+            (Some(fence), _) => trafego_common::leader::Role::Leader { fence },
+            (None, trafego_common::leader::Role::Leader { .. }) => {
+                trafego_common::leader::Role::Follower { leader: None }
+            }
+            (None, r) => r,
+        };
         let zones = s
             .zones
             .iter()
@@ -384,11 +411,14 @@ impl CacheService for CacheApi {
                 .filter_map(|z| z.state.last_attempt)
                 .max()
                 .map(timestamp_ms),
-            journal_id: self.cache.journal_id().to_string(),
+            journal_id: self.cache.journal_id(),
             capabilities: Some(self.capabilities.to_proto()),
             zones,
-            role: trafego_common::leader::health_role(None).to_string(),
-            leader: String::new(),
+            role: trafego_common::leader::health_role(Some(&role)).to_string(),
+            leader: match role {
+                trafego_common::leader::Role::Follower { leader } => leader.unwrap_or_default(),
+                trafego_common::leader::Role::Leader { .. } => String::new(),
+            },
         }))
     }
 
@@ -585,7 +615,7 @@ impl CacheService for CacheApi {
             failed,
             generation: report.generation,
             provider_requests: report.requests,
-            journal_id: self.cache.journal_id().to_string(),
+            journal_id: self.cache.journal_id(),
         }))
     }
 
@@ -656,7 +686,7 @@ impl CacheService for CacheApi {
         Ok(Response::new(GetChangeOutcomesResponse {
             outcomes,
             generation,
-            journal_id: self.cache.journal_id().to_string(),
+            journal_id: self.cache.journal_id(),
         }))
     }
 
@@ -671,10 +701,16 @@ impl CacheService for CacheApi {
             .zone_arg("zone", &request.get_ref().zone)?
             .map(|i| self.cache.zones()[i].name().to_string())
             .unwrap_or_default();
+        // A watch raced a step-down past the forwarding: refused, so the
+        // watcher resumes at the leader (whose hub holds the events).
+        let fence = self.cache.must_lead()?;
+        let mut role = self.cache.role_watch();
         let sub = self.cache.hub().subscribe(from);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<WatchCacheResponse, Status>>(256);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Whether the role can still change (a single instance's cannot).
+            let mut role_live = true;
             let mut last = from;
             for e in sub.backlog {
                 last = last.max(e.generation);
@@ -690,6 +726,24 @@ impl CacheService for CacheApi {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tx.closed() => return,
+                    r = role.changed(), if role_live => {
+                        match r {
+                            Err(_) => role_live = false,
+                            Ok(()) if role.borrow().fence() != Some(fence) => {
+                                // This replica's events end here: the watcher
+                                // resumes from `last` at the new leader.
+                                let _ = tx
+                                    .send(Err(Status::unavailable(format!(
+                                        "this replica stopped leading; resume from generation \
+                                         {last} at the leader"
+                                    ))))
+                                    .await;
+                                return;
+                            }
+                            Ok(()) => {}
+                        }
+                        continue;
+                    }
                     n = live.recv() => n,
                 };
                 let ev = match next {

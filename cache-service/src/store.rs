@@ -7,23 +7,111 @@
 //!
 //! Every function takes a connection and runs synchronously; callers run them
 //! through `Db::run`. Writes happen in write transactions taken at their
-//! start and touch only the rows that changed: an unchanged refresh writes no
-//! record row. What is particular to SQLite is in `store/sqlite.rs`; this
-//! file is dialect-neutral diesel.
+//! start (`write_tx`) and touch only the rows that changed: an unchanged
+//! refresh writes no record row.
+//!
+//! The SQL is all here, for both backends: the connection is
+//! [`AnyConnection`] (SQLite or PostgreSQL, chosen by the database URL).
+//! What is portable (diesel's DSL) is in this file; what one dialect alone
+//! understands (how a write transaction begins and is fenced, the exact
+//! suffix filter, the journal's whole-row upsert, chunk sizes) is in
+//! [`sqlite`] and its twin [`postgres`], behind items of the same names,
+//! picked by `dialect!` matching on the connection.
 
-mod sqlite;
+pub mod postgres;
+pub mod sqlite;
 
 use std::collections::HashMap;
 
+use diesel::connection::TransactionManager;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use trafego_common::db::{AnyConnection, Dialect, MultiBackend};
 use trafego_common::duration::millis_i64;
 use trafego_common::paging;
 
 use crate::provider::ProviderRecord;
 use crate::schema::{cache_state, change_journal, dns_records, zone_state};
 
-pub use sqlite::Conn;
-use sqlite::{CHUNK, suffix_filter, upsert_journal, write_tx};
+/// The connection every store function takes: SQLite or PostgreSQL.
+pub type Conn = AnyConnection;
+
+/// Calls the dialect function `$f` of the connection's backend: `sqlite::$f`
+/// or `postgres::$f`, with the inner connection first.
+macro_rules! dialect {
+    ($conn:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $conn {
+            AnyConnection::Sqlite(c) => sqlite::$f(c $(, $arg)*),
+            AnyConnection::Postgres(c) => postgres::$f(c $(, $arg)*),
+        }
+    };
+}
+
+/// Executes `$query` on the inner connection of `$conn`: for statements
+/// both dialects have but diesel's multi-backend lacks (`ON CONFLICT`,
+/// multi-row `INSERT`). The query is built once.
+macro_rules! on_inner {
+    ($conn:expr, $query:expr) => {{
+        let query = $query;
+        match $conn {
+            AnyConnection::Sqlite(c) => query.execute(c),
+            AnyConnection::Postgres(c) => query.execute(c),
+        }
+    }};
+}
+
+/// Rows per multi-row statement on `conn`'s backend (bound-value limits differ).
+fn chunk(conn: &Conn) -> usize {
+    match conn.dialect() {
+        Dialect::Sqlite => sqlite::CHUNK,
+        Dialect::Postgres => postgres::CHUNK,
+    }
+}
+
+/// Runs `f` in a write transaction opened by the dialect's `begin_write`,
+/// committed when `f` succeeds and rolled back when it fails. Writers take
+/// turns from its first statement on (`BEGIN IMMEDIATE` on SQLite, an
+/// advisory lock on PostgreSQL, whose session fence is checked next), so two
+/// never deadlock upgrading a read.
+pub fn write_tx<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    dialect!(&mut *conn, begin_write())?;
+    match f(&mut *conn) {
+        Ok(value) => {
+            <Conn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <Conn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
+/// A cached name equal to `suffix` or ending in `"." + suffix`, compared
+/// exactly (`LIKE` would take `_` as a wildcard), in `dialect`'s words.
+fn suffix_filter(
+    dialect: Dialect,
+    suffix: &str,
+) -> Box<dyn BoxableExpression<dns_records::table, MultiBackend, SqlType = Bool>> {
+    let (open, mid, close) = match dialect {
+        Dialect::Sqlite => sqlite::ENDS_WITH,
+        Dialect::Postgres => postgres::ENDS_WITH,
+    };
+    let dotted = format!(".{suffix}");
+    Box::new(
+        dns_records::name
+            .eq(suffix.to_string())
+            .or(diesel::dsl::sql::<Bool>(open)
+                .bind::<Text, _>(dotted.clone())
+                .sql(mid)
+                .bind::<Text, _>(dotted)
+                .sql(close)),
+    )
+}
 
 /// A cached record as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -158,18 +246,20 @@ pub fn zone_state(conn: &mut Conn, zone: &str) -> QueryResult<ZoneState> {
 
 /// Writes a zone's state whole.
 fn put_zone_state(conn: &mut Conn, st: &ZoneState) -> QueryResult<()> {
-    diesel::insert_into(zone_state::table)
-        .values(st)
-        .on_conflict(zone_state::zone)
-        .do_update()
-        .set((
-            zone_state::generation.eq(st.generation),
-            zone_state::last_refreshed.eq(st.last_refreshed),
-            zone_state::last_attempt.eq(st.last_attempt),
-            zone_state::last_error.eq(&st.last_error),
-            zone_state::last_refresh_duration_ms.eq(st.last_refresh_duration_ms),
-        ))
-        .execute(conn)?;
+    on_inner!(
+        conn,
+        diesel::insert_into(zone_state::table)
+            .values(st)
+            .on_conflict(zone_state::zone)
+            .do_update()
+            .set((
+                zone_state::generation.eq(st.generation),
+                zone_state::last_refreshed.eq(st.last_refreshed),
+                zone_state::last_attempt.eq(st.last_attempt),
+                zone_state::last_error.eq(&st.last_error),
+                zone_state::last_refresh_duration_ms.eq(st.last_refresh_duration_ms),
+            ))
+    )?;
     Ok(())
 }
 
@@ -289,7 +379,7 @@ pub struct RefreshDiff {
     pub state: ZoneState,
 }
 
-/// Replaces `zone`'s rows with `records` in one `IMMEDIATE` transaction,
+/// Replaces `zone`'s rows with `records` in one write transaction,
 /// writing only what changed by fingerprint, stamping the zone's
 /// `last_refreshed` (the time the listing started) and the refresh's
 /// duration since `began`, and taking the next generation. Rows of other
@@ -325,14 +415,16 @@ pub fn apply_refresh(
             .into_keys()
             .filter(|id| !seen.contains(id))
             .collect();
-        for chunk in diff.added.chunks(CHUNK) {
-            let rows: Vec<NewRow> = chunk
+        let rows_per = chunk(conn);
+        for part in diff.added.chunks(rows_per) {
+            let rows: Vec<NewRow> = part
                 .iter()
                 .map(|r| NewRow::new(provider, zone, r, now_ms))
                 .collect();
-            diesel::insert_into(dns_records::table)
-                .values(&rows)
-                .execute(conn)?;
+            on_inner!(
+                &mut *conn,
+                diesel::insert_into(dns_records::table).values(&rows)
+            )?;
         }
         for r in &diff.changed {
             diesel::update(
@@ -343,11 +435,11 @@ pub fn apply_refresh(
             .set(&NewRow::new(provider, zone, r, now_ms))
             .execute(conn)?;
         }
-        for chunk in diff.removed.chunks(CHUNK) {
+        for part in diff.removed.chunks(rows_per) {
             diesel::delete(
                 dns_records::table
                     .filter(dns_records::zone.eq(zone))
-                    .filter(dns_records::record_id.eq_any(chunk)),
+                    .filter(dns_records::record_id.eq_any(part)),
             )
             .execute(conn)?;
         }
@@ -431,12 +523,14 @@ fn write_rows(
                             .execute(conn)?;
                     }
                     let row = NewRow::new(provider, zone, record, now_ms);
-                    diesel::insert_into(dns_records::table)
-                        .values(&row)
-                        .on_conflict((dns_records::provider, dns_records::record_id))
-                        .do_update()
-                        .set(&row)
-                        .execute(conn)?;
+                    on_inner!(
+                        &mut *conn,
+                        diesel::insert_into(dns_records::table)
+                            .values(&row)
+                            .on_conflict((dns_records::provider, dns_records::record_id))
+                            .do_update()
+                            .set(&row)
+                    )?;
                 }
                 Written::Removed(id) => {
                     diesel::delete(dns_records::table.filter(dns_records::record_id.eq(id)))
@@ -489,6 +583,7 @@ pub fn list(
     after: Option<&PageKey>,
     limit: u32,
 ) -> QueryResult<(Vec<CachedRecord>, bool)> {
+    let dialect = conn.dialect();
     let mut q = dns_records::table
         .select(CachedRecord::as_select())
         .into_boxed();
@@ -499,7 +594,7 @@ pub fn list(
         q = q.filter(dns_records::name.eq(n.clone()));
     }
     if let Some(s) = &filter.name_suffix {
-        q = q.filter(suffix_filter(s));
+        q = q.filter(suffix_filter(dialect, s));
     }
     if let Some(z) = &filter.zone {
         q = q.filter(dns_records::zone.eq(z.clone()));
@@ -553,7 +648,7 @@ pub fn zone_of(conn: &mut Conn, record_id: &str) -> QueryResult<Option<String>> 
         .optional()
 }
 
-/// A count or generation read from SQLite (an `i64` that is never negative)
+/// A count or generation read from the database (an `i64` that is never negative)
 /// as the `u64` the API carries; a negative value, impossible, reads as 0.
 pub fn counter(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -627,13 +722,23 @@ pub fn journal_id(conn: &mut Conn) -> QueryResult<String> {
     })
 }
 
+/// The journal's id as stored, without making one (empty when none was
+/// made yet): what a replica that does not lead reads.
+pub fn stored_journal_id(conn: &mut Conn) -> QueryResult<String> {
+    cache_state::table
+        .filter(cache_state::id.eq(1))
+        .select(cache_state::journal_id)
+        .get_result(conn)
+}
+
 /// Journal entries of `ids` (those that exist).
 pub fn journal_get(conn: &mut Conn, ids: &[String]) -> QueryResult<Vec<JournalRow>> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
+    let rows_per = chunk(conn);
+    for part in ids.chunks(rows_per) {
         out.extend(
             change_journal::table
-                .filter(change_journal::change_id.eq_any(chunk))
+                .filter(change_journal::change_id.eq_any(part))
                 .select(JournalRow::as_select())
                 .load(conn)?,
         );
@@ -659,9 +764,10 @@ pub fn ids_at(
     let mut names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    for chunk in names.chunks(CHUNK) {
+    let rows_per = chunk(conn);
+    for part in names.chunks(rows_per) {
         let rows: Vec<(String, String, String)> = dns_records::table
-            .filter(dns_records::name.eq_any(chunk))
+            .filter(dns_records::name.eq_any(part))
             .select((
                 dns_records::name,
                 dns_records::rtype,
@@ -676,16 +782,16 @@ pub fn ids_at(
 }
 
 /// Journals `rows` as pending in one transaction, before their changes are
-/// sent; an entry of the same id left by a failed change is replaced.
+/// sent; an entry of the same id left by a failed change is replaced. It is
+/// the last write transaction before the provider is asked, so it runs even
+/// when `rows` is empty (changes without ids): the write transaction's fence
+/// check (PostgreSQL) is what lets the provider request go.
 pub fn journal_begin(conn: &mut Conn, rows: &[JournalRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    write_tx(conn, |conn| upsert_journal(conn, rows))
+    write_tx(conn, |conn| dialect!(conn, upsert_journal(rows)))
 }
 
 /// Writes accepted changes into the cache and settles their journal entries
-/// in one `IMMEDIATE` transaction, so the journal never says "applied"
+/// in one write transaction, so the journal never says "applied"
 /// without the cache row, nor the reverse. Takes the next generation once
 /// when the cache changed. Returns the generation after it.
 pub fn apply_settled(
@@ -702,7 +808,7 @@ pub fn apply_settled(
             write_rows(conn, provider, written, now_ms)?
         };
         // Whole rows rewritten a chunk at a time (see `upsert_journal`).
-        upsert_journal(conn, settled)?;
+        dialect!(&mut *conn, upsert_journal(settled))?;
         Ok(generation)
     })
 }
@@ -717,3 +823,6 @@ pub fn journal_purge(conn: &mut Conn, before: i64) -> QueryResult<usize> {
     )
     .execute(conn)
 }
+
+#[cfg(test)]
+mod tests;

@@ -572,6 +572,60 @@ mod tests {
         );
     }
 
+    /// Work runs once per term, with that term's fence, and is cancelled
+    /// and awaited when the term ends; nothing runs while following.
+    #[tokio::test]
+    async fn work_runs_once_per_term_and_stops_with_it() {
+        let (tx, rx) = watch::channel(Role::Follower { leader: None });
+        let cancel = CancellationToken::new();
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        let runner = tokio::spawn(while_leading(rx, cancel.clone(), move |fence, term| {
+            let started = started_tx.clone();
+            let ended = ended_tx.clone();
+            async move {
+                started.send(fence).unwrap();
+                term.cancelled().await;
+                ended.send(fence).unwrap();
+            }
+        }));
+        tx.send_replace(Role::Leader { fence: 1 });
+        assert_eq!(started.recv().await, Some(1));
+        // A follower's address changing is not a new term.
+        tx.send_replace(Role::Leader { fence: 1 });
+        tx.send_replace(Role::Follower {
+            leader: Some("a:1".into()),
+        });
+        assert_eq!(ended.recv().await, Some(1));
+        tx.send_replace(Role::Follower {
+            leader: Some("b:1".into()),
+        });
+        tx.send_replace(Role::Leader { fence: 3 });
+        assert_eq!(started.recv().await, Some(3));
+        assert!(started.try_recv().is_err(), "one start per term");
+        // A takeover straight from one fence to another ends the first term.
+        tx.send_replace(Role::Leader { fence: 4 });
+        assert_eq!(ended.recv().await, Some(3));
+        assert_eq!(started.recv().await, Some(4));
+        cancel.cancel();
+        assert_eq!(ended.recv().await, Some(4));
+        runner.await.unwrap();
+    }
+
+    /// Alone (SQLite), work runs once; the runner returns when it ends.
+    #[tokio::test]
+    async fn solo_work_runs_once() {
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = runs.clone();
+        while_leading(solo(), CancellationToken::new(), move |fence, _| {
+            assert_eq!(fence, 0);
+            r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {}
+        })
+        .await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn roles_read_as_words() {
         assert_eq!(health_role(None), "leader");

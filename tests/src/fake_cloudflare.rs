@@ -225,6 +225,8 @@ struct Inner {
     tokens: Mutex<Vec<String>>,
     /// Every write applied, and the number of write requests that applied any.
     writes: Mutex<(u64, Vec<FakeWrite>)>,
+    /// Listing requests by bearer token (`lists_by`).
+    lists_by: Mutex<HashMap<String, u64>>,
 }
 
 /// Records by id (ordered, so pages are stable) plus an index name -> ids (each list kept
@@ -367,6 +369,7 @@ fn new_inner(opts: FakeOptions, addr: SocketAddr, shutdown: CancellationToken) -
         counted: tokio::sync::watch::channel(0).0,
         tokens: Mutex::new(Vec::new()),
         writes: Mutex::new((0, Vec::new())),
+        lists_by: Mutex::new(HashMap::new()),
     })
 }
 
@@ -451,6 +454,12 @@ impl FakeCloudflare {
     /// the fake and the write log tells them apart.
     pub fn accept_token(&self, token: &str) {
         lock(&self.inner.tokens).push(token.to_string());
+    }
+
+    /// Listing requests (`GET /zones/{id}/dns_records`) made with `token`, so tests
+    /// sharing the fake between clients (each its own token) tell who listed.
+    pub fn lists_by(&self, token: &str) -> u64 {
+        lock(&self.inner.lists_by).get(token).copied().unwrap_or(0)
     }
 
     /// Every write applied so far, in order (see [`FakeWrite`]).
@@ -1085,7 +1094,13 @@ fn proxiable(rtype: &str) -> bool {
     matches!(rtype, "A" | "AAAA" | "CNAME")
 }
 
-async fn list_records(State(inner): Shared, Path(zone_id): Path<String>, q: QueryMap) -> Response {
+async fn list_records(
+    State(inner): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(zone_id): Path<String>,
+    q: QueryMap,
+) -> Response {
+    *lock(&inner.lists_by).entry(caller.0.clone()).or_default() += 1;
     inner.bump(|s| s.list += 1);
     let r = list_records_inner(&inner, &zone_id, q);
     finish(&inner, r)

@@ -473,3 +473,87 @@ async fn kill_9_of_the_leaders_process_and_a_follower_leads_within_the_retry_int
         settings.retry_interval, figures[0], figures[1], figures[2]
     );
 }
+
+/// A fenced database: its writes (checked by `check_session_fence` first in
+/// the transaction) pass with the leader's fence, fail with an old one it
+/// still believes in after a takeover and write nothing, fail as a follower,
+/// and an unfenced database (the one-shot import) is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_databases_writes_carry_the_fence_it_holds_now() {
+    use trafego_common::db::{AnyConnection, AnyDb, DbError, DbOptions, DbUrl, Migrations};
+    use trafego_common::leader::{check_session_fence, fence_error};
+
+    let pg = PgCluster::start().await.unwrap();
+    pg.psql("CREATE TABLE work (id integer PRIMARY KEY)")
+        .await
+        .unwrap();
+    let url = DbUrl::parse(&pg.url).unwrap();
+    let open = || {
+        AnyDb::connect(
+            &url,
+            "DATABASE_URL",
+            Migrations {
+                sqlite: tracking_service::MIGRATIONS,
+                postgres: tracking_service::PG_MIGRATIONS,
+            },
+            DbOptions::default(),
+        )
+        .unwrap()
+    };
+    let a = Leadership::start(&pg.url, SERVICE, "a:1", fast());
+    let mut ra = vec![a.role()];
+    let (_, old) = until(&mut ra, Duration::from_secs(10), "a leads", sole_leader).await;
+    // What a paused process believes: it still leads with `old`.
+    let (belief_tx, belief) = watch::channel(Role::Leader { fence: old });
+    let fenced = open().fenced(SERVICE, belief);
+    let insert = |db: &AnyDb, id: i32| {
+        let db = db.clone();
+        async move {
+            db.run(move |c| {
+                let AnyConnection::Postgres(pg) = c else {
+                    unreachable!()
+                };
+                pg.transaction(|t| {
+                    check_session_fence(t)?;
+                    diesel::sql_query(format!("INSERT INTO work VALUES ({id})")).execute(t)
+                })
+                .map_err(DbError::from)
+            })
+            .await
+        }
+    };
+    insert(&fenced, 1).await.expect("the leader's fence passes");
+
+    // b takes over: the old belief's writes now fail and write nothing.
+    a.shutdown().await;
+    let b = Leadership::start(&pg.url, SERVICE, "b:1", fast());
+    let mut rb = vec![b.role()];
+    let (_, new) = until(&mut rb, Duration::from_secs(10), "b leads", sole_leader).await;
+    assert!(new > old);
+    match insert(&fenced, 2).await {
+        Err(DbError::Query(e)) => match fence_error(&e) {
+            Some(FenceError::Stale { ours, current, .. }) => {
+                assert_eq!(*ours, old);
+                assert_eq!(*current, new.to_string());
+            }
+            other => panic!("not a fence error: {other:?} ({e})"),
+        },
+        other => panic!("the old leader's write went on: {other:?}"),
+    }
+    // A follower (fence 0) cannot write either; with b's fence it can.
+    belief_tx.send_replace(Role::Follower { leader: None });
+    assert!(insert(&fenced, 3).await.is_err());
+    belief_tx.send_replace(Role::Leader { fence: new });
+    insert(&fenced, 4).await.expect("the current fence passes");
+    // Unfenced (the import beside the service): not checked.
+    insert(&open(), 5)
+        .await
+        .expect("an unfenced database is not checked");
+    assert_eq!(
+        pg.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM work")
+            .await
+            .unwrap(),
+        "1,4,5"
+    );
+    b.shutdown().await;
+}

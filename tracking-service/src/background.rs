@@ -1,9 +1,12 @@
 //! The tracker's background work: the start-up sync, following cache-service's
-//! `WatchCache` stream, and the periodic orphan sweep.
+//! `WatchCache` stream, and the periodic orphan sweep — with the built-in
+//! sources, the work that must happen once among replicas, so it runs only
+//! while this replica leads ([`lead`], one leadership term).
 //!
-//! Each loop ends when the service's cancellation token fires. None of them
-//! ever gives up on cache-service: an unreachable service is logged and tried
-//! again with capped exponential backoff, and the sweep simply skips its turn.
+//! Each loop ends when its term's cancellation token fires (a step-down, or
+//! the service's shutdown). None of them ever gives up on cache-service: an
+//! unreachable service is logged and tried again with capped exponential
+//! backoff, and the sweep simply skips its turn.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +156,53 @@ pub async fn follow_cache(tracker: Arc<Tracker>, cancel: CancellationToken) {
             return;
         }
     }
+}
+
+/// What one leadership term runs besides the RPCs.
+pub struct LeaderWork {
+    /// The tracker.
+    pub tracker: Arc<Tracker>,
+    /// CLEANUP_INTERVAL.
+    pub cleanup_interval: Duration,
+    /// The built-in sources.
+    pub sources: Arc<crate::source::Sources>,
+    /// The service's clock, for the sources' status.
+    pub clock: trafego_common::clock::SharedClock,
+}
+
+/// One leadership term (with fence `fence`), until `term` fires: the rebuild
+/// from ownership markers, then the cache follower (with its start-up sync),
+/// the sweep loop and the sources, each ended and awaited when the term ends.
+/// Called by [`trafego_common::leader::while_leading`]; with one instance
+/// (SQLite) the only term lasts as long as the process.
+pub async fn lead(work: Arc<LeaderWork>, fence: i64, term: CancellationToken) {
+    tracing::info!(
+        fence,
+        "leading: the rebuild from markers, cache follower, orphan sweep and sources run here"
+    );
+    let tracker = &work.tracker;
+    tokio::select! {
+        () = term.cancelled() => return,
+        res = tracker.start_ownership() => if let Err(e) = res {
+            tracing::warn!(
+                error = %e,
+                "could not check ownership markers at takeover; the first reconcile, sweep or track does it"
+            );
+        },
+    }
+    let mut tasks = vec![
+        tokio::spawn(follow_cache(tracker.clone(), term.clone())),
+        tokio::spawn(sweep_loop(
+            tracker.clone(),
+            work.cleanup_interval,
+            term.clone(),
+        )),
+    ];
+    tasks.extend(work.sources.spawn(tracker, &work.clock, &term));
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!(fence, "the leader's background work ended");
 }
 
 /// Runs the orphan sweep every `interval` until `cancel` fires.

@@ -55,7 +55,13 @@ pub enum TrackingError {
 }
 
 impl From<diesel::result::Error> for TrackingError {
+    /// A write refused by the leadership fence is `UNAVAILABLE` (another
+    /// replica leads: the caller retries, and reaches the leader); any other
+    /// database error is internal.
     fn from(e: diesel::result::Error) -> Self {
+        if let Some(f) = trafego_common::leader::fence_error(&e) {
+            return TrackingError::Unavailable(format!("{f}; retry"));
+        }
         TrackingError::Db(DbError::from(e))
     }
 }

@@ -3,6 +3,15 @@
 //! reaches the DNS provider only through cache-service's gRPC API and never
 //! opens cache-service's database.
 //!
+//! Any number of replicas may share one PostgreSQL database: they elect one
+//! leader ([`trafego_common::leader::Leadership`]); every replica serves the
+//! reads, followers forward the write RPCs ([`WRITE_METHODS`]) to the leader,
+//! and the work that must happen once (the rebuild from ownership markers,
+//! the cache follower, the orphan sweep and the sources) runs on the leader
+//! only, one term at a time ([`background::lead`]). Every PostgreSQL write
+//! is fenced, so a replica that lost the lead never writes. With SQLite there
+//! is one instance, which leads alone through the same code path.
+//!
 //! The binary is thin: everything lives here, so tests start the real service
 //! on `127.0.0.1:0` with their own shutdown signal and clock.
 
@@ -33,7 +42,9 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::{AnyDb, Migrations};
+use trafego_common::db::{AnyDb, DbUrl, Migrations};
+use trafego_common::leader::forward::{Forward, Replication};
+use trafego_common::leader::{self, Leadership};
 use trafego_common::server::{ServeConfig, serve};
 use trafego_proto::tracking::tracking_service_server::TrackingServiceServer;
 
@@ -54,8 +65,44 @@ pub fn migrations() -> Migrations {
     }
 }
 
-/// The gRPC name health reports under.
+/// The gRPC name health reports under, and the name of the service's
+/// leadership among replicas on one PostgreSQL database.
 pub const SERVICE_NAME: &str = "trafego.tracking.v1.TrackingService";
+
+/// The RPCs that write: a follower forwards them to the leader (and the
+/// tracker refuses them itself unless it leads). Everything else is a read,
+/// served by every replica from the shared database.
+pub const WRITE_METHODS: &[&str] = &[
+    "/trafego.tracking.v1.TrackingService/Reconcile",
+    "/trafego.tracking.v1.TrackingService/TrackRecord",
+    "/trafego.tracking.v1.TrackingService/UntrackRecord",
+    "/trafego.tracking.v1.TrackingService/RunOrphanSweep",
+];
+
+/// The longest start-up waits for the first try of the leadership lock to
+/// settle (this replica leads, or knows who does) before serving.
+pub const LEADER_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest a follower waits to connect to the leader it forwards to
+/// (CACHE_SERVICE_TIMEOUT when that is shorter).
+pub const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Warns when the address followers forward to is a wildcard (the listener's
+/// own address by default): in a cluster, set ADVERTISE_ADDRESS to this
+/// replica's routable address (e.g. the pod IP and port).
+fn warn_if_unroutable(advertise: &str) {
+    let host = advertise
+        .rsplit_once(':')
+        .map_or(advertise, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host == "0.0.0.0" || host == "::" {
+        tracing::warn!(
+            advertise = %advertise,
+            "the advertised address is a wildcard: followers cannot forward writes to it; set ADVERTISE_ADDRESS to this replica's routable address (e.g. the pod IP)"
+        );
+    }
+}
 
 /// Runs tracking-service on `listener` until `shutdown` completes.
 pub async fn run(
@@ -118,44 +165,110 @@ pub async fn run_with_clock(
     let (db_url, setting) = config.database()?;
     let db = AnyDb::connect(&db_url, setting, migrations(), config.service.db_options())
         .with_context(|| format!("opening the database {setting} names ({db_url})"))?;
+    // Replicas on one PostgreSQL database elect one leader; a SQLite file has
+    // one instance, which leads alone (the same code path, a fixed role).
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .context("reading the listener's address (TRACKING_LISTEN_ADDR)")?;
+    let advertise = config.service.leader.advertise(&listen);
+    let leadership = match &db_url {
+        DbUrl::Postgres(url) => Some(Leadership::start(
+            url,
+            SERVICE_NAME,
+            &advertise,
+            config.service.leader.settings(),
+        )),
+        DbUrl::Sqlite(_) => None,
+    };
+    let role = leadership
+        .as_ref()
+        .map_or_else(leader::solo, Leadership::role);
+    if leadership.is_some() {
+        warn_if_unroutable(&advertise);
+    }
+    let db = db.fenced(SERVICE_NAME, role.clone());
     tracing::info!(
         db = %db_url,
         cache_service = client.host(),
         cleanup = settings.cleanup,
         grace = %humantime::format_duration(settings.grace),
         managed_hostnames = settings.managed.len(),
+        replicas = leadership.is_some(),
+        advertise = %advertise,
         "tracking-service starting"
     );
-    let tracker = Arc::new(tracker::Tracker::new(db, client, clock.clone(), settings));
+    let mut tracker = tracker::Tracker::new(db, client, clock.clone(), settings);
+    if leadership.is_some() {
+        tracker = tracker.with_replica(role.clone(), advertise);
+    }
+    let tracker = Arc::new(tracker);
+    // The first try of the lock settles before serving, so a lone replica
+    // (or the first of several) takes writes from its first call instead of
+    // answering UNAVAILABLE for a moment.
+    if leadership.is_some() {
+        let mut first = role.clone();
+        let settled = |r: &leader::Role| !matches!(r, leader::Role::Follower { leader: None });
+        if tokio::time::timeout(LEADER_START_WAIT, first.wait_for(settled))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "no leader known yet; serving reads, writes answer UNAVAILABLE until one leads"
+            );
+        }
+    }
     // Ownership markers: a mode the provider cannot hold stops the service
-    // here; an empty table is rebuilt from markers before anything plans.
-    match tracker.start_ownership().await {
+    // here, on every replica. A replica leading from the start (always, with
+    // SQLite) also rebuilds an empty table from markers before serving; a
+    // later takeover does it at the start of its term (background::lead).
+    let leading_at_start = role.borrow().fence().is_some();
+    let ownership = if leading_at_start {
+        tracker.start_ownership().await
+    } else {
+        tracker.check_marker_mode().await
+    };
+    match ownership {
         Ok(()) => {}
         Err(e @ error::TrackingError::FailedPrecondition(_)) => {
             return Err(anyhow::anyhow!("{e}"));
         }
         Err(e) => tracing::warn!(
             error = %e,
-            "could not check ownership markers at start; the first reconcile, sweep or track does it"
+            "could not check ownership markers at start; the leader's first reconcile, sweep or track does it"
         ),
     }
+    let sources = Arc::new(source::Sources::prepare(source_settings)?);
     let cancel = CancellationToken::new();
-    let follower = tokio::spawn(background::follow_cache(tracker.clone(), cancel.clone()));
-    let sweeper = tokio::spawn(background::sweep_loop(
-        tracker.clone(),
-        config.cleanup_interval,
+    // The work that runs once among replicas: the cache follower, the orphan
+    // sweep and the sources, started at each takeover and ended at step-down.
+    let work = Arc::new(background::LeaderWork {
+        tracker: tracker.clone(),
+        cleanup_interval: config.cleanup_interval,
+        sources: sources.clone(),
+        clock: clock.clone(),
+    });
+    let leading = tokio::spawn(leader::while_leading(
+        role.clone(),
         cancel.clone(),
+        move |fence, term| background::lead(work.clone(), fence, term),
     ));
-    let (sources, source_tasks) = source::start(
-        source_settings,
-        tracker.clone(),
-        clock.clone(),
-        cancel.clone(),
-    )?;
-    let svc =
-        TrackingServiceServer::new(grpc::TrackingApi::new(tracker.clone()).with_sources(sources))
-            .max_decoding_message_size(config.service.mesh.max_message_bytes)
-            .max_encoding_message_size(config.service.mesh.max_message_bytes);
+    let api = TrackingServiceServer::new(
+        grpc::TrackingApi::new(tracker.clone()).with_sources(sources.registry()),
+    )
+    .max_decoding_message_size(config.service.mesh.max_message_bytes)
+    .max_encoding_message_size(config.service.mesh.max_message_bytes);
+    // Followers forward the write RPCs to the leader (over plain HTTP/2: with
+    // server TLS they answer UNAVAILABLE naming the leader instead).
+    let svc = Forward::new(
+        api,
+        leadership.as_ref().map(|_| Replication {
+            role: role.clone(),
+            writes: WRITE_METHODS,
+            forward: mesh.tls.is_none(),
+            connect_timeout: config.cache_service_timeout.min(FORWARD_CONNECT_TIMEOUT),
+        }),
+    );
     let res = serve(
         listener,
         svc,
@@ -164,7 +277,7 @@ pub async fn run_with_clock(
             descriptor_set: trafego_proto::TRACKING_FILE_DESCRIPTOR_SET,
             grace: config.service.shutdown_grace,
             mesh,
-            role: None,
+            role: leadership.as_ref().map(|_| role.clone()),
         },
         shutdown,
         cancel.clone(),
@@ -175,11 +288,7 @@ pub async fn run_with_clock(
     // caller hung up) gets the same grace as calls; it is never cut between a
     // provider write and its record.
     let background = async {
-        let _ = follower.await;
-        let _ = sweeper.await;
-        for t in source_tasks {
-            let _ = t.await;
-        }
+        let _ = leading.await;
         tracker.idle().await;
     };
     if tokio::time::timeout(config.service.shutdown_grace, background)
@@ -187,6 +296,11 @@ pub async fn run_with_clock(
         .is_err()
     {
         tracing::warn!("background work did not finish within the shutdown grace period");
+    }
+    // Last: the lock is released only once this replica's work has ended, so
+    // a follower takes over at once and never overlaps it.
+    if let Some(l) = leadership {
+        l.shutdown().await;
     }
     res.map_err(Into::into)
 }

@@ -9,7 +9,9 @@
 //! refused, too slow, an answer that does not parse) declares nothing: its
 //! last good declaration, which the tracker keeps, stands until it answers
 //! again. Nothing here writes to the provider or the tracker's table except
-//! through `Tracker::reconcile`.
+//! through `Tracker::reconcile`. With replicas the sources run on the leader
+//! only: [`Sources`] builds their clients once at start and spawns them at
+//! each takeover, ending them at step-down.
 //!
 //! - [`rule`]: the Traefik rule tokenizer and parser.
 //! - [`labels`]: TrafegoDNS's label semantics, and the per-owner collector.
@@ -411,86 +413,135 @@ impl Registry {
     }
 }
 
-/// Starts every configured source; each runs until `cancel` fires. Returns
-/// the registry the gRPC edge reports from, and the tasks to wait for.
-pub fn start(
-    settings: Settings,
-    tracker: Arc<Tracker>,
-    clock: SharedClock,
-    cancel: CancellationToken,
-) -> anyhow::Result<(Arc<Registry>, Vec<JoinHandle<()>>)> {
-    let registry = Arc::new(Registry::default());
-    let mut tasks = Vec::new();
-    if settings.kinds.is_empty() {
-        return Ok((registry, tasks));
-    }
-    let needs_docker = settings.kinds.contains(&Kind::Docker)
-        || (settings.kinds.contains(&Kind::Traefik) && settings.docker.available);
-    let docker = if needs_docker {
-        Some(Arc::new(docker::DockerConn::new(
-            &settings.docker.host,
-            settings.timeout,
-        )?))
-    } else {
-        None
-    };
-    if settings.kinds.contains(&Kind::Traefik) && docker.is_none() {
-        tracing::info!(
-            socket = %settings.docker.host,
-            "no Docker Engine configured (DOCKER_HOST unset, DOCKER_SOCKET absent): Traefik routers are declared without container label overrides"
-        );
-    }
-    for &kind in &settings.kinds {
-        let index = registry.add(kind);
-        let reader = match kind {
-            Kind::Traefik => runner::Reader::Traefik {
-                client: traefik::TraefikClient::new(
-                    &settings.traefik_url,
-                    settings.traefik_auth.clone(),
-                    settings.timeout,
-                )?,
-                docker: docker.clone(),
-            },
-            Kind::Docker => runner::Reader::Docker {
-                docker: docker
-                    .clone()
-                    .context("the docker source needs a Docker Engine")?,
-            },
+/// One configured source, its client built: spawned at each leadership term.
+struct Planned {
+    kind: Kind,
+    index: usize,
+    reader: runner::Reader,
+    /// The engine whose events wake it (the `docker` source with
+    /// DOCKER_WATCH_EVENTS).
+    events: Option<Arc<docker::DockerConn>>,
+}
+
+/// The configured sources, their clients built once at start (so a bad
+/// setting stops the service there), and the registry the gRPC edge reports
+/// from. They run only while this replica leads: [`Sources::spawn`] starts
+/// them for one term.
+pub struct Sources {
+    registry: Arc<Registry>,
+    planned: Vec<Planned>,
+    poll: Duration,
+    debounce: Duration,
+    labels: labels::LabelConfig,
+}
+
+impl Sources {
+    /// Builds every configured source's client and its registry entry;
+    /// nothing runs yet.
+    pub fn prepare(settings: Settings) -> anyhow::Result<Self> {
+        let registry = Arc::new(Registry::default());
+        let mut planned = Vec::new();
+        let needs_docker = settings.kinds.contains(&Kind::Docker)
+            || (settings.kinds.contains(&Kind::Traefik) && settings.docker.available);
+        let docker = if needs_docker {
+            Some(Arc::new(docker::DockerConn::new(
+                &settings.docker.host,
+                settings.timeout,
+            )?))
+        } else {
+            None
         };
-        let wake = Arc::new(tokio::sync::Notify::new());
-        if kind == Kind::Docker
-            && settings.docker.watch_events
-            && let Some(d) = &docker
-        {
-            tasks.push(tokio::spawn(docker::watch(
-                d.clone(),
-                wake.clone(),
-                registry.clone(),
-                index,
-                cancel.clone(),
-            )));
+        if settings.kinds.contains(&Kind::Traefik) && docker.is_none() {
+            tracing::info!(
+                socket = %settings.docker.host,
+                "no Docker Engine configured (DOCKER_HOST unset, DOCKER_SOCKET absent): Traefik routers are declared without container label overrides"
+            );
         }
-        let run = runner::Runner {
-            kind,
-            index,
-            reader,
-            tracker: tracker.clone(),
-            clock: clock.clone(),
-            registry: registry.clone(),
+        for &kind in &settings.kinds {
+            let index = registry.add(kind);
+            let reader = match kind {
+                Kind::Traefik => runner::Reader::Traefik {
+                    client: traefik::TraefikClient::new(
+                        &settings.traefik_url,
+                        settings.traefik_auth.clone(),
+                        settings.timeout,
+                    )?,
+                    docker: docker.clone(),
+                },
+                Kind::Docker => runner::Reader::Docker {
+                    docker: docker
+                        .clone()
+                        .context("the docker source needs a Docker Engine")?,
+                },
+            };
+            let events = if kind == Kind::Docker && settings.docker.watch_events {
+                docker.clone()
+            } else {
+                None
+            };
+            planned.push(Planned {
+                kind,
+                index,
+                reader,
+                events,
+            });
+        }
+        Ok(Self {
+            registry,
+            planned,
             poll: settings.poll,
             debounce: settings.debounce,
-            labels: settings.labels.clone(),
-            wake,
-        };
-        tracing::info!(
-            source = kind.name(),
-            poll = %humantime::format_duration(settings.poll),
-            debounce = %humantime::format_duration(settings.debounce),
-            "hostname source starting"
-        );
-        tasks.push(tokio::spawn(run.run(cancel.clone())));
+            labels: settings.labels,
+        })
     }
-    Ok((registry, tasks))
+
+    /// The registry the gRPC edge reports from (kept across terms).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Starts every source for one leadership term; each runs until
+    /// `cancel` (the term's token) fires. Returns the tasks to wait for.
+    pub fn spawn(
+        &self,
+        tracker: &Arc<Tracker>,
+        clock: &SharedClock,
+        cancel: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for p in &self.planned {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            if let Some(d) = &p.events {
+                tasks.push(tokio::spawn(docker::watch(
+                    d.clone(),
+                    wake.clone(),
+                    self.registry.clone(),
+                    p.index,
+                    cancel.clone(),
+                )));
+            }
+            let run = runner::Runner {
+                kind: p.kind,
+                index: p.index,
+                reader: p.reader.clone(),
+                tracker: tracker.clone(),
+                clock: clock.clone(),
+                registry: self.registry.clone(),
+                poll: self.poll,
+                debounce: self.debounce,
+                labels: self.labels.clone(),
+                wake,
+            };
+            tracing::info!(
+                source = p.kind.name(),
+                poll = %humantime::format_duration(self.poll),
+                debounce = %humantime::format_duration(self.debounce),
+                "hostname source starting"
+            );
+            tasks.push(tokio::spawn(run.run(cancel.clone())));
+        }
+        tasks
+    }
 }
 
 #[cfg(test)]

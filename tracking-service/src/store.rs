@@ -3,7 +3,8 @@
 //!
 //! Every function takes a connection and runs synchronously; callers run
 //! them through `Db::run`, never holding a connection across an `.await`.
-//! Writes happen in write transactions (`write_tx`). Work over many records
+//! Writes happen in write transactions (`write_tx`), every one of them: on
+//! PostgreSQL that is where the leadership fence is checked. Work over many records
 //! is set-based: ids travel as one list bound to one parameter (`Ids`,
 //! `in_ids`), so a sweep over 100,000 records is a fixed number of
 //! statements, never one per record.
@@ -673,17 +674,20 @@ pub fn state_get(conn: &mut Conn, key: &str) -> QueryResult<Option<String>> {
         .optional()
 }
 
-/// Writes one state value.
+/// Writes one state value, in a write transaction of its own (so, on
+/// PostgreSQL, fenced like every write).
 pub fn state_set(conn: &mut Conn, key: &str, value: &str) -> QueryResult<()> {
-    on_inner!(
-        conn,
-        diesel::insert_into(tracker_state::table)
-            .values((tracker_state::key.eq(key), tracker_state::value.eq(value)))
-            .on_conflict(tracker_state::key)
-            .do_update()
-            .set(tracker_state::value.eq(value))
-    )?;
-    Ok(())
+    write_tx(conn, |conn| {
+        on_inner!(
+            conn,
+            diesel::insert_into(tracker_state::table)
+                .values((tracker_state::key.eq(key), tracker_state::value.eq(value)))
+                .on_conflict(tracker_state::key)
+                .do_update()
+                .set(tracker_state::value.eq(value))
+        )?;
+        Ok(())
+    })
 }
 
 /// Filters of `ListTrackedRecords`.
@@ -821,11 +825,16 @@ pub fn track(conn: &mut Conn, row: &TrackedRow, decl: Option<&DeclRow>) -> Query
     })
 }
 
-/// Stops tracking a record; returns whether it was tracked.
+/// Stops tracking a record, in a write transaction; returns whether it was
+/// tracked.
 pub fn untrack(conn: &mut Conn, record_id: &str) -> QueryResult<bool> {
-    diesel::delete(dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(record_id)))
+    write_tx(conn, |conn| {
+        diesel::delete(
+            dns_tracked_records::table.filter(dns_tracked_records::record_id.eq(record_id)),
+        )
         .execute(conn)
         .map(|n| n > 0)
+    })
 }
 
 /// Rows of the orphan history (for tests and inspection), newest first.

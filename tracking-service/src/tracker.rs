@@ -23,13 +23,22 @@
 //! else's. The sweep runs the same way, and never deletes a record whose
 //! provider copy no longer matches what was tracked (renamed, retyped or
 //! changed since).
+//!
+//! With replicas on one PostgreSQL database only the leader writes: every
+//! write entry (reconcile, sweep, check, track, untrack) refuses with
+//! `UNAVAILABLE`, naming the leader, while this replica's role is not
+//! [`Role::Leader`] — the second line of defence behind the forwarding of
+//! write RPCs, for a call that raced a step-down; the third is the fence
+//! every PostgreSQL write transaction checks. With one instance (SQLite) the
+//! role is [`solo`](trafego_common::leader::solo): always leading.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::{Mutex, OnceCell, watch};
 use trafego_common::clock::SharedClock;
 use trafego_common::db::AnyDb as Db;
+use trafego_common::leader::Role;
 use trafego_common::num;
 use trafego_proto::timestamp_ms;
 use trafego_proto::tracking::{
@@ -86,9 +95,15 @@ pub struct Tracker {
     /// detached tasks that write, so a dropped caller never releases it early.
     ops: Arc<Mutex<()>>,
     zone: OnceCell<ZoneInfo>,
-    /// Set once the start-up rebuild from ownership markers has run (or
-    /// found nothing to do): nothing plans before it.
-    ready: OnceCell<()>,
+    /// The fence of the leadership term in which the rebuild from ownership
+    /// markers last ran (or found nothing to do): nothing plans before it has
+    /// run in the current term. Read and set with `ops` held.
+    ready: std::sync::Mutex<Option<i64>>,
+    /// This replica's role, as it changes: writes are refused unless it leads.
+    role: watch::Receiver<Role>,
+    /// This replica's advertised address, reported as the leader's while it
+    /// leads (`None` with one instance).
+    advertise: Option<String>,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -109,7 +124,55 @@ impl Tracker {
             settings,
             ops: Arc::new(Mutex::new(())),
             zone: OnceCell::new(),
-            ready: OnceCell::new(),
+            ready: std::sync::Mutex::new(None),
+            role: trafego_common::leader::solo(),
+            advertise: None,
+        }
+    }
+
+    /// This tracker as one replica of several: `role` is its leadership's
+    /// (writes are refused unless it leads), `advertise` its own address,
+    /// reported as the leader's while it leads.
+    pub fn with_replica(mut self, role: watch::Receiver<Role>, advertise: String) -> Self {
+        self.role = role;
+        self.advertise = Some(advertise);
+        self
+    }
+
+    /// The role as it changes (always leading with one instance).
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    /// The fence of the term this replica leads now, or `UNAVAILABLE` naming
+    /// the leader: a write that reached a follower (one that raced a
+    /// step-down) never runs here.
+    fn leading(&self) -> Result<i64, TrackingError> {
+        match &*self.role.borrow() {
+            Role::Leader { fence } => Ok(*fence),
+            Role::Follower { leader: Some(l) } => Err(TrackingError::Unavailable(format!(
+                "this tracking-service replica does not lead; the leader is at {l}: retry there"
+            ))),
+            Role::Follower { leader: None } => Err(TrackingError::Unavailable(
+                "this tracking-service replica does not lead and no leader is known yet; retry \
+                 shortly"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The role and the leader's address for `GetTrackerStatus`: `leader`
+    /// and this replica's address while it leads (`""` with one instance),
+    /// `follower` and the leader's address as last read.
+    fn role_status(&self) -> (String, String) {
+        match &*self.role.borrow() {
+            r @ Role::Leader { .. } => (
+                r.name().to_string(),
+                self.advertise.clone().unwrap_or_default(),
+            ),
+            r @ Role::Follower { leader } => {
+                (r.name().to_string(), leader.clone().unwrap_or_default())
+            }
         }
     }
 
@@ -198,23 +261,34 @@ impl Tracker {
             .await
     }
 
-    /// Runs the start-up rebuild from ownership markers once ([`rebuild`]):
-    /// called with the lock held, before anything plans, sweeps or tracks.
-    /// A failure (cache-service unreachable) is tried again by the next call.
+    /// Runs the rebuild from ownership markers ([`rebuild`]) once per
+    /// leadership term: called with the lock held, before anything plans,
+    /// sweeps or tracks. A failure (cache-service unreachable) is tried again
+    /// by the next call.
     async fn ensure_ready(&self) -> Result<(), TrackingError> {
-        self.ready
-            .get_or_try_init(|| async {
-                rebuild::run(self).await?;
-                Ok::<_, TrackingError>(())
-            })
-            .await?;
+        let fence = self.leading()?;
+        if *self.ready.lock().unwrap_or_else(|e| e.into_inner()) == Some(fence) {
+            return Ok(());
+        }
+        rebuild::run(self).await?;
+        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(fence);
         Ok(())
     }
 
-    /// At start, with markers on: checks the provider's capabilities for the
-    /// marker mode and rebuilds the tracked table from markers if it is
-    /// empty. FAILED_PRECONDITION (a mode the provider cannot hold) stops
-    /// the service; any other error is tried again by the first call.
+    /// At start, on every replica, with markers on: checks the provider's
+    /// capabilities for the marker mode (a read of cache-service).
+    /// FAILED_PRECONDITION (a mode the provider cannot hold) stops the
+    /// service; any other error is left to [`Tracker::start_ownership`].
+    pub async fn check_marker_mode(&self) -> Result<(), TrackingError> {
+        if self.settings.ownership.is_none() {
+            return Ok(());
+        }
+        self.zone().await.map(|_| ())
+    }
+
+    /// At each takeover (and at start with one instance), with markers on:
+    /// checks the marker mode and rebuilds the tracked table from markers if
+    /// it is empty. A failure is tried again by the first call that plans.
     pub async fn start_ownership(&self) -> Result<(), TrackingError> {
         if self.settings.ownership.is_none() {
             return Ok(());
@@ -288,7 +362,9 @@ impl Tracker {
         force: bool,
     ) -> Result<ReconcileResponse, TrackingError> {
         let t0 = Instant::now();
+        self.leading()?;
         let ops = self.ops.clone().lock_owned().await;
+        self.leading()?;
         self.ensure_ready().await?;
         reconcile::run(self, ops, t0, source, specs, dry_run, force).await
     }
@@ -296,7 +372,9 @@ impl Tracker {
     /// Re-checks missing and drifted records against cache-service's view,
     /// when that view is fresh. Returns `None` when the cache is stale.
     pub async fn check(&self) -> Result<Option<CheckOutcome>, TrackingError> {
+        self.leading()?;
         let _ops = self.ops.lock().await;
+        self.leading()?;
         Ok(check::run(self, false).await?.map(|c| c.outcome))
     }
 
@@ -308,7 +386,9 @@ impl Tracker {
         dry_run: bool,
     ) -> Result<RunOrphanSweepResponse, TrackingError> {
         let t0 = Instant::now();
+        self.leading()?;
         let ops = self.ops.clone().lock_owned().await;
+        self.leading()?;
         self.ensure_ready().await?;
         let me = self.clone();
         trafego_common::mesh::spawn_in_request(async move {
@@ -346,9 +426,10 @@ impl Tracker {
         let rebuilt: Option<rebuild::Report> = rebuilt.and_then(|j| serde_json::from_str(&j).ok());
         set_count_gauges(&counts);
         let last: Option<sweep::LastSweep> = last.and_then(|j| serde_json::from_str(&j).ok());
+        let (role, leader) = self.role_status();
         Ok(GetTrackerStatusResponse {
-            role: trafego_common::leader::health_role(None).to_string(),
-            leader: String::new(),
+            role,
+            leader,
             total: num::count(counts.total),
             active: num::count(counts.active),
             orphaned: num::count(counts.orphaned),
@@ -400,6 +481,7 @@ impl Tracker {
         app_managed: bool,
         source: &str,
     ) -> Result<TrackedRecord, TrackingError> {
+        self.leading()?;
         let _ops = self.ops.lock().await;
         self.ensure_ready().await?;
         track::track(self, record_id, app_managed, source).await
@@ -407,7 +489,9 @@ impl Tracker {
 
     /// Stops tracking a record; never deletes it at the provider.
     pub async fn untrack(&self, record_id: &str) -> Result<(), TrackingError> {
+        self.leading()?;
         let _ops = self.ops.lock().await;
+        self.leading()?;
         track::untrack(self, record_id).await
     }
 }

@@ -14,6 +14,8 @@ use trafego_common::duration::millis_i64;
 use trafego_common::num;
 use trafego_proto::cache::CacheEventKind;
 
+use trafego_common::leader::Role;
+
 use super::{Cache, CacheError};
 use crate::events;
 use crate::store;
@@ -123,7 +125,11 @@ impl Cache {
     /// A refresh that panics is a failed refresh like any other: its error
     /// shows in the zone's status, and the next caller starts a new one (the
     /// shared slot is cleared whatever way the refresh ended).
+    ///
+    /// Only the leader refreshes: elsewhere this is `UNAVAILABLE` and the
+    /// provider is not asked.
     pub async fn refresh(self: &Arc<Self>, i: usize) -> Result<RefreshOutcome, CacheError> {
+        self.must_lead()?;
         let fut = {
             let mut slot = self.zones[i]
                 .inflight
@@ -329,21 +335,60 @@ impl Cache {
         e
     }
 
-    /// Refreshes first each of `zones` (every zone when empty) that was
-    /// never filled or is older than `max_staleness` (when given).
+    /// Makes `zones` (every zone when empty) fresh enough for a read: none
+    /// never filled, none older than `max_staleness` (when given).
+    ///
+    /// The leader refreshes those that are not. A replica that does not
+    /// lead never refreshes: it reloads the zones' states and the generation
+    /// from the database first (the leader commits without telling it), and
+    /// when a zone is still too old the read belongs to the leader:
+    /// [`Freshness::AtLeader`], or `UNAVAILABLE` when no leader is known.
     pub async fn ensure_fresh(
         self: &Arc<Self>,
         zones: &[usize],
         max_staleness: Option<Duration>,
-    ) -> Result<(), CacheError> {
-        let now = self.clock.now_ms();
+    ) -> Result<Freshness, CacheError> {
         let all: Vec<usize> = if zones.is_empty() {
             (0..self.zones.len()).collect()
         } else {
             zones.to_vec()
         };
-        let old: Vec<usize> = all
-            .into_iter()
+        if self.leading().is_none() {
+            self.reload(false).await?;
+            if self.too_old(&all, max_staleness).is_empty() {
+                return Ok(Freshness::Here);
+            }
+            return match self.role() {
+                Role::Follower { leader: Some(l) } => Ok(Freshness::AtLeader(l)),
+                _ => {
+                    let e = self.not_leading();
+                    Err(CacheError {
+                        code: e.code,
+                        message: format!(
+                            "the cache is too old for this read and only the leader refreshes \
+                             it: {}",
+                            e.message
+                        ),
+                    })
+                }
+            };
+        }
+        let old = self.too_old(&all, max_staleness);
+        let runs = old
+            .iter()
+            .map(|&i| async move { (i, self.refresh(i).await) });
+        for (i, r) in futures::future::join_all(runs).await {
+            r.map_err(|e| self.zone_error(i, e))?;
+        }
+        Ok(Freshness::Here)
+    }
+
+    /// Those of `zones` never filled or older than `max_staleness`.
+    fn too_old(&self, zones: &[usize], max_staleness: Option<Duration>) -> Vec<usize> {
+        let now = self.clock.now_ms();
+        zones
+            .iter()
+            .copied()
             .filter(|&i| {
                 let st = self.zones[i].state();
                 match (st.last_refreshed, max_staleness) {
@@ -352,15 +397,17 @@ impl Cache {
                     (Some(_), None) => false,
                 }
             })
-            .collect();
-        let runs = old
-            .iter()
-            .map(|&i| async move { (i, self.refresh(i).await) });
-        for (i, r) in futures::future::join_all(runs).await {
-            r.map_err(|e| self.zone_error(i, e))?;
-        }
-        Ok(())
+            .collect()
     }
+}
+
+/// Where a read is served, as [`Cache::ensure_fresh`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// Here: the cache is fresh enough.
+    Here,
+    /// At the leader, at this address: only it may refresh.
+    AtLeader(String),
 }
 
 /// Runs the periodic refresh until `cancel` fires: every zone on its own

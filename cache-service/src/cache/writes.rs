@@ -230,6 +230,7 @@ impl Cache {
         self: &Arc<Self>,
         changes: Vec<ChangeReq>,
     ) -> Result<WriteReport, CacheError> {
+        self.must_lead()?;
         let ids = changes.iter().filter_map(|c| c.change_id.clone()).collect();
         let guard = InFlight::enter(self.clone(), ids);
         let me = self.clone();
@@ -378,11 +379,15 @@ impl Cache {
                 }
                 sought.insert(i, s);
             }
-            if !rows.is_empty() {
-                self.db
-                    .run(move |c| Ok::<_, CacheError>(store::journal_begin(c, &rows)?))
-                    .await?;
-            }
+            // Even with no rows: its fenced transaction is what lets the
+            // provider requests go (a replica whose fence is stale stops here,
+            // having sent nothing).
+            self.db
+                .run(move |c| Ok::<_, CacheError>(store::journal_begin(c, &rows)?))
+                .await?;
+            // A step-down seen since: nothing is sent (the entries just made
+            // are settled by looking, by whichever replica leads next).
+            self.must_lead()?;
         }
 
         // 4. Send, each zone's part as its provider's batch, the zones at
@@ -536,6 +541,21 @@ impl Cache {
         let mut pending = idxs;
         let mut round = 0;
         while !pending.is_empty() {
+            if round > 0 && self.must_lead().is_err() {
+                // Sent again only while still leading: a replica that stepped
+                // down leaves them to the next leader's look.
+                for i in pending {
+                    out.push((
+                        i,
+                        Outcome::Unsettled(
+                            "its provider answer was lost and this replica stopped leading \
+                             before it could look again"
+                                .into(),
+                        ),
+                    ));
+                }
+                break;
+            }
             let ops: Vec<WriteOp> = pending.iter().map(|&i| changes[i].op.clone()).collect();
             let groups: Vec<Option<&str>> = pending
                 .iter()
@@ -716,8 +736,13 @@ impl Cache {
         (judged, requests)
     }
 
-    pub fn journal_id(&self) -> &str {
-        &self.journal_id
+    /// The change journal's id, as last read or made (see the change-id
+    /// protocol); empty before a leader made one.
+    pub fn journal_id(&self) -> String {
+        self.journal_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// What became of changes sent with these ids (GetChangeOutcomes).
@@ -802,17 +827,15 @@ impl Cache {
 
     /// Settles pending journal entries that nothing is applying any more
     /// (left by a process that died, or whose look failed) by looking at the
-    /// provider: `ids`, or every such entry. Takes the gate.
-    /// Settles pending journal entries that nothing is applying any more
-    /// (left by a process that died, or whose look failed) by looking at the
     /// provider, each in its zone: `ids`, or every such entry (of zone
     /// `only`, when given). Takes the locks of the zones looked in, then the
-    /// gate.
+    /// gate. Only the leader settles (`UNAVAILABLE` elsewhere).
     pub async fn settle_stale(
         &self,
         ids: Option<Vec<String>>,
         only: Option<usize>,
     ) -> Result<usize, CacheError> {
+        self.must_lead()?;
         let rows = self
             .db
             .run(move |c| {

@@ -210,3 +210,139 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::transport::Server;
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+
+    /// The "write" of these tests: health's Check, answered differently by
+    /// the leader and the follower, so the answer tells who served it.
+    const CHECK: &str = "/grpc.health.v1.Health/Check";
+
+    /// Serves health (service "x" at `status`) behind `Forward` with this
+    /// role and forwarding choice; returns the address.
+    async fn replica(role: Role, status: ServingStatus, forward: bool) -> String {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_service_status("x", status).await;
+        let (tx, rx) = watch::channel(role);
+        let svc = Forward::new(
+            health,
+            Some(Replication {
+                role: rx,
+                writes: &[CHECK],
+                forward,
+                connect_timeout: Duration::from_secs(5),
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let _keep = (reporter, tx);
+            Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await
+                .unwrap();
+        });
+        addr
+    }
+
+    async fn check(addr: &str, forwarded: bool) -> Result<tonic::Response<i32>, tonic::Status> {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        let mut req = tonic::Request::new(HealthCheckRequest {
+            service: "x".into(),
+        });
+        if forwarded {
+            req.metadata_mut()
+                .insert(FORWARDED_HEADER, "1".parse().unwrap());
+        }
+        client.check(req).await.map(|r| {
+            let (meta, body, ext) = r.into_parts();
+            tonic::Response::from_parts(meta, body.status, ext)
+        })
+    }
+
+    fn role_of<T>(r: &tonic::Response<T>) -> &str {
+        r.metadata().get(ROLE_HEADER).unwrap().to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_follower_forwards_writes_to_the_leader_once_and_serves_reads_itself() {
+        let leader = replica(Role::Leader { fence: 1 }, ServingStatus::Serving, true).await;
+        let follower = replica(
+            Role::Follower {
+                leader: Some(leader.clone()),
+            },
+            ServingStatus::NotServing,
+            true,
+        )
+        .await;
+        // The leader answers its own calls.
+        let r = check(&leader, false).await.unwrap();
+        assert_eq!(
+            (*r.get_ref(), role_of(&r)),
+            (ServingStatus::Serving as i32, "leader")
+        );
+        // A write sent to the follower is the leader's answer.
+        let r = check(&follower, false).await.unwrap();
+        assert_eq!(
+            (*r.get_ref(), role_of(&r)),
+            (ServingStatus::Serving as i32, "follower")
+        );
+        // A call forwarded once is never forwarded again.
+        let e = check(&follower, true).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert_eq!(e.metadata().get(LEADER_HEADER).unwrap(), leader.as_str());
+
+        // Without forwarding (server TLS), the follower names the leader.
+        let named = replica(
+            Role::Follower {
+                leader: Some(leader.clone()),
+            },
+            ServingStatus::NotServing,
+            false,
+        )
+        .await;
+        let e = check(&named, false).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert!(e.message().contains(&leader), "{e:?}");
+        // No leader known: UNAVAILABLE, retry.
+        let alone = replica(
+            Role::Follower { leader: None },
+            ServingStatus::NotServing,
+            true,
+        )
+        .await;
+        assert_eq!(
+            check(&alone, false).await.unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
+        // A leader that is gone: UNAVAILABLE naming it, not a hang.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let orphan = replica(
+            Role::Follower {
+                leader: Some(gone.clone()),
+            },
+            ServingStatus::NotServing,
+            true,
+        )
+        .await;
+        let e = check(&orphan, false).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert!(e.message().contains(&gone), "{e:?}");
+    }
+}

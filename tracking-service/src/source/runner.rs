@@ -30,8 +30,8 @@ use crate::tracker::Tracker;
 /// Problems kept in the status (the rest are counted).
 pub const MAX_PROBLEMS: usize = 50;
 
-/// Where a source reads from.
-#[derive(Debug)]
+/// Where a source reads from (cloned for each leadership term's runner).
+#[derive(Debug, Clone)]
 pub enum Reader {
     /// Traefik's routers, with overrides from Docker when configured.
     Traefik {

@@ -13,7 +13,9 @@
 //! made unique first (PostgreSQL refuses to touch a row twice in one
 //! statement, where SQLite lets the last one win, so the last one is kept);
 //! `IS DISTINCT FROM` replaces `IS NOT`; counts use `FILTER`. Statements stay
-//! set-based: one per batch, never one per record.
+//! set-based: one per batch, never one per record. Every write transaction
+//! is fenced by the service's leadership (replicas on one database: only the
+//! leader writes); SQLite has one instance per file and no fence.
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection as Conn;
@@ -28,12 +30,23 @@ use crate::schema::dns_pending_intents;
 /// "trafego-tracking" folded into an i64), released at commit or rollback.
 pub const WRITE_LOCK: i64 = 0x7472_6b67_7772_6974;
 
-/// Opens a write transaction and waits for the write lock, so writers take
-/// turns exactly as SQLite's `BEGIN IMMEDIATE` makes them.
+/// Opens a write transaction, waits for the write lock, so writers take
+/// turns exactly as SQLite's `BEGIN IMMEDIATE` makes them, and then checks
+/// the session's leadership fence
+/// ([`check_session_fence`](trafego_common::leader::check_session_fence)):
+/// a replica that does not lead (or no longer does) fails here, before its
+/// first statement, with an error whose
+/// [`fence_error`](trafego_common::leader::fence_error) is `Some`. The fence
+/// row stays locked `FOR SHARE` until the transaction ends, so a takeover
+/// waits for this write to commit. An unfenced session (the one-shot import,
+/// the store tests) passes.
 pub fn begin_write(conn: &mut Conn) -> QueryResult<()> {
     AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN")?;
-    if let Err(e) = conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})")) {
-        // Do not leave the transaction open; the lock error is the one to report.
+    let checked = conn
+        .batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))
+        .and_then(|()| trafego_common::leader::check_session_fence(conn));
+    if let Err(e) = checked {
+        // Do not leave the transaction open; the lock or fence error is the one to report.
         let _ = AnsiTransactionManager::rollback_transaction(conn);
         return Err(e);
     }

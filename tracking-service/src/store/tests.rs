@@ -280,7 +280,13 @@ async fn point_reads_bind_no_limit(db: TestDb) {
         })
         .await
         .unwrap();
-    let reads: Vec<_> = sql.iter().filter(|s| s.starts_with("SELECT")).collect();
+    // The write transaction's own statements on PostgreSQL (its lock and the
+    // leadership fence check) are not point reads.
+    let reads: Vec<_> = sql
+        .iter()
+        .filter(|s| s.starts_with("SELECT"))
+        .filter(|s| !s.contains("pg_advisory_xact_lock") && !s.contains("trafego.fence"))
+        .collect();
     assert_eq!(reads.len(), 2, "{sql:#?}");
     for s in reads {
         assert!(!s.contains("LIMIT"), "{s}");
@@ -472,4 +478,99 @@ async fn thousands_of_ids_in_one_statement(db: TestDb) {
     })
     .await
     .unwrap();
+}
+
+/// A write of a replica whose fence is stale fails before its first
+/// statement, and changes nothing; the replica holding the table's fence
+/// writes. Two fenced handles on one PostgreSQL database with hand-made
+/// roles, the leadership row bumped by hand as a takeover bumps it.
+#[tokio::test]
+async fn on_postgres_a_write_under_a_stale_fence_fails_and_changes_nothing() {
+    use diesel::RunQueryDsl;
+    use tokio::sync::watch;
+    use trafego_common::leader::{FenceError, Role, fence_error};
+
+    fn sql(c: &mut Conn, q: &str) -> QueryResult<usize> {
+        match c {
+            AnyConnection::Postgres(pg) => diesel::sql_query(q).execute(pg),
+            AnyConnection::Sqlite(_) => unreachable!("a PostgreSQL test"),
+        }
+    }
+    /// `f`'s own diesel result (the pool's errors fail the test).
+    async fn on<T: Send + 'static>(
+        db: &AnyDb,
+        f: impl FnOnce(&mut Conn) -> QueryResult<T> + Send + 'static,
+    ) -> QueryResult<T> {
+        db.run(move |c| Ok::<_, trafego_common::db::DbError>(f(c)))
+            .await
+            .unwrap()
+    }
+    let url = trafego_pg_harness::fresh_database("store")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let url = DbUrl::parse(&url).unwrap();
+    let open = |role: watch::Receiver<Role>| {
+        AnyDb::connect(&url, "test", crate::migrations(), DbOptions::default())
+            .unwrap()
+            .fenced(crate::SERVICE_NAME, role)
+    };
+    let (_old_tx, old_rx) = watch::channel(Role::Leader { fence: 1 });
+    let (new_tx, new_rx) = watch::channel(Role::Follower { leader: None });
+    let old = open(old_rx);
+    let new = open(new_rx);
+    let leadership = format!(
+        "INSERT INTO leadership (service, fence, holder, since) \
+         VALUES ('{}', 1, 'old:50052', now())",
+        crate::SERVICE_NAME
+    );
+    on(&old, move |c| sql(c, &leadership)).await.unwrap();
+    // The old replica leads with fence 1: it writes.
+    on(&old, |c| state_set(c, "k", "old")).await.unwrap();
+    // The other one follows (fence 0): it cannot.
+    let e = on(&new, |c| state_set(c, "k", "follower"))
+        .await
+        .unwrap_err();
+    assert!(fence_error(&e).is_some(), "{e}");
+
+    // The new replica takes over: the fence moves to 2. The old one still
+    // believes it leads with fence 1.
+    let bump = format!(
+        "UPDATE leadership SET fence = fence + 1, holder = 'new:50052' WHERE service = '{}'",
+        crate::SERVICE_NAME
+    );
+    on(&new, move |c| sql(c, &bump)).await.unwrap();
+    new_tx.send_replace(Role::Leader { fence: 2 });
+
+    let e = on(&old, |c| state_set(c, "k", "stale")).await.unwrap_err();
+    match fence_error(&e) {
+        Some(FenceError::Stale { ours, current, .. }) => {
+            assert_eq!((*ours, current.as_str()), (1, "2"), "{e}");
+        }
+        other => panic!("not a stale fence: {other:?} ({e})"),
+    }
+    let commit = Commit {
+        insert: vec![row("1", "a.example.com", true)],
+        orphan: vec!["1".into()],
+        orphan_reason: "test".into(),
+        source: "s".into(),
+        ..Default::default()
+    };
+    let e = on(&old, move |c| commit_(c, &commit)).await.unwrap_err();
+    assert!(fence_error(&e).is_some(), "{e}");
+    let e = on(&old, |c| untrack(c, "1")).await.unwrap_err();
+    assert!(fence_error(&e).is_some(), "{e}");
+    // Nothing changed: the old replica's value stands, no row was written.
+    let (value, total) = on(&new, |c| Ok((state_get(c, "k")?, counts(c)?.total)))
+        .await
+        .unwrap();
+    assert_eq!((value.as_deref(), total), (Some("old"), 0));
+    // The new leader writes.
+    on(&new, |c| state_set(c, "k", "new")).await.unwrap();
+    let value = on(&new, |c| state_get(c, "k")).await.unwrap();
+    assert_eq!(value.as_deref(), Some("new"));
+}
+
+/// [`commit`] at a fixed time, for the fence test.
+fn commit_(c: &mut Conn, commit: &Commit) -> QueryResult<()> {
+    super::commit(c, commit, 1_000)
 }

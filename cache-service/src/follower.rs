@@ -1,0 +1,102 @@
+//! What a replica that does not lead does with a read it cannot answer
+//! itself: a `ListRecords` or `GetRecord` whose zones are too old (only the
+//! leader refreshes) is sent on to the leader, as it came (metadata,
+//! deadline and bearer token included), and the leader's answer is returned.
+//!
+//! It never serves a stale read as fresh and never refreshes: with no leader
+//! known, with server TLS (the forward would need a client certificate setup
+//! of its own), or for a call already forwarded once (a leader that stepped
+//! down in between), it answers `UNAVAILABLE`, naming the leader when known,
+//! so the caller retries. Write RPCs never reach here: `Forward` (in
+//! `trafego_common::leader::forward`) sends them on before the service sees
+//! them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+use trafego_common::leader::forward::FORWARDED_HEADER;
+use trafego_proto::cache::cache_service_client::CacheServiceClient;
+
+/// Reads sent on to the leader: one lazily connected channel per leader
+/// address seen.
+pub struct LeaderReads {
+    /// Forward (`false`, with server TLS: answer `UNAVAILABLE` naming it).
+    forward: bool,
+    /// How long connecting to the leader may take.
+    connect_timeout: Duration,
+    /// The largest message either way, as this replica's own.
+    max_message_bytes: usize,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl LeaderReads {
+    /// Forwarding reads when `forward`, connecting within `connect_timeout`.
+    pub fn new(forward: bool, connect_timeout: Duration, max_message_bytes: usize) -> Self {
+        Self {
+            forward,
+            connect_timeout,
+            max_message_bytes,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "the leader's advertised address {addr:?} is not usable: {e}"
+                ))
+            })?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        // A handful of addresses over a process's life: leaders come and go.
+        if channels.len() > 64 {
+            channels.clear();
+        }
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A client of the leader at `addr` and the request to send it: `msg`
+    /// with the caller's `metadata`, marked as forwarded. `UNAVAILABLE`
+    /// naming the leader when this replica may not forward it.
+    pub fn prepare<T>(
+        &self,
+        addr: &str,
+        metadata: &MetadataMap,
+        msg: T,
+    ) -> Result<(CacheServiceClient<Channel>, Request<T>), Status> {
+        if metadata.contains_key(FORWARDED_HEADER) {
+            return Err(Status::unavailable(format!(
+                "this replica was forwarded a read it cannot serve fresh enough: it does not \
+                 lead (the leader is at {addr}); retry"
+            )));
+        }
+        if !self.forward {
+            return Err(Status::unavailable(format!(
+                "the cache here is too old for this read and only the leader refreshes it; \
+                 send it to the leader at {addr}"
+            )));
+        }
+        let client = CacheServiceClient::new(self.channel(addr)?)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        let mut md = metadata.clone();
+        md.insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+        Ok((client, Request::from_parts(md, Default::default(), msg)))
+    }
+}

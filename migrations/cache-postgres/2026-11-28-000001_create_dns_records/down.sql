@@ -1,0 +1,2 @@
+DROP TABLE cache_state;
+DROP TABLE dns_records;

@@ -1,0 +1,2 @@
+DROP TABLE change_journal;
+ALTER TABLE cache_state DROP COLUMN journal_id;
