@@ -14,6 +14,10 @@
 //! The service runs as its own process (the release binary next to this one),
 //! so its peak RSS is its own. Build both first:
 //! `cargo build --release -p cache-service -p trafego-tests --bins`.
+//! `bench-cache --postgres` runs the 100,000-record refreshes (cold and
+//! unchanged, with the paged read) on SQLite and then on PostgreSQL (a
+//! throwaway cluster from `trafego_tests::postgres`, started and stopped
+//! here; the service gets it as CACHE_DATABASE_URL), printing both.
 //! `bench-cache --route53` runs the Route53 figures instead (`bench-cache/route53.rs`), and
 //! `bench-cache --zones` the many-zones figures (`bench-cache/zones.rs`): 1,000 zones of
 //! 100 records on the fake Cloudflare account.
@@ -48,18 +52,24 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Starts the release cache-service on `fake`, its database a SQLite file in
+/// `dir`, or the PostgreSQL database `database_url`.
 async fn start_service(
     fake: &FakeCloudflare,
     dir: &std::path::Path,
+    database_url: Option<&str>,
 ) -> anyhow::Result<(
     tokio::process::Child,
     CacheServiceClient<tonic::transport::Channel>,
 )> {
-    let envs = [
+    let mut envs = vec![
         ("DNS_PROVIDER", "cloudflare".to_string()),
         ("CLOUDFLARE_API_URL", fake.base_url()),
         ("CLOUDFLARE_TOKEN", TOKEN.to_string()),
     ];
+    if let Some(url) = database_url {
+        envs.push(("CACHE_DATABASE_URL", url.to_string()));
+    }
     let (child, client, _) = start_service_with(dir, &envs, "warn,trafego_common=info").await?;
     Ok((child, client))
 }
@@ -129,7 +139,9 @@ async fn start_service_with(
     Ok((child, client, kept))
 }
 
-async fn run_size(n: usize) -> anyhow::Result<()> {
+/// The refresh figures of a zone of `n` records, on SQLite (`database_url`
+/// `None`) or on the PostgreSQL database `database_url`; `label` starts the line.
+async fn run_size(n: usize, label: &str, database_url: Option<&str>) -> anyhow::Result<()> {
     let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com")).await?;
     fake.insert_many(
         (0..n)
@@ -145,7 +157,7 @@ async fn run_size(n: usize) -> anyhow::Result<()> {
             .collect(),
     );
     let dir = tempfile::tempdir()?;
-    let (mut child, mut c) = start_service(&fake, dir.path()).await?;
+    let (mut child, mut c) = start_service(&fake, dir.path(), database_url).await?;
     let pid = child.id().unwrap_or(0);
     // The service refreshes at start: that is the cold refresh.
     let status = loop {
@@ -208,7 +220,7 @@ async fn run_size(n: usize) -> anyhow::Result<()> {
     let list_wall = t.elapsed();
     let rss = peak_rss_mib(pid);
     println!(
-        "records={n:>7}  cold_refresh={:>6} ms ({cold_requests} provider requests)  \
+        "{label}records={n:>7}  cold_refresh={:>6} ms ({cold_requests} provider requests)  \
          unchanged_refresh={:>5} ms (wall {:>5} ms, rows written {}, {warm_requests} requests)  \
          list_all={:>5} ms ({pages} pages)  peak_rss={rss:.1} MiB",
         status.last_refresh_duration_ms,
@@ -225,7 +237,7 @@ async fn run_size(n: usize) -> anyhow::Result<()> {
 async fn run_creates(n: usize) -> anyhow::Result<()> {
     let fake = FakeCloudflare::start(FakeOptions::new(TOKEN, "example.com")).await?;
     let dir = tempfile::tempdir()?;
-    let (mut child, mut c) = start_service(&fake, dir.path()).await?;
+    let (mut child, mut c) = start_service(&fake, dir.path(), None).await?;
     let pid = child.id().unwrap_or(0);
     c.refresh_cache(RefreshCacheRequest {
         force: true,
@@ -372,6 +384,9 @@ async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--zones") {
         return zones::run().await;
     }
+    if std::env::args().any(|a| a == "--postgres") {
+        return run_postgres(100_000).await;
+    }
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -388,8 +403,26 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(1)
     );
     for n in sizes {
-        run_size(n).await?;
+        run_size(n, "", None).await?;
     }
     run_creates(10_000).await?;
     Ok(())
+}
+
+/// The refresh figures of `n` records on SQLite, then on PostgreSQL.
+async fn run_postgres(n: usize) -> anyhow::Result<()> {
+    println!(
+        "cache-service benchmark, SQLite then PostgreSQL ({} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    run_size(n, "SQLite      ", None).await?;
+    let pg = trafego_tests::postgres::PgCluster::start().await?;
+    let res = match pg.create_database("bench_cache").await {
+        Ok(url) => run_size(n, "PostgreSQL  ", Some(&url)).await,
+        Err(e) => Err(e),
+    };
+    pg.stop()?;
+    res
 }
