@@ -1,6 +1,9 @@
 //! The deployment files stay deployable: `docker-compose config -q` accepts
 //! docker-compose.yml; the Compose services, the Kubernetes manifests and the
-//! Dockerfile keep their health checks, probes, volumes and hardening; every
+//! Dockerfile keep their health checks, probes, volumes and hardening; the
+//! PostgreSQL variant (deploy/kubernetes/postgres) runs two replicas of each
+//! service with the database URLs from a Secret, ADVERTISE_ADDRESS from the
+//! pod's IP, readiness on "", no PVC and a PodDisruptionBudget; every
 //! environment variable they set (or show commented out) is a real setting;
 //! and `trafego-healthcheck`, the binary the image's health checks run, exits
 //! 0 against a serving cache-service and 1 when nothing answers.
@@ -45,6 +48,10 @@ const README_SETTINGS: &[&str] = &[
     "LEADER_RETRY_INTERVAL",
     "LEADER_CHECK_INTERVAL",
     "ADVERTISE_ADDRESS",
+    // both, on PostgreSQL
+    "CACHE_DATABASE_URL",
+    "TRACKING_DATABASE_URL",
+    "DATABASE_URL",
     // tracking-service
     "TRACKING_LISTEN_ADDR",
     "TRACKING_DB_PATH",
@@ -78,6 +85,10 @@ const MESH_SETTINGS: &[&str] = &[
     "CACHE_SERVICE_CLIENT_CERT_FILE",
     "CACHE_SERVICE_CLIENT_KEY_FILE",
 ];
+
+/// Variables the Kubernetes manifests set only to build another one's value
+/// (`ADVERTISE_ADDRESS: $(POD_IP):50051`): no service reads them.
+const KUBERNETES_ONLY: &[&str] = &["POD_IP"];
 
 /// trafego-healthcheck's own settings (declared in its source).
 const HEALTHCHECK_SETTINGS: &[&str] = &[
@@ -194,7 +205,15 @@ fn rust_sources(dir: &Path, out: &mut String) {
 }
 
 fn kubernetes_files() -> Vec<(String, String)> {
-    let dir = repo_root().join("deploy/kubernetes");
+    kubernetes_files_in("deploy/kubernetes")
+}
+
+/// The PostgreSQL variant's manifests (deploy/kubernetes/postgres).
+const POSTGRES_DIR: &str = "deploy/kubernetes/postgres";
+
+/// The `*.yaml` files of `rel` (not of its subdirectories), by name.
+fn kubernetes_files_in(rel: &str) -> Vec<(String, String)> {
+    let dir = repo_root().join(rel);
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .flatten()
@@ -214,7 +233,12 @@ fn kubernetes_files() -> Vec<(String, String)> {
 /// Every Kubernetes object of deploy/kubernetes (kustomization.yaml aside),
 /// with the file it came from.
 fn kubernetes_objects() -> Vec<(String, Value)> {
-    kubernetes_files()
+    objects_of(kubernetes_files())
+}
+
+/// The objects of manifest files (kustomization.yaml aside), each with its file.
+fn objects_of(files: Vec<(String, String)>) -> Vec<(String, Value)> {
+    files
         .into_iter()
         .filter(|(name, _)| name != "kustomization.yaml")
         .flat_map(|(name, text)| {
@@ -687,6 +711,302 @@ fn kubernetes_deployments_probe_over_grpc_and_run_unprivileged() {
     );
 }
 
+/// Whether a manifest object is the PostgreSQL variant's database server
+/// (`app.kubernetes.io/component: database`), which runs the postgres image.
+fn is_database(o: &Value) -> bool {
+    str_at(o, &["metadata", "labels", "app.kubernetes.io/component"]) == Some("database")
+}
+
+/// The env entry `var` of a container.
+fn env_entry<'a>(c: &'a Value, var: &str) -> Option<&'a Value> {
+    seq_at(c, &["env"])
+        .iter()
+        .find(|e| str_at(e, &["name"]) == Some(var))
+}
+
+#[test]
+fn kubernetes_postgres_variant_runs_two_replicas_per_service_on_postgres() {
+    // Valid YAML, every object named, and kustomization.yaml lists every
+    // file but the Secret example.
+    let files = kubernetes_files_in(POSTGRES_DIR);
+    let objects = objects_of(files.clone());
+    for (file, doc) in &objects {
+        for path in [&["apiVersion"][..], &["kind"], &["metadata", "name"]] {
+            assert!(str_at(doc, path).is_some(), "postgres/{file}: {path:?}");
+        }
+    }
+    let kustomization = yaml_docs(
+        "postgres/kustomization.yaml",
+        &read(&format!("{POSTGRES_DIR}/kustomization.yaml")),
+    );
+    let listed: BTreeSet<String> = seq_at(&kustomization[0], &["resources"])
+        .iter()
+        .filter_map(scalar)
+        .collect();
+    let present: BTreeSet<String> = files
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| name != "kustomization.yaml" && name != "secret.example.yaml")
+        .collect();
+    assert_eq!(
+        listed, present,
+        "postgres/kustomization.yaml resources vs the files present"
+    );
+
+    let of_kind = |kind: &str| -> Vec<&Value> {
+        objects
+            .iter()
+            .filter(|(_, o)| str_at(o, &["kind"]) == Some(kind))
+            .map(|(_, o)| o)
+            .collect()
+    };
+    let name_of = |o: &Value| {
+        str_at(o, &["metadata", "name"])
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let secrets = of_kind("Secret");
+    assert_eq!(secrets.len(), 1, "one Secret example");
+    let secret = secrets[0];
+    assert_eq!(name_of(secret), "trafegodns");
+    assert!(
+        read(&format!("{POSTGRES_DIR}/secret.example.yaml")).contains("EXAMPLE"),
+        "postgres/secret.example.yaml says it is an example"
+    );
+    let secret_value = |key: &str| str_at(secret, &["stringData", key]);
+    // The services keep nothing on a volume: no PVC at all (PostgreSQL's
+    // own storage is its StatefulSet's volumeClaimTemplates).
+    assert!(
+        of_kind("PersistentVolumeClaim").is_empty(),
+        "no PVC: the state is in PostgreSQL"
+    );
+
+    let deployments = of_kind("Deployment");
+    let names: BTreeSet<String> = deployments.iter().map(|d| name_of(d)).collect();
+    assert_eq!(
+        names,
+        SERVICES.iter().map(|s| s.0.to_owned()).collect(),
+        "one Deployment per service"
+    );
+    let mut database_urls = BTreeSet::new();
+    for d in &deployments {
+        let name = name_of(d);
+        let &(_, port, _, _) = SERVICES.iter().find(|s| s.0 == name).unwrap();
+        let replicas = at(d, &["spec", "replicas"]).and_then(Value::as_u64);
+        assert_eq!(replicas, Some(2), "{name}: replicas");
+        assert_ne!(
+            str_at(d, &["spec", "strategy", "type"]),
+            Some("Recreate"),
+            "{name}: replicas roll, one at a time"
+        );
+        let pod = at(d, &["spec", "template", "spec"]).expect("pod spec");
+        let pod_labels = at(d, &["spec", "template", "metadata", "labels"]);
+        let selects_pods = |o: &Value| {
+            at(o, &["spec", "selector", "matchLabels"])
+                .or_else(|| at(o, &["spec", "selector"]))
+                .and_then(Value::as_mapping)
+                .is_some_and(|sel| {
+                    !sel.is_empty()
+                        && sel
+                            .iter()
+                            .all(|(k, v)| pod_labels.and_then(|l| l.get(k)) == Some(v))
+                })
+        };
+
+        // A PodDisruptionBudget keeps one replica through a drain.
+        let pdbs: Vec<&Value> = of_kind("PodDisruptionBudget")
+            .into_iter()
+            .filter(|p| selects_pods(p))
+            .collect();
+        assert_eq!(pdbs.len(), 1, "{name}: one PodDisruptionBudget");
+        let min = at(pdbs[0], &["spec", "minAvailable"]).and_then(Value::as_u64);
+        let max_unavailable = at(pdbs[0], &["spec", "maxUnavailable"]).and_then(Value::as_u64);
+        assert!(
+            min.is_some_and(|m| (1..replicas.unwrap_or(0)).contains(&m))
+                || max_unavailable == Some(1),
+            "{name}: the PDB lets one replica go and keeps one: {min:?} {max_unavailable:?}"
+        );
+        // A Service in front of both replicas.
+        assert!(
+            of_kind("Service").iter().any(|s| selects_pods(s)),
+            "{name}: a Service selects its pods"
+        );
+
+        // No volume but /tmp and the secrets: nothing to share between pods.
+        for v in seq_at(pod, &["volumes"]) {
+            assert!(
+                at(v, &["persistentVolumeClaim"]).is_none(),
+                "{name}: no PVC volume"
+            );
+        }
+        let containers = seq_at(pod, &["containers"]);
+        assert_eq!(containers.len(), 1, "{name}: one container");
+        let c = &containers[0];
+        let ctx = format!("postgres/{name}");
+        let env_value = |var: &str| env_entry(c, var).and_then(|e| str_at(e, &["value"]));
+        for m in seq_at(c, &["volumeMounts"]) {
+            assert_ne!(str_at(m, &["mountPath"]), Some("/data"), "{ctx}: no /data");
+        }
+        let (listen, url_var, path_var) = if port == 50051 {
+            ("CACHE_LISTEN_ADDR", "CACHE_DATABASE_URL", "CACHE_DB_PATH")
+        } else {
+            (
+                "TRACKING_LISTEN_ADDR",
+                "TRACKING_DATABASE_URL",
+                "TRACKING_DB_PATH",
+            )
+        };
+        assert_eq!(
+            env_value(listen),
+            Some(format!("0.0.0.0:{port}").as_str()),
+            "{ctx}: {listen}"
+        );
+        assert!(
+            env_entry(c, path_var).is_none() && env_entry(c, "DATABASE_URL").is_none(),
+            "{ctx}: only {url_var} names the database"
+        );
+
+        // The database URL (it carries the password) comes from the Secret,
+        // a PostgreSQL URL of a database of this service's own.
+        let key = str_at(
+            env_entry(c, url_var).unwrap_or_else(|| panic!("{ctx}: {url_var} is set")),
+            &["valueFrom", "secretKeyRef", "key"],
+        )
+        .unwrap_or_else(|| panic!("{ctx}: {url_var} comes from a Secret key"));
+        let url = secret_value(key).unwrap_or_else(|| panic!("{ctx}: the Secret has {key}"));
+        assert!(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "{ctx}: {url_var} example is a PostgreSQL URL: {url}"
+        );
+        let database = url.rsplit('/').next().unwrap_or_default();
+        assert!(
+            database_urls.insert(database.to_owned()),
+            "{ctx}: a database of its own, not {database}"
+        );
+
+        // The address the other replicas forward to: this pod's IP.
+        let pod_ip = env_entry(c, "POD_IP").unwrap_or_else(|| panic!("{ctx}: POD_IP"));
+        assert_eq!(
+            str_at(pod_ip, &["valueFrom", "fieldRef", "fieldPath"]),
+            Some("status.podIP"),
+            "{ctx}: POD_IP from the pod's status"
+        );
+        assert_eq!(
+            env_value("ADVERTISE_ADDRESS"),
+            Some(format!("$(POD_IP):{port}").as_str()),
+            "{ctx}: ADVERTISE_ADDRESS"
+        );
+        let position = |var: &str| {
+            seq_at(c, &["env"])
+                .iter()
+                .position(|e| str_at(e, &["name"]) == Some(var))
+        };
+        assert!(
+            position("POD_IP") < position("ADVERTISE_ADDRESS"),
+            "{ctx}: POD_IP is defined before ADVERTISE_ADDRESS uses it"
+        );
+        for var in ["LEADER_RETRY_INTERVAL", "LEADER_CHECK_INTERVAL"] {
+            let v = env_value(var).unwrap_or_else(|| panic!("{ctx}: {var}"));
+            assert!(
+                humantime::parse_duration(v).is_ok(),
+                "{ctx}: {var} {v:?} is a duration"
+            );
+        }
+        if port == 50051 {
+            assert_ne!(
+                env_value("DNS_PROVIDER"),
+                Some("zonefile"),
+                "{ctx}: a zone file is local to a pod, not for replicas"
+            );
+        } else {
+            assert_eq!(
+                env_value("CACHE_SERVICE_URL"),
+                Some("http://cache-service:50051"),
+                "{ctx}: CACHE_SERVICE_URL"
+            );
+        }
+        // Every Secret reference is to a key the example has.
+        for e in seq_at(c, &["env"]) {
+            if let Some(k) = str_at(e, &["valueFrom", "secretKeyRef", "key"]) {
+                assert!(secret_value(k).is_some(), "{ctx}: the Secret has {k}");
+            }
+        }
+
+        // Probes over gRPC; readiness on the server's overall health, so a
+        // follower stays ready.
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            assert_eq!(
+                at(c, &[probe, "grpc", "port"]).and_then(Value::as_u64),
+                Some(port),
+                "{ctx}: native gRPC {probe} on {port}"
+            );
+        }
+        assert_eq!(
+            str_at(c, &["readinessProbe", "grpc", "service"]).unwrap_or_default(),
+            "",
+            "{ctx}: readiness asks about the server (\"\"), which followers are too"
+        );
+
+        // The same hardening as the single-instance manifests.
+        let sc = at(c, &["securityContext"]).unwrap_or_else(|| panic!("{ctx}: securityContext"));
+        assert_eq!(
+            at(sc, &["runAsNonRoot"]).and_then(Value::as_bool),
+            Some(true),
+            "{ctx}: runAsNonRoot"
+        );
+        assert_eq!(
+            at(sc, &["readOnlyRootFilesystem"]).and_then(Value::as_bool),
+            Some(true),
+            "{ctx}: readOnlyRootFilesystem"
+        );
+        assert_eq!(
+            at(sc, &["allowPrivilegeEscalation"]).and_then(Value::as_bool),
+            Some(false),
+            "{ctx}: allowPrivilegeEscalation"
+        );
+        for key in ["cpu", "memory"] {
+            assert!(
+                at(c, &["resources", "requests", key]).is_some(),
+                "{ctx}: resources.requests.{key}"
+            );
+        }
+    }
+
+    // The PostgreSQL server shipped for trying it out creates both
+    // databases the URLs name, with the password from the same Secret.
+    let init: String = of_kind("ConfigMap")
+        .iter()
+        .filter(|o| is_database(o) || str_at(o, &["metadata", "name"]) == Some("postgresql-init"))
+        .filter_map(|o| at(o, &["data"]).and_then(Value::as_mapping))
+        .flat_map(|m| m.values().filter_map(Value::as_str))
+        .collect();
+    let statefulsets = of_kind("StatefulSet");
+    if let Some(pg) = statefulsets.first() {
+        for database in &database_urls {
+            assert!(
+                init.contains(&format!("CREATE DATABASE {database}")),
+                "postgres/postgresql.yaml creates {database}"
+            );
+        }
+        let c = at(pg, &["spec", "template", "spec", "containers", "0"]).expect("container");
+        let key = env_entry(c, "POSTGRES_PASSWORD")
+            .and_then(|e| str_at(e, &["valueFrom", "secretKeyRef", "key"]))
+            .expect("POSTGRES_PASSWORD from the Secret");
+        let password = secret_value(key).expect("the Secret has the password");
+        for url_key in ["cache-database-url", "tracking-database-url"] {
+            assert!(
+                secret_value(url_key).is_some_and(|u| u.contains(&format!(":{password}@"))),
+                "{url_key} uses the server's password"
+            );
+        }
+        assert_eq!(
+            at(c, &["securityContext", "runAsNonRoot"]).and_then(Value::as_bool),
+            Some(true),
+            "postgresql: runAsNonRoot (the namespace enforces restricted)"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- settings
 
 /// Environment variable names the deployment files set, each with where it
@@ -729,9 +1049,17 @@ fn env_names_in_deploy_files() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
 
-    // Kubernetes: container env names, and commented `# - name: NAME` lines.
-    for (file, text) in kubernetes_files() {
+    // Kubernetes (both variants): container env names, and commented
+    // `# - name: NAME` lines. The PostgreSQL variant's own database server
+    // is left out: its variables are the postgres image's, not ours.
+    let postgres_files = kubernetes_files_in(POSTGRES_DIR)
+        .into_iter()
+        .map(|(name, text)| (format!("postgres/{name}"), text));
+    for (file, text) in kubernetes_files().into_iter().chain(postgres_files) {
         for doc in yaml_docs(&file, &text) {
+            if is_database(&doc) {
+                continue;
+            }
             for c in seq_at(&doc, &["spec", "template", "spec", "containers"]) {
                 for e in seq_at(c, &["env"]) {
                     if let Some(n) = str_at(e, &["name"]) {
@@ -800,6 +1128,7 @@ fn every_variable_in_the_deploy_files_is_a_real_setting() {
         .iter()
         .chain(MESH_SETTINGS)
         .chain(HEALTHCHECK_SETTINGS)
+        .chain(KUBERNETES_ONLY)
         .copied()
         .collect();
     let used = env_names_in_deploy_files();
