@@ -11,14 +11,12 @@
 //! `trafego_common::leader::forward`) sends them on before the service sees
 //! them.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tonic::metadata::{MetadataMap, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
-use trafego_common::leader::forward::FORWARDED_HEADER;
+use trafego_common::leader::forward::{FORWARDED_HEADER, LeaderChannels};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 
 /// Reads sent on to the leader: one lazily connected channel per leader
@@ -26,11 +24,9 @@ use trafego_proto::cache::cache_service_client::CacheServiceClient;
 pub struct LeaderReads {
     /// Forward (`false`, with server TLS: answer `UNAVAILABLE` naming it).
     forward: bool,
-    /// How long connecting to the leader may take.
-    connect_timeout: Duration,
     /// The largest message either way, as this replica's own.
     max_message_bytes: usize,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: LeaderChannels,
 }
 
 impl LeaderReads {
@@ -38,37 +34,9 @@ impl LeaderReads {
     pub fn new(forward: bool, connect_timeout: Duration, max_message_bytes: usize) -> Self {
         Self {
             forward,
-            connect_timeout,
             max_message_bytes,
-            channels: Mutex::new(HashMap::new()),
+            channels: LeaderChannels::new(connect_timeout),
         }
-    }
-
-    fn channel(&self, addr: &str) -> Result<Channel, Status> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "the leader's advertised address {addr:?} is not usable: {e}"
-                ))
-            })?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        // A handful of addresses over a process's life: leaders come and go.
-        if channels.len() > 64 {
-            channels.clear();
-        }
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
     }
 
     /// A client of the leader at `addr` and the request to send it: `msg`
@@ -92,7 +60,7 @@ impl LeaderReads {
                  send it to the leader at {addr}"
             )));
         }
-        let client = CacheServiceClient::new(self.channel(addr)?)
+        let client = CacheServiceClient::new(self.channels.get(addr)?)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
         let mut md = metadata.clone();

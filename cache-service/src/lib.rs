@@ -33,7 +33,7 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::{AnyDb, DbUrl, Migrations};
+use trafego_common::db::{AnyDb, Migrations};
 use trafego_common::leader::forward::{Forward, Replication};
 use trafego_common::leader::{Leadership, Role, while_leading};
 use trafego_common::server::{ServeConfig, serve};
@@ -110,29 +110,13 @@ pub async fn run_with_clock(
     );
     // PostgreSQL: replicas, one leader, writes fenced. SQLite: one instance,
     // which leads alone (the same code path, with a role that never changes).
-    let leadership = match &db_url {
-        DbUrl::Postgres(url) => {
-            let listen = listener.local_addr()?;
-            if listen.ip().is_unspecified() && config.service.leader.advertise_address.is_none() {
-                tracing::warn!(
-                    listen = %listen,
-                    "ADVERTISE_ADDRESS is not set and the listen address is not one other \
-                     replicas can reach; followers cannot forward to this replica when it leads"
-                );
-            }
-            let advertise = config.service.leader.advertise(&listen.to_string());
-            Some(Leadership::start(
-                url,
-                SERVICE_NAME,
-                &advertise,
-                config.service.leader.settings(),
-            ))
-        }
-        DbUrl::Sqlite(_) => None,
-    };
-    let role = leadership
-        .as_ref()
-        .map_or_else(trafego_common::leader::solo, Leadership::role);
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .context("reading the listener's address (CACHE_LISTEN_ADDR)")?;
+    let leadership =
+        Leadership::for_database(&db_url, SERVICE_NAME, &listen, &config.service.leader);
+    let role = trafego_common::leader::role_of(leadership.as_ref());
     let db = db.fenced(SERVICE_NAME, role.clone());
     let cache =
         cache::Cache::open(db, providers, clock, config.cache_settings(), role.clone()).await?;

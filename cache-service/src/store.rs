@@ -23,42 +23,18 @@ pub mod sqlite;
 
 use std::collections::HashMap;
 
-use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use trafego_common::db::{AnyConnection, Dialect, MultiBackend};
 use trafego_common::duration::millis_i64;
 use trafego_common::paging;
+use trafego_common::{dialect, on_inner};
 
 use crate::provider::ProviderRecord;
 use crate::schema::{cache_state, change_journal, dns_records, zone_state};
 
 /// The connection every store function takes: SQLite or PostgreSQL.
 pub type Conn = AnyConnection;
-
-/// Calls the dialect function `$f` of the connection's backend: `sqlite::$f`
-/// or `postgres::$f`, with the inner connection first.
-macro_rules! dialect {
-    ($conn:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
-        match $conn {
-            AnyConnection::Sqlite(c) => sqlite::$f(c $(, $arg)*),
-            AnyConnection::Postgres(c) => postgres::$f(c $(, $arg)*),
-        }
-    };
-}
-
-/// Executes `$query` on the inner connection of `$conn`: for statements
-/// both dialects have but diesel's multi-backend lacks (`ON CONFLICT`,
-/// multi-row `INSERT`). The query is built once.
-macro_rules! on_inner {
-    ($conn:expr, $query:expr) => {{
-        let query = $query;
-        match $conn {
-            AnyConnection::Sqlite(c) => query.execute(c),
-            AnyConnection::Postgres(c) => query.execute(c),
-        }
-    }};
-}
 
 /// Rows per multi-row statement on `conn`'s backend (bound-value limits differ).
 fn chunk(conn: &Conn) -> usize {
@@ -78,17 +54,7 @@ where
     F: FnOnce(&mut Conn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    dialect!(&mut *conn, begin_write())?;
-    match f(&mut *conn) {
-        Ok(value) => {
-            <Conn as Connection>::TransactionManager::commit_transaction(conn)?;
-            Ok(value)
-        }
-        Err(e) => {
-            <Conn as Connection>::TransactionManager::rollback_transaction(conn)?;
-            Err(e)
-        }
-    }
+    trafego_common::db::in_transaction(conn, |c| dialect!(c, begin_write()), f)
 }
 
 /// A cached name equal to `suffix` or ending in `"." + suffix`, compared

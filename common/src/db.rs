@@ -46,6 +46,60 @@ pub enum AnyConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Calls the dialect function `$f` of an [`AnyConnection`]'s backend,
+/// `sqlite::$f` or `postgres::$f` as the calling module names them, with the
+/// inner connection first: how a store reaches the SQL only one dialect
+/// understands (its `store/sqlite.rs` and `store/postgres.rs` twins).
+#[macro_export]
+macro_rules! dialect {
+    ($conn:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $conn {
+            $crate::db::AnyConnection::Sqlite(c) => sqlite::$f(c $(, $arg)*),
+            $crate::db::AnyConnection::Postgres(c) => postgres::$f(c $(, $arg)*),
+        }
+    };
+}
+
+/// Executes `$query` on the inner connection of an [`AnyConnection`]: for
+/// statements both dialects have but diesel's multi-backend lacks (`ON
+/// CONFLICT`, multi-row `INSERT`). The query is built once.
+#[macro_export]
+macro_rules! on_inner {
+    ($conn:expr, $query:expr) => {{
+        let query = $query;
+        match $conn {
+            $crate::db::AnyConnection::Sqlite(c) => query.execute(c),
+            $crate::db::AnyConnection::Postgres(c) => query.execute(c),
+        }
+    }};
+}
+
+/// Runs `f` in a transaction that `begin` opens (a store's dialect words:
+/// `BEGIN IMMEDIATE`, or `BEGIN` with an advisory lock and the fence check),
+/// committed when `f` succeeds and rolled back when it fails.
+pub fn in_transaction<T, E, F>(
+    conn: &mut AnyConnection,
+    begin: impl FnOnce(&mut AnyConnection) -> diesel::QueryResult<()>,
+    f: F,
+) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::TransactionManager;
+    begin(&mut *conn)?;
+    match f(&mut *conn) {
+        Ok(value) => {
+            <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
 /// Which backend a connection speaks: what a store branches on when it
 /// builds a dialect-only SQL fragment before borrowing the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -110,6 +110,28 @@ pub fn solo() -> watch::Receiver<Role> {
     rx
 }
 
+/// The role of `leadership`, or [`solo`] without one (SQLite).
+pub fn role_of(leadership: Option<&Leadership>) -> watch::Receiver<Role> {
+    leadership.map_or_else(solo, Leadership::role)
+}
+
+/// Warns when `advertise` is a wildcard address: followers could not
+/// forward to this replica when it leads.
+fn warn_if_unroutable(advertise: &str) {
+    let host = advertise
+        .rsplit_once(':')
+        .map_or(advertise, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host == "0.0.0.0" || host == "::" {
+        tracing::warn!(
+            advertise = %advertise,
+            "the advertised address is a wildcard: followers cannot forward writes to it; set \
+             ADVERTISE_ADDRESS to this replica's routable address (e.g. the pod IP)"
+        );
+    }
+}
+
 /// Runs `work` once for each term this replica leads: started with the
 /// term's fence and a token when the role becomes [`Role::Leader`], the token
 /// cancelled as soon as the role changes or `cancel` fires, and awaited to its
@@ -303,6 +325,30 @@ impl Leadership {
             task: Some(task),
             reader: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The leadership a service's database calls for: on PostgreSQL,
+    /// contention for `service`'s lead, advertising ADVERTISE_ADDRESS or else
+    /// `listen` (warning when that is a wildcard other replicas cannot
+    /// reach); on SQLite `None` (one instance, which leads alone: see
+    /// [`role_of`]).
+    pub fn for_database(
+        db: &crate::db::DbUrl,
+        service: &str,
+        listen: &str,
+        args: &LeaderArgs,
+    ) -> Option<Self> {
+        let crate::db::DbUrl::Postgres(url) = db else {
+            return None;
+        };
+        let advertise = args.advertise(listen);
+        warn_if_unroutable(&advertise);
+        Some(Self::start(url, service, &advertise, args.settings()))
+    }
+
+    /// The address this replica advertises when it leads.
+    pub fn advertise(&self) -> &str {
+        &self.shared.advertise
     }
 
     /// The role, as it changes: work that runs once waits for

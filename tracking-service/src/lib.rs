@@ -42,7 +42,7 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trafego_common::clock::SharedClock;
-use trafego_common::db::{AnyDb, DbUrl, Migrations};
+use trafego_common::db::{AnyDb, Migrations};
 use trafego_common::leader::forward::{Forward, Replication};
 use trafego_common::leader::{self, Leadership};
 use trafego_common::server::{ServeConfig, serve};
@@ -86,23 +86,6 @@ pub const LEADER_START_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// The longest a follower waits to connect to the leader it forwards to
 /// (CACHE_SERVICE_TIMEOUT when that is shorter).
 pub const FORWARD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Warns when the address followers forward to is a wildcard (the listener's
-/// own address by default): in a cluster, set ADVERTISE_ADDRESS to this
-/// replica's routable address (e.g. the pod IP and port).
-fn warn_if_unroutable(advertise: &str) {
-    let host = advertise
-        .rsplit_once(':')
-        .map_or(advertise, |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host == "0.0.0.0" || host == "::" {
-        tracing::warn!(
-            advertise = %advertise,
-            "the advertised address is a wildcard: followers cannot forward writes to it; set ADVERTISE_ADDRESS to this replica's routable address (e.g. the pod IP)"
-        );
-    }
-}
 
 /// Runs tracking-service on `listener` until `shutdown` completes.
 pub async fn run(
@@ -171,22 +154,12 @@ pub async fn run_with_clock(
         .local_addr()
         .map(|a| a.to_string())
         .context("reading the listener's address (TRACKING_LISTEN_ADDR)")?;
-    let advertise = config.service.leader.advertise(&listen);
-    let leadership = match &db_url {
-        DbUrl::Postgres(url) => Some(Leadership::start(
-            url,
-            SERVICE_NAME,
-            &advertise,
-            config.service.leader.settings(),
-        )),
-        DbUrl::Sqlite(_) => None,
-    };
-    let role = leadership
+    let leadership =
+        Leadership::for_database(&db_url, SERVICE_NAME, &listen, &config.service.leader);
+    let role = leader::role_of(leadership.as_ref());
+    let advertise = leadership
         .as_ref()
-        .map_or_else(leader::solo, Leadership::role);
-    if leadership.is_some() {
-        warn_if_unroutable(&advertise);
-    }
+        .map_or_else(|| listen.clone(), |l| l.advertise().to_string());
     let db = db.fenced(SERVICE_NAME, role.clone());
     tracing::info!(
         db = %db_url,

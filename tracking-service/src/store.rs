@@ -18,11 +18,11 @@
 
 use std::collections::HashMap;
 
-use diesel::connection::TransactionManager;
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use trafego_common::db::{AnyConnection, Dialect, MultiBackend};
+use trafego_common::{dialect, on_inner};
 
 use crate::schema::{
     dns_declarations, dns_pending_intents, dns_tracked_records, orphaned_records_history,
@@ -35,30 +35,6 @@ pub mod sqlite;
 /// The connection every store function takes: SQLite or PostgreSQL.
 pub type Conn = AnyConnection;
 
-/// Calls the dialect function `$f` of the connection's backend: `sqlite::$f`
-/// or `postgres::$f`, with the inner connection first.
-macro_rules! dialect {
-    ($conn:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
-        match $conn {
-            AnyConnection::Sqlite(c) => sqlite::$f(c $(, $arg)*),
-            AnyConnection::Postgres(c) => postgres::$f(c $(, $arg)*),
-        }
-    };
-}
-
-/// Executes `$query` on the inner connection of `$conn`: for statements
-/// both dialects have but diesel's multi-backend lacks (`ON CONFLICT`,
-/// multi-row `INSERT`). The query is built once.
-macro_rules! on_inner {
-    ($conn:expr, $query:expr) => {{
-        let query = $query;
-        match $conn {
-            AnyConnection::Sqlite(c) => query.execute(c),
-            AnyConnection::Postgres(c) => query.execute(c),
-        }
-    }};
-}
-
 /// Runs `f` in a transaction opened by the dialect's `begin` (`begin_write`
 /// or `begin_read`), committed when `f` succeeds and rolled back when it fails.
 fn in_tx<T, E, F>(conn: &mut Conn, write: bool, f: F) -> Result<T, E>
@@ -66,21 +42,17 @@ where
     F: FnOnce(&mut Conn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    if write {
-        dialect!(&mut *conn, begin_write())?;
-    } else {
-        dialect!(&mut *conn, begin_read())?;
-    }
-    match f(&mut *conn) {
-        Ok(value) => {
-            <Conn as Connection>::TransactionManager::commit_transaction(conn)?;
-            Ok(value)
-        }
-        Err(e) => {
-            <Conn as Connection>::TransactionManager::rollback_transaction(conn)?;
-            Err(e)
-        }
-    }
+    trafego_common::db::in_transaction(
+        conn,
+        |c| {
+            if write {
+                dialect!(c, begin_write())
+            } else {
+                dialect!(c, begin_read())
+            }
+        },
+        f,
+    )
 }
 
 /// Runs `f` in a write transaction: writers take turns from its first

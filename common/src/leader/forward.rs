@@ -51,13 +51,29 @@ struct Shared {
     role: watch::Receiver<Role>,
     writes: HashSet<&'static str>,
     forward: bool,
+    channels: LeaderChannels,
+}
+
+/// One lazily connected channel per leader address seen: what a follower
+/// sends calls to the leader on (here, and for reads a service forwards
+/// itself).
+pub struct LeaderChannels {
     connect_timeout: Duration,
-    /// One lazily connected channel per leader address seen.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
-impl Shared {
-    fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
+impl LeaderChannels {
+    /// Channels connecting within `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The channel to the leader at `addr` (`host:port`, or a URI), made on
+    /// first use; `UNAVAILABLE` when the address is not usable.
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
@@ -103,8 +119,7 @@ impl<S> Forward<S> {
                     role: r.role,
                     writes: r.writes.iter().copied().collect(),
                     forward: r.forward,
-                    connect_timeout: r.connect_timeout,
-                    channels: Mutex::new(HashMap::new()),
+                    channels: LeaderChannels::new(r.connect_timeout),
                 })
             }),
         }
@@ -191,7 +206,7 @@ where
                 Some(addr) => {
                     req.headers_mut()
                         .insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
-                    match shared.channel(&addr) {
+                    match shared.channels.get(&addr) {
                         Err(status) => status.into_http::<Body>(),
                         Ok(mut channel) => match call(&mut channel, req).await {
                             Ok(resp) => {
