@@ -4,10 +4,10 @@
 //! deadline and bearer token included), and the leader's answer is returned.
 //!
 //! It never serves a stale read as fresh and never refreshes: with no leader
-//! known, with server TLS (the forward would need a client certificate setup
-//! of its own), or for a call already forwarded once (a leader that stepped
-//! down in between), it answers `UNAVAILABLE`, naming the leader when known,
-//! so the caller retries. Write RPCs never reach here: `Forward` (in
+//! known, with server TLS but no `FORWARD_CA_FILE` (nothing to check the
+//! leader's certificate against), or for a call already forwarded once (a
+//! leader that stepped down in between), it answers `UNAVAILABLE`, naming
+//! the leader when known, so the caller retries. Write RPCs never reach here: `Forward` (in
 //! `trafego_common::leader::forward`) sends them on before the service sees
 //! them.
 
@@ -16,26 +16,29 @@ use std::time::Duration;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Request, Status};
-use trafego_common::leader::forward::{FORWARDED_HEADER, LeaderChannels};
+use trafego_common::leader::forward::{
+    FORWARD_OFF_HINT, FORWARDED_HEADER, Forwarding, LeaderChannels,
+};
 use trafego_proto::cache::cache_service_client::CacheServiceClient;
 
 /// Reads sent on to the leader: one lazily connected channel per leader
 /// address seen.
 pub struct LeaderReads {
-    /// Forward (`false`, with server TLS: answer `UNAVAILABLE` naming it).
-    forward: bool,
     /// The largest message either way, as this replica's own.
     max_message_bytes: usize,
     channels: LeaderChannels,
 }
 
 impl LeaderReads {
-    /// Forwarding reads when `forward`, connecting within `connect_timeout`.
-    pub fn new(forward: bool, connect_timeout: Duration, max_message_bytes: usize) -> Self {
+    /// Reads sent on as `forwarding` says, connecting within `connect_timeout`.
+    pub fn new(
+        forwarding: Forwarding,
+        connect_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Self {
         Self {
-            forward,
             max_message_bytes,
-            channels: LeaderChannels::new(connect_timeout),
+            channels: LeaderChannels::new(connect_timeout, forwarding),
         }
     }
 
@@ -54,10 +57,10 @@ impl LeaderReads {
                  lead (the leader is at {addr}); retry"
             )));
         }
-        if !self.forward {
+        if !self.channels.forwarding().forwards() {
             return Err(Status::unavailable(format!(
                 "the cache here is too old for this read and only the leader refreshes it; \
-                 send it to the leader at {addr}"
+                 send it to the leader at {addr} ({FORWARD_OFF_HINT})"
             )));
         }
         let client = CacheServiceClient::new(self.channels.get(addr)?)

@@ -135,9 +135,8 @@ pub async fn run_with_clock(
             .settled(s.retry_interval.max(s.check_interval).saturating_mul(2))
             .await;
     }
-    let forward = mesh.tls.is_none();
     let reads = follower::LeaderReads::new(
-        forward,
+        mesh.forwarding.clone(),
         LEADER_CONNECT_TIMEOUT,
         config.service.mesh.max_message_bytes,
     );
@@ -148,7 +147,7 @@ pub async fn run_with_clock(
     let replication = leadership.as_ref().map(|_| Replication {
         role: role.clone(),
         writes: WRITE_METHODS,
-        forward,
+        forwarding: mesh.forwarding.clone(),
         connect_timeout: LEADER_CONNECT_TIMEOUT,
     });
     let svc = Forward::new(svc, replication);

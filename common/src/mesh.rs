@@ -24,11 +24,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderMap, HeaderValue, Request, Response};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::duration;
+use crate::leader::forward::Forwarding;
 
 /// The header carrying a request id across services.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -112,6 +113,26 @@ pub struct MeshArgs {
     #[arg(long, env = "TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
 
+    /// PEM CA that signed the replicas' certificates: with TLS on, a follower forwards writes to
+    /// the leader over TLS checked against it (unset: a follower answers UNAVAILABLE naming the
+    /// leader).
+    #[arg(long, env = "FORWARD_CA_FILE")]
+    pub forward_ca_file: Option<PathBuf>,
+
+    /// Name the leader's certificate must hold when forwarding (default: the host of its
+    /// advertised address).
+    #[arg(long, env = "FORWARD_SERVER_NAME")]
+    pub forward_server_name: Option<String>,
+
+    /// PEM certificate a follower presents to a leader that asks for one (TLS_CLIENT_CA_FILE);
+    /// default TLS_CERT_FILE.
+    #[arg(long, env = "FORWARD_CLIENT_CERT_FILE")]
+    pub forward_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of FORWARD_CLIENT_CERT_FILE; default TLS_KEY_FILE.
+    #[arg(long, env = "FORWARD_CLIENT_KEY_FILE")]
+    pub forward_client_key_file: Option<PathBuf>,
+
     /// Longest a call may run; a shorter grpc-timeout sent by the client wins (bare number: ms).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = duration::parse_millis)]
     pub request_timeout: Duration,
@@ -139,6 +160,9 @@ impl std::fmt::Debug for MeshArgs {
             .field("auth_token_file", &self.auth_token_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("forward_ca_file", &self.forward_ca_file)
+            .field("forward_server_name", &self.forward_server_name)
+            .field("forward_client_cert_file", &self.forward_client_cert_file)
             .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
@@ -201,11 +225,76 @@ impl MeshArgs {
         Ok(Some(tls))
     }
 
+    /// How a follower reaches the leader, given whether the listener serves
+    /// TLS: plain without it; with it, TLS when FORWARD_CA_FILE is set, else
+    /// not at all.
+    pub fn forwarding(&self, serves_tls: bool) -> anyhow::Result<Forwarding> {
+        let client_cert = match (
+            &self.forward_client_cert_file,
+            &self.forward_client_key_file,
+        ) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                Some((c, k, "FORWARD_CLIENT_CERT_FILE", "FORWARD_CLIENT_KEY_FILE"))
+            }
+            _ => bail!("FORWARD_CLIENT_CERT_FILE and FORWARD_CLIENT_KEY_FILE must be set together"),
+        };
+        let Some(ca) = &self.forward_ca_file else {
+            if let Some(name) = [
+                client_cert.map(|c| c.2),
+                self.forward_server_name
+                    .as_ref()
+                    .map(|_| "FORWARD_SERVER_NAME"),
+            ]
+            .into_iter()
+            .flatten()
+            .next()
+            {
+                bail!("{name} needs FORWARD_CA_FILE (the CA of the replicas' certificates)");
+            }
+            return Ok(if serves_tls {
+                Forwarding::Off
+            } else {
+                Forwarding::Plain
+            });
+        };
+        if !serves_tls {
+            bail!(
+                "FORWARD_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE: without TLS, followers \
+                 forward over plain HTTP/2"
+            );
+        }
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read_pem("FORWARD_CA_FILE", ca)?));
+        if let Some(name) = self.forward_server_name.as_deref().map(str::trim) {
+            if name.is_empty() {
+                bail!("FORWARD_SERVER_NAME is empty");
+            }
+            tls = tls.domain_name(name);
+        }
+        // The identity shown to a leader that asks for one (mTLS): the
+        // forward's own, or the one this replica serves with.
+        let (cert, key, cert_name, key_name) = match client_cert {
+            Some(c) => c,
+            None => match (&self.tls_cert_file, &self.tls_key_file) {
+                (Some(c), Some(k)) => (c, k, "TLS_CERT_FILE", "TLS_KEY_FILE"),
+                _ => bail!("TLS_CERT_FILE and TLS_KEY_FILE must be set together"),
+            },
+        };
+        tls = tls.identity(Identity::from_pem(
+            read_pem(cert_name, cert)?,
+            read_pem(key_name, key)?,
+        ));
+        Ok(Forwarding::Tls(tls))
+    }
+
     /// Everything `serve` needs, read and checked once at start.
     pub fn settings(&self) -> anyhow::Result<MeshSettings> {
+        let tls = self.tls()?;
         Ok(MeshSettings {
             auth: self.auth()?,
-            tls: self.tls()?,
+            forwarding: self.forwarding(tls.is_some())?,
+            tls,
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests.max(1),
         })
@@ -245,6 +334,8 @@ pub struct MeshSettings {
     pub auth: Option<AuthToken>,
     /// TLS for the listener.
     pub tls: Option<ServerTlsConfig>,
+    /// How a follower reaches the leader (as the listener serves).
+    pub forwarding: Forwarding,
     /// Longest a call may run.
     pub request_timeout: Duration,
     /// Calls handled at once before shedding.
@@ -257,6 +348,7 @@ impl Default for MeshSettings {
         Self {
             auth: None,
             tls: None,
+            forwarding: Forwarding::Plain,
             request_timeout: Duration::from_secs(60),
             max_concurrent_requests: 256,
         }
@@ -630,6 +722,76 @@ pub fn warn_if_exposed(addr: &SocketAddr, settings: &MeshSettings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mesh_args(args: &[&str]) -> MeshArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            mesh: MeshArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap()
+            .mesh
+    }
+
+    #[test]
+    fn followers_forward_as_the_listener_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "pem").unwrap();
+            p.display().to_string()
+        };
+        let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
+        let tls = ["--tls-cert-file", &cert, "--tls-key-file", &key];
+        let forwarding = |args: &[&str]| mesh_args(args).settings().map(|s| s.forwarding);
+        // Plain listener: plain forwarding.
+        assert!(matches!(forwarding(&[]).unwrap(), Forwarding::Plain));
+        // TLS without FORWARD_CA_FILE: followers name the leader.
+        assert!(matches!(forwarding(&tls).unwrap(), Forwarding::Off));
+        // TLS with it: forwarded over TLS (with or without its own identity).
+        let with_ca = [&tls[..], &["--forward-ca-file", &ca]].concat();
+        assert!(matches!(forwarding(&with_ca).unwrap(), Forwarding::Tls(_)));
+        let own = [
+            &with_ca[..],
+            &[
+                "--forward-server-name",
+                "cache.svc",
+                "--forward-client-cert-file",
+                &cert,
+                "--forward-client-key-file",
+                &key,
+            ],
+        ]
+        .concat();
+        assert!(matches!(forwarding(&own).unwrap(), Forwarding::Tls(_)));
+        // Settings that cannot take effect are refused, naming them.
+        let refused = |args: &[&str], names: &str| {
+            let e = forwarding(args).unwrap_err().to_string();
+            assert!(e.starts_with(names), "{args:?}: {e}");
+        };
+        refused(
+            &["--forward-ca-file", &ca],
+            "FORWARD_CA_FILE needs TLS_CERT_FILE",
+        );
+        refused(
+            &[&tls[..], &["--forward-server-name", "cache.svc"]].concat(),
+            "FORWARD_SERVER_NAME needs FORWARD_CA_FILE",
+        );
+        refused(
+            &[&with_ca[..], &["--forward-client-cert-file", &cert]].concat(),
+            "FORWARD_CLIENT_CERT_FILE and FORWARD_CLIENT_KEY_FILE",
+        );
+        refused(
+            &[&with_ca[..], &["--forward-server-name", " "]].concat(),
+            "FORWARD_SERVER_NAME is empty",
+        );
+        let missing = dir.path().join("none.pem").display().to_string();
+        refused(
+            &[&tls[..], &["--forward-ca-file", &missing]].concat(),
+            "reading FORWARD_CA_FILE",
+        );
+    }
 
     #[test]
     fn tokens_compare_by_digest() {

@@ -231,14 +231,15 @@ pub async fn run_with_clock(
     )
     .max_decoding_message_size(config.service.mesh.max_message_bytes)
     .max_encoding_message_size(config.service.mesh.max_message_bytes);
-    // Followers forward the write RPCs to the leader (over plain HTTP/2: with
-    // server TLS they answer UNAVAILABLE naming the leader instead).
+    // Followers forward the write RPCs to the leader (over TLS when the
+    // replicas serve TLS and FORWARD_CA_FILE is set; with server TLS and no
+    // FORWARD_CA_FILE they answer UNAVAILABLE naming the leader instead).
     let svc = Forward::new(
         api,
         leadership.as_ref().map(|_| Replication {
             role: role.clone(),
             writes: WRITE_METHODS,
-            forward: mesh.tls.is_none(),
+            forwarding: mesh.forwarding.clone(),
             connect_timeout: config.cache_service_timeout.min(FORWARD_CONNECT_TIMEOUT),
         }),
     );

@@ -5,11 +5,15 @@
 //! answer. Reads are served here. Every answer carries the replica's role in
 //! the `x-trafego-role` header.
 //!
+//! When the replicas serve TLS, the forward is TLS too ([`Forwarding::Tls`]:
+//! the leader's certificate checked against `FORWARD_CA_FILE`, this
+//! replica's own certificate presented when the leader asks for one).
+//!
 //! A follower never writes on its own: with no leader known, with server TLS
-//! (the forward would need a client certificate setup of its own), or for a
-//! call that was already forwarded once (a leader that stepped down in
-//! between), it answers `UNAVAILABLE`, naming the leader's address when it
-//! has one (also in the `x-trafego-leader` header), so the caller retries.
+//! but no `FORWARD_CA_FILE` ([`Forwarding::Off`]), or for a call that was
+//! already forwarded once (a leader that stepped down in between), it
+//! answers `UNAVAILABLE`, naming the leader's address when it has one (also
+//! in the `x-trafego-leader` header), so the caller retries.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -23,7 +27,7 @@ use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::codegen::http::{HeaderValue, Request, Response};
 use tonic::server::NamedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::Role;
 
@@ -34,6 +38,33 @@ pub const ROLE_HEADER: &str = "x-trafego-role";
 /// The header of an `UNAVAILABLE` answer naming the leader's address.
 pub const LEADER_HEADER: &str = "x-trafego-leader";
 
+/// How a follower reaches the leader: as the replicas serve.
+#[derive(Clone, Debug)]
+pub enum Forwarding {
+    /// Plain HTTP/2: the replicas serve without TLS.
+    Plain,
+    /// TLS: the replicas serve TLS and `FORWARD_CA_FILE` says whom to trust
+    /// (the leader's certificate checked against it, for
+    /// `FORWARD_SERVER_NAME` or else the host of the leader's advertised
+    /// address; the identity this replica presents when the leader asks).
+    Tls(ClientTlsConfig),
+    /// No forwarding: the replicas serve TLS and `FORWARD_CA_FILE` is unset,
+    /// so a follower answers `UNAVAILABLE` naming the leader.
+    Off,
+}
+
+impl Forwarding {
+    /// Whether a follower sends calls on to the leader.
+    pub fn forwards(&self) -> bool {
+        !matches!(self, Forwarding::Off)
+    }
+}
+
+/// The advice an `UNAVAILABLE` answer of a follower that cannot forward
+/// ([`Forwarding::Off`]) ends with.
+pub const FORWARD_OFF_HINT: &str =
+    "set FORWARD_CA_FILE (the CA of the replicas' certificates) to forward over TLS";
+
 /// What a replica's routes need to forward writes.
 #[derive(Clone)]
 pub struct Replication {
@@ -41,8 +72,8 @@ pub struct Replication {
     pub role: watch::Receiver<Role>,
     /// The full paths of the write methods (`/pkg.Service/Method`).
     pub writes: &'static [&'static str],
-    /// Forward to the leader (`false`: answer `UNAVAILABLE` naming it).
-    pub forward: bool,
+    /// How to reach the leader.
+    pub forwarding: Forwarding,
     /// How long connecting to the leader may take.
     pub connect_timeout: Duration,
 }
@@ -50,7 +81,6 @@ pub struct Replication {
 struct Shared {
     role: watch::Receiver<Role>,
     writes: HashSet<&'static str>,
-    forward: bool,
     channels: LeaderChannels,
 }
 
@@ -59,36 +89,57 @@ struct Shared {
 /// itself).
 pub struct LeaderChannels {
     connect_timeout: Duration,
+    forwarding: Forwarding,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl LeaderChannels {
-    /// Channels connecting within `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// Channels connecting within `connect_timeout`, as `forwarding` says.
+    pub fn new(connect_timeout: Duration, forwarding: Forwarding) -> Self {
         Self {
             connect_timeout,
+            forwarding,
             channels: Mutex::new(HashMap::new()),
         }
     }
 
+    /// How these channels reach the leader.
+    pub fn forwarding(&self) -> &Forwarding {
+        &self.forwarding
+    }
+
     /// The channel to the leader at `addr` (`host:port`, or a URI), made on
-    /// first use; `UNAVAILABLE` when the address is not usable.
+    /// first use; `UNAVAILABLE` when the address is not usable or this
+    /// replica does not forward.
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
+        let unusable = |e: &dyn std::fmt::Display| {
+            tonic::Status::unavailable(format!(
+                "the leader's advertised address {addr:?} is not usable: {e}"
+            ))
         };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| {
-                tonic::Status::unavailable(format!(
-                    "the leader's advertised address {addr:?} is not usable: {e}"
-                ))
-            })?
+        let (scheme, tls) = match &self.forwarding {
+            Forwarding::Plain => ("http", None),
+            Forwarding::Tls(tls) => ("https", Some(tls.clone())),
+            Forwarding::Off => {
+                return Err(tonic::Status::unavailable(format!(
+                    "this replica does not lead; send the call to the leader at {addr} \
+                     ({FORWARD_OFF_HINT})"
+                )));
+            }
+        };
+        let uri = match addr.split_once("://") {
+            Some((_, rest)) => format!("{scheme}://{rest}"),
+            None => format!("{scheme}://{addr}"),
+        };
+        let mut endpoint = Endpoint::from_shared(uri).map_err(|e| unusable(&e))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(|e| unusable(&e))?;
+        }
+        let channel = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
@@ -112,14 +163,27 @@ impl<S> Forward<S> {
     /// `inner` as it is (no replicas: it leads alone) when `replication` is
     /// `None`; otherwise followers forward the write methods.
     pub fn new(inner: S, replication: Option<Replication>) -> Self {
+        if let Some(r) = &replication {
+            match &r.forwarding {
+                Forwarding::Plain => {
+                    tracing::info!("followers forward write calls to the leader (plain HTTP/2)")
+                }
+                Forwarding::Tls(_) => {
+                    tracing::info!("followers forward write calls to the leader over TLS")
+                }
+                Forwarding::Off => tracing::warn!(
+                    "TLS is on and FORWARD_CA_FILE is unset: a follower answers write calls \
+                     UNAVAILABLE naming the leader instead of forwarding them; {FORWARD_OFF_HINT}"
+                ),
+            }
+        }
         Self {
             inner,
             shared: replication.map(|r| {
                 Arc::new(Shared {
                     role: r.role,
                     writes: r.writes.iter().copied().collect(),
-                    forward: r.forward,
-                    channels: LeaderChannels::new(r.connect_timeout),
+                    channels: LeaderChannels::new(r.connect_timeout, r.forwarding),
                 })
             }),
         }
@@ -199,8 +263,11 @@ where
                     ),
                     Some(&addr),
                 ),
-                Some(addr) if !shared.forward => unavailable(
-                    format!("this replica does not lead; send writes to the leader at {addr}"),
+                Some(addr) if !shared.channels.forwarding().forwards() => unavailable(
+                    format!(
+                        "this replica does not lead; send writes to the leader at {addr} \
+                         ({FORWARD_OFF_HINT})"
+                    ),
                     Some(&addr),
                 ),
                 Some(addr) => {
@@ -241,7 +308,7 @@ mod tests {
 
     /// Serves health (service "x" at `status`) behind `Forward` with this
     /// role and forwarding choice; returns the address.
-    async fn replica(role: Role, status: ServingStatus, forward: bool) -> String {
+    async fn replica(role: Role, status: ServingStatus, forwarding: Forwarding) -> String {
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter.set_service_status("x", status).await;
         let (tx, rx) = watch::channel(role);
@@ -250,7 +317,7 @@ mod tests {
             Some(Replication {
                 role: rx,
                 writes: &[CHECK],
-                forward,
+                forwarding,
                 connect_timeout: Duration::from_secs(5),
             }),
         );
@@ -293,13 +360,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_follower_forwards_writes_to_the_leader_once_and_serves_reads_itself() {
-        let leader = replica(Role::Leader { fence: 1 }, ServingStatus::Serving, true).await;
+        let leader = replica(
+            Role::Leader { fence: 1 },
+            ServingStatus::Serving,
+            Forwarding::Plain,
+        )
+        .await;
         let follower = replica(
             Role::Follower {
                 leader: Some(leader.clone()),
             },
             ServingStatus::NotServing,
-            true,
+            Forwarding::Plain,
         )
         .await;
         // The leader answers its own calls.
@@ -319,23 +391,27 @@ mod tests {
         assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
         assert_eq!(e.metadata().get(LEADER_HEADER).unwrap(), leader.as_str());
 
-        // Without forwarding (server TLS), the follower names the leader.
+        // Without forwarding (server TLS, no FORWARD_CA_FILE), the follower
+        // names the leader and says what would let it forward.
         let named = replica(
             Role::Follower {
                 leader: Some(leader.clone()),
             },
             ServingStatus::NotServing,
-            false,
+            Forwarding::Off,
         )
         .await;
         let e = check(&named, false).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unavailable);
-        assert!(e.message().contains(&leader), "{e:?}");
+        assert!(
+            e.message().contains(&leader) && e.message().contains("FORWARD_CA_FILE"),
+            "{e:?}"
+        );
         // No leader known: UNAVAILABLE, retry.
         let alone = replica(
             Role::Follower { leader: None },
             ServingStatus::NotServing,
-            true,
+            Forwarding::Plain,
         )
         .await;
         assert_eq!(
@@ -353,7 +429,7 @@ mod tests {
                 leader: Some(gone.clone()),
             },
             ServingStatus::NotServing,
-            true,
+            Forwarding::Plain,
         )
         .await;
         let e = check(&orphan, false).await.unwrap_err();
